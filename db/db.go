@@ -1,0 +1,121 @@
+// Package db is Tally's data layer: the embedded schema migrations, the
+// connection pool, the one transaction helper, and every SQL query the
+// service runs. Nothing above this package imports pgx error types: driver
+// errors become the sentinels declared here.
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Sentinel errors returned by this package.
+var (
+	// ErrNotFound means no row matched, including rows that exist but belong
+	// to another tenant.
+	ErrNotFound = errors.New("db: not found")
+	// ErrConflict means a unique constraint rejected the write.
+	ErrConflict = errors.New("db: conflict")
+	// ErrInvalid means a check or foreign-key constraint rejected the write.
+	ErrInvalid = errors.New("db: invalid")
+	// ErrUnavailable means the database could not be reached or the pool
+	// had no free connection in time.
+	ErrUnavailable = errors.New("db: unavailable")
+)
+
+// DBTX is what queries run on: a *pgxpool.Pool, a *pgxpool.Conn or a pgx.Tx.
+type DBTX interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// PoolOpts tunes a pool. A nil *PoolOpts keeps pgx defaults.
+type PoolOpts struct {
+	// MaxConns caps the pool; zero keeps the URL's pool_max_conns or pgx's default.
+	MaxConns int32
+	// ApplicationName is shown in pg_stat_activity.
+	ApplicationName string
+}
+
+// Connect opens a pool to url and checks that the server answers.
+func Connect(ctx context.Context, url string, opts *PoolOpts) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parsing database URL: %w", err)
+	}
+	if opts != nil {
+		if opts.MaxConns > 0 {
+			cfg.MaxConns = opts.MaxConns
+		}
+		if opts.ApplicationName != "" {
+			cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
+		}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pinging database: %w", Translate(err))
+	}
+	return pool, nil
+}
+
+// WithTx runs fn in a transaction on q, committing when fn returns nil and
+// rolling back otherwise. On a pgx.Tx it nests as a savepoint.
+func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
+	tx, err := q.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", Translate(err))
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("committing transaction: %w", Translate(err))
+	}
+	return nil
+}
+
+// Translate maps pgx and PostgreSQL errors to this package's sentinels,
+// keeping the original error in the chain for logs.
+func Translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "23505":
+			return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
+		case pgErr.Code == "23503", pgErr.Code == "23514", pgErr.Code == "23502",
+			pgErr.Code == "22P02", pgErr.Code == "22001", pgErr.Code == "22007", pgErr.Code == "22008":
+			return fmt.Errorf("%w: %s", ErrInvalid, pgErr.Message)
+		case pgErr.Code[:2] == "08", pgErr.Code == "57P01", pgErr.Code == "57P03", pgErr.Code == "53300":
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return err
+	}
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) || isConnectError(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func isConnectError(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
+}

@@ -1,0 +1,105 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// InsertEventParams are the fields of an activity event.
+type InsertEventParams struct {
+	OrgID         string
+	ApplicationID string
+	CaseID        string
+	ReportID      string
+	ReportType    string
+	Kind          string
+	ActorID       string // empty for the system (workers)
+	Details       map[string]any
+}
+
+// InsertEvent appends an activity event.
+func InsertEvent(ctx context.Context, q DBTX, p InsertEventParams) error {
+	details := []byte("{}")
+	if p.Details != nil {
+		var err error
+		if details, err = json.Marshal(p.Details); err != nil {
+			return err
+		}
+	}
+	var actor *string
+	if p.ActorID != "" {
+		actor = &p.ActorID
+	}
+	_, err := q.Exec(ctx, `
+		INSERT INTO activity_events (org_id, application_id, case_id, report_id, report_type, kind, actor_id, details)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		p.OrgID, p.ApplicationID, p.CaseID, p.ReportID, p.ReportType, p.Kind, actor, details)
+	if err != nil {
+		return fmt.Errorf("inserting %s event: %w", p.Kind, Translate(err))
+	}
+	return nil
+}
+
+// InsertReportEvent appends an event about r.
+func InsertReportEvent(ctx context.Context, q DBTX, r *Report, kind, actorID string, details map[string]any) error {
+	return InsertEvent(ctx, q, InsertEventParams{
+		OrgID: r.OrgID, ApplicationID: r.ApplicationID, CaseID: r.CaseID, ReportID: r.ID,
+		ReportType: r.Type, Kind: kind, ActorID: actorID, Details: details,
+	})
+}
+
+// Event is an activity event with its actor.
+type Event struct {
+	ID          int64           `db:"id"`
+	OccurredAt  time.Time       `db:"occurred_at"`
+	Kind        string          `db:"kind"`
+	ReportID    string          `db:"report_id"`
+	ReportType  string          `db:"report_type"`
+	ActorID     *string         `db:"actor_id"`
+	ActorEmail  *string         `db:"actor_email"`
+	ActorName   *string         `db:"actor_name"`
+	Details     json.RawMessage `db:"details"`
+	CaseID      string          `db:"case_id"`
+	Application string          `db:"application_id"`
+}
+
+// ListCaseEvents calls fn for each event about a case's reports up to asOf
+// (inclusive), oldest first, without loading them all.
+func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, fn func(Event) error) error {
+	rows, err := q.Query(ctx, `
+		SELECT e.id, e.occurred_at, e.kind, e.report_id, e.report_type, e.actor_id,
+		       u.email AS actor_email, u.name AS actor_name, e.details, e.case_id, e.application_id
+		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
+		 WHERE e.case_id = $1 AND e.occurred_at <= $2
+		 ORDER BY e.occurred_at, e.id`, caseID, asOf)
+	if err != nil {
+		return Translate(err)
+	}
+	defer rows.Close()
+	scan := pgx.RowToStructByName[Event]
+	for rows.Next() {
+		ev, err := scan(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	return Translate(rows.Err())
+}
+
+// ListReportEvents returns the events of one report, oldest first.
+func ListReportEvents(ctx context.Context, q DBTX, reportID string) ([]Event, error) {
+	rows, _ := q.Query(ctx, `
+		SELECT e.id, e.occurred_at, e.kind, e.report_id, e.report_type, e.actor_id,
+		       u.email AS actor_email, u.name AS actor_name, e.details, e.case_id, e.application_id
+		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
+		 WHERE e.report_id = $1 ORDER BY e.occurred_at, e.id`, reportID)
+	evs, err := pgx.CollectRows(rows, pgx.RowToStructByName[Event])
+	return evs, Translate(err)
+}

@@ -1,0 +1,285 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const reportColumns = `
+	r.id, r.org_id, r.application_id, r.case_id, r.type, r.status, r.metadata, r.created_by,
+	u.email AS created_by_email, u.name AS created_by_name,
+	r.created_at, r.updated_at, r.started_at, r.completed_at, r.expires_at, r.size_bytes, r.sha256,
+	r.content_type, r.object_key, r.job_id, r.error_code, r.error_message, r.error_retryable, r.request_id`
+
+// InsertReportParams are the fields of a new, pending report.
+type InsertReportParams struct {
+	ID            string // empty means a fresh id
+	OrgID         string
+	ApplicationID string
+	CaseID        string
+	Type          string
+	Metadata      any // marshalled to JSON
+	CreatedBy     string
+	RequestID     string
+}
+
+// InsertReport inserts a pending report and returns it with its creator.
+func InsertReport(ctx context.Context, q DBTX, p InsertReportParams) (*Report, error) {
+	if p.ID == "" {
+		p.ID = NewID(PrefixReport)
+	}
+	meta, err := json.Marshal(p.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("encoding report metadata: %w", err)
+	}
+	var reqID *string
+	if p.RequestID != "" {
+		reqID = &p.RequestID
+	}
+	rows, _ := q.Query(ctx, `
+		WITH r AS (
+			INSERT INTO reports (id, org_id, application_id, case_id, type, metadata, created_by, request_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *)
+		SELECT `+reportColumns+` FROM r JOIN users u ON u.id = r.created_by`,
+		p.ID, p.OrgID, p.ApplicationID, p.CaseID, p.Type, meta, p.CreatedBy, reqID)
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
+	if err != nil {
+		return nil, fmt.Errorf("inserting report: %w", Translate(err))
+	}
+	return r, nil
+}
+
+// SetReportJob records the River job that builds a report.
+func SetReportJob(ctx context.Context, q DBTX, reportID string, jobID int64) error {
+	_, err := q.Exec(ctx, `UPDATE reports SET job_id = $2 WHERE id = $1`, reportID, jobID)
+	return Translate(err)
+}
+
+// GetReportParams selects one report. OrgID is always required; an empty
+// ApplicationID means any application of the organization.
+type GetReportParams struct {
+	OrgID         string
+	ApplicationID string
+	ReportID      string
+}
+
+// GetReport returns a report inside a tenant scope, or ErrNotFound, whether
+// the report does not exist or belongs to someone else.
+func GetReport(ctx context.Context, q DBTX, p GetReportParams) (*Report, error) {
+	rows, _ := q.Query(ctx, `SELECT `+reportColumns+`
+		  FROM reports r JOIN users u ON u.id = r.created_by
+		 WHERE r.id = $1 AND r.org_id = $2 AND ($3 = '' OR r.application_id = $3)`,
+		p.ReportID, p.OrgID, p.ApplicationID)
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
+	if err != nil {
+		return nil, Translate(err)
+	}
+	return r, nil
+}
+
+// GetReportByID returns a report by id alone, for workers.
+func GetReportByID(ctx context.Context, q DBTX, id string) (*Report, error) {
+	rows, _ := q.Query(ctx, `SELECT `+reportColumns+` FROM reports r JOIN users u ON u.id = r.created_by WHERE r.id = $1`, id)
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
+	if err != nil {
+		return nil, Translate(err)
+	}
+	return r, nil
+}
+
+// ReportCursor is a position in the newest-first report order.
+type ReportCursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// ListReportsParams filter and page a report list. OrgID is required.
+type ListReportsParams struct {
+	OrgID         string
+	ApplicationID string // empty: every application of the organization
+	Status        string
+	Type          string
+	CaseID        string
+	Limit         int
+	After         *ReportCursor
+}
+
+// ListReports returns reports newest first, at most Limit of them, after the
+// cursor when one is given.
+func ListReports(ctx context.Context, q DBTX, p ListReportsParams) ([]Report, error) {
+	var afterAt *time.Time
+	var afterID string
+	if p.After != nil {
+		afterAt, afterID = &p.After.CreatedAt, p.After.ID
+	}
+	rows, _ := q.Query(ctx, `SELECT `+reportColumns+`
+		  FROM reports r JOIN users u ON u.id = r.created_by
+		 WHERE r.org_id = $1
+		   AND ($2 = '' OR r.application_id = $2)
+		   AND ($3 = '' OR r.status = $3)
+		   AND ($4 = '' OR r.type = $4)
+		   AND ($5 = '' OR r.case_id = $5)
+		   AND ($6::timestamptz IS NULL OR (r.created_at, r.id) < ($6, $7))
+		 ORDER BY r.created_at DESC, r.id DESC
+		 LIMIT $8`,
+		p.OrgID, p.ApplicationID, p.Status, p.Type, p.CaseID, afterAt, afterID, p.Limit)
+	reports, err := pgx.CollectRows(rows, pgx.RowToStructByName[Report])
+	if err != nil {
+		return nil, fmt.Errorf("listing reports: %w", Translate(err))
+	}
+	return reports, nil
+}
+
+// MarkReportRunning moves a report to running when work starts and reports
+// whether the worker should build it. A ready or expired report is left as it
+// is (a rescued duplicate job has nothing to do); a failed or canceled report
+// whose job an admin retried starts again and loses its old error.
+func MarkReportRunning(ctx context.Context, q DBTX, id string, jobID int64) (bool, error) {
+	tag, err := q.Exec(ctx, `
+		UPDATE reports SET status = 'running', started_at = now(), updated_at = now(), job_id = $2,
+		       error_code = NULL, error_message = NULL, error_retryable = NULL
+		 WHERE id = $1 AND status IN ('pending', 'running', 'failed', 'canceled')`, id, jobID)
+	if err != nil {
+		return false, fmt.Errorf("marking report running: %w", Translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// MarkReportPending moves a failed or canceled report back to pending, as when
+// an admin retries its job.
+func MarkReportPending(ctx context.Context, q DBTX, id string) (bool, error) {
+	tag, err := q.Exec(ctx, `
+		UPDATE reports SET status = 'pending', updated_at = now(),
+		       error_code = NULL, error_message = NULL, error_retryable = NULL
+		 WHERE id = $1 AND status IN ('failed', 'canceled')`, id)
+	if err != nil {
+		return false, fmt.Errorf("marking report pending: %w", Translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// MarkReadyParams are what a finished build records.
+type MarkReadyParams struct {
+	ID          string
+	Metadata    map[string]any // merged into the report's metadata
+	SizeBytes   int64
+	SHA256      string
+	ContentType string
+	ObjectKey   string
+	ExpiresAt   time.Time
+}
+
+// MarkReportReady records a finished file. It only changes a running report
+// and reports whether it did.
+func MarkReportReady(ctx context.Context, q DBTX, p MarkReadyParams) (bool, error) {
+	meta, err := json.Marshal(p.Metadata)
+	if err != nil {
+		return false, err
+	}
+	tag, err := q.Exec(ctx, `
+		UPDATE reports SET status = 'ready', metadata = metadata || $2::jsonb, size_bytes = $3, sha256 = $4,
+		       content_type = $5, object_key = $6, expires_at = $7, completed_at = now(), updated_at = now()
+		 WHERE id = $1 AND status = 'running'`,
+		p.ID, meta, p.SizeBytes, p.SHA256, p.ContentType, p.ObjectKey, p.ExpiresAt)
+	if err != nil {
+		return false, fmt.Errorf("marking report ready: %w", Translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// MarkReportFailed records a final failure on a report that is not finished.
+func MarkReportFailed(ctx context.Context, q DBTX, id, code, message string, retryable bool) (bool, error) {
+	tag, err := q.Exec(ctx, `
+		UPDATE reports SET status = 'failed', error_code = $2, error_message = $3, error_retryable = $4,
+		       completed_at = now(), updated_at = now()
+		 WHERE id = $1 AND status IN ('pending', 'running')`, id, code, message, retryable)
+	if err != nil {
+		return false, fmt.Errorf("marking report failed: %w", Translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// MarkReportCanceled cancels a report that is not finished.
+func MarkReportCanceled(ctx context.Context, q DBTX, id, message string) (bool, error) {
+	tag, err := q.Exec(ctx, `
+		UPDATE reports SET status = 'canceled', error_code = 'canceled', error_message = $2, error_retryable = false,
+		       completed_at = now(), updated_at = now()
+		 WHERE id = $1 AND status IN ('pending', 'running', 'failed')`, id, message)
+	if err != nil {
+		return false, fmt.Errorf("marking report canceled: %w", Translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ExpiringReport is a ready report past its expiry.
+type ExpiringReport struct {
+	ID            string `db:"id"`
+	OrgID         string `db:"org_id"`
+	ApplicationID string `db:"application_id"`
+	CaseID        string `db:"case_id"`
+	Type          string `db:"type"`
+	ObjectKey     string `db:"object_key"`
+}
+
+// ListExpiringReports returns up to limit ready reports whose expiry is before now.
+func ListExpiringReports(ctx context.Context, q DBTX, now time.Time, limit int) ([]ExpiringReport, error) {
+	rows, _ := q.Query(ctx, `
+		SELECT id, org_id, application_id, case_id, type, object_key FROM reports
+		 WHERE status = 'ready' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`, now, limit)
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[ExpiringReport])
+	return out, Translate(err)
+}
+
+// MarkReportExpired sets a ready report expired, keeping its row and events.
+func MarkReportExpired(ctx context.Context, q DBTX, id string) (bool, error) {
+	tag, err := q.Exec(ctx, `
+		UPDATE reports SET status = 'expired', error_code = 'report_expired',
+		       error_message = 'the report file passed its retention period and was deleted',
+		       error_retryable = false, updated_at = now()
+		 WHERE id = $1 AND status = 'ready'`, id)
+	if err != nil {
+		return false, fmt.Errorf("marking report expired: %w", Translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// IdempotencyRecord is a stored Idempotency-Key.
+type IdempotencyRecord struct {
+	RequestHash []byte
+	ReportID    string
+	CreatedAt   time.Time
+}
+
+// GetIdempotencyKey returns a user's key record younger than 24 hours.
+func GetIdempotencyKey(ctx context.Context, q DBTX, userID, key string) (*IdempotencyRecord, error) {
+	var r IdempotencyRecord
+	err := q.QueryRow(ctx, `SELECT request_hash, report_id, created_at FROM idempotency_keys
+		WHERE user_id = $1 AND key = $2 AND created_at > now() - interval '24 hours'`, userID, key).
+		Scan(&r.RequestHash, &r.ReportID, &r.CreatedAt)
+	if err != nil {
+		return nil, Translate(err)
+	}
+	return &r, nil
+}
+
+// ClaimIdempotencyKey stores a key for a report. It returns ErrConflict when
+// the user already holds the key inside its 24-hour life (a concurrent request
+// may have taken it); an older record is replaced.
+func ClaimIdempotencyKey(ctx context.Context, q DBTX, userID, key string, requestHash []byte, reportID string) error {
+	tag, err := q.Exec(ctx, `
+		INSERT INTO idempotency_keys (user_id, key, request_hash, report_id) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (user_id, key) DO UPDATE
+		   SET request_hash = EXCLUDED.request_hash, report_id = EXCLUDED.report_id, created_at = now()
+		 WHERE idempotency_keys.created_at <= now() - interval '24 hours'`, userID, key, requestHash, reportID)
+	if err != nil {
+		return fmt.Errorf("claiming idempotency key: %w", Translate(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrConflict
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+// Package storage keeps report files in an S3-compatible object store
+// (MinIO in development and tests). It streams in both directions: uploads of
+// unknown size go up in fixed parts, downloads come back as readers. MinIO
+// error types stay inside this package.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound means the object or bucket does not exist.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrUnavailable means the object store could not be reached.
+	ErrUnavailable = errors.New("storage: unavailable")
+)
+
+// PartSize is the multipart part size for uploads of unknown length. It
+// bounds the memory an upload holds: one part buffered at a time.
+const PartSize = 8 << 20
+
+// Opts are the connection settings of a Store.
+type Opts struct {
+	Endpoint        string // host:port
+	AccessKeyID     string
+	SecretAccessKey string
+	Bucket          string
+	Region          string
+	UseTLS          bool
+}
+
+// Store is a bucket of an S3-compatible object store.
+type Store struct {
+	client *minio.Client
+	bucket string
+	region string
+}
+
+// New returns a Store; it does not contact the server.
+func New(opts Opts) (*Store, error) {
+	transport, err := minio.DefaultTransport(opts.UseTLS)
+	if err != nil {
+		return nil, err
+	}
+	transport.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	transport.ResponseHeaderTimeout = 30 * time.Second
+	client, err := minio.New(opts.Endpoint, &minio.Options{
+		Creds:     credentials.NewStaticV4(opts.AccessKeyID, opts.SecretAccessKey, ""),
+		Secure:    opts.UseTLS,
+		Region:    opts.Region,
+		Transport: transport,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating object store client: %w", err)
+	}
+	return &Store{client: client, bucket: opts.Bucket, region: opts.Region}, nil
+}
+
+// Bucket returns the bucket's name.
+func (s *Store) Bucket() string { return s.bucket }
+
+// EnsureBucket creates the bucket when it does not exist.
+func (s *Store) EnsureBucket(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return translate(err)
+	}
+	if ok {
+		return nil
+	}
+	if err := s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: s.region}); err != nil {
+		resp := minio.ToErrorResponse(err)
+		if resp.Code == "BucketAlreadyOwnedByYou" || resp.Code == "BucketAlreadyExists" {
+			return nil
+		}
+		return fmt.Errorf("creating bucket %s: %w", s.bucket, translate(err))
+	}
+	return nil
+}
+
+// Ping checks that the bucket is reachable.
+func (s *Store) Ping(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return translate(err)
+	}
+	if !ok {
+		return fmt.Errorf("bucket %s: %w", s.bucket, ErrNotFound)
+	}
+	return nil
+}
+
+// Put uploads r, of unknown length, to key, one PartSize part at a time, and
+// returns the bytes written. Writing the same key again replaces the object.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType string) (int64, error) {
+	info, err := s.client.PutObject(ctx, s.bucket, key, r, -1, minio.PutObjectOptions{
+		ContentType: contentType,
+		PartSize:    PartSize,
+		NumThreads:  1,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("uploading %s: %w", key, translate(err))
+	}
+	return info.Size, nil
+}
+
+// ObjectInfo describes a stored object.
+type ObjectInfo struct {
+	Size         int64
+	ContentType  string
+	LastModified time.Time
+	ETag         string
+}
+
+// Stat returns an object's metadata.
+func (s *Store) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return ObjectInfo{}, translate(err)
+	}
+	return ObjectInfo{Size: info.Size, ContentType: info.ContentType, LastModified: info.LastModified, ETag: info.ETag}, nil
+}
+
+// Get opens an object for reading from offset; length < 0 reads to the end.
+// The caller closes the reader. A missing object is ErrNotFound, detected
+// before any byte is returned.
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, ObjectInfo, error) {
+	opts := minio.GetObjectOptions{}
+	if offset > 0 || length >= 0 {
+		end := int64(0)
+		if length >= 0 {
+			end = offset + length - 1
+		}
+		if err := opts.SetRange(offset, end); err != nil {
+			return nil, ObjectInfo{}, err
+		}
+	}
+	// GetObject is lazy; the first Stat makes the request and surfaces errors.
+	obj, err := s.client.GetObject(ctx, s.bucket, key, opts)
+	if err != nil {
+		return nil, ObjectInfo{}, translate(err)
+	}
+	info, err := obj.Stat()
+	if err != nil {
+		obj.Close()
+		return nil, ObjectInfo{}, translate(err)
+	}
+	return obj, ObjectInfo{Size: info.Size, ContentType: info.ContentType, LastModified: info.LastModified, ETag: info.ETag}, nil
+}
+
+// Delete removes an object; a missing object is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		if err = translate(err); errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("deleting %s: %w", key, err)
+	}
+	return nil
+}
+
+// List calls fn with the key of every object under prefix.
+func (s *Store) List(ctx context.Context, prefix string, fn func(key string, size int64) error) error {
+	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			return translate(obj.Err)
+		}
+		if err := fn(obj.Key, obj.Size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RemoveBucket deletes every object and then the bucket; tests use it.
+func (s *Store) RemoveBucket(ctx context.Context) error {
+	if err := s.List(ctx, "", func(key string, _ int64) error { return s.Delete(ctx, key) }); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := s.client.RemoveBucket(ctx, s.bucket); err != nil {
+		if err = translate(err); !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReportKey is the object key of a report's file. It is built from ids the
+// service generated, never from user input.
+func ReportKey(orgID, applicationID, reportID, format string) string {
+	return "reports/" + orgID + "/" + applicationID + "/" + reportID + "." + format
+}
+
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	resp := minio.ToErrorResponse(err)
+	switch resp.Code {
+	case "NoSuchKey", "NoSuchBucket", "NoSuchObject":
+		return fmt.Errorf("%w: %s", ErrNotFound, resp.Message)
+	case "XMinioServerNotInitialized", "ServiceUnavailable", "SlowDown", "XMinioStorageFull":
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("%w: %s", ErrNotFound, resp.Message)
+	}
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
