@@ -4,11 +4,13 @@ package tools
 
 import (
 	_ "github.com/caarlos0/env/v11"
+	_ "github.com/getkin/kin-openapi/openapi3"
 	_ "github.com/goccy/go-yaml"
 	_ "github.com/google/go-cmp/cmp"
 	_ "github.com/jackc/pgx/v5"
 	_ "github.com/labstack/echo/v4"
 	_ "github.com/minio/minio-go/v7"
+	_ "github.com/oklog/ulid/v2"
 	_ "github.com/pressly/goose/v3"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/riverqueue/river"
@@ -20,6 +22,4 @@ import (
 	_ "github.com/testcontainers/testcontainers-go/modules/postgres"
 	_ "golang.org/x/time/rate"
 	_ "riverqueue.com/riverui"
-	_ "github.com/getkin/kin-openapi/openapi3"
-	_ "github.com/oklog/ulid/v2"
 )
