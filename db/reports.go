@@ -25,6 +25,7 @@ type InsertReportParams struct {
 	Metadata      any // marshalled to JSON
 	CreatedBy     string
 	RequestID     string
+	JobID         int64 // zero: no job yet
 }
 
 // InsertReport inserts a pending report and returns it with its creator.
@@ -42,10 +43,10 @@ func InsertReport(ctx context.Context, q DBTX, p InsertReportParams) (*Report, e
 	}
 	rows, _ := q.Query(ctx, `
 		WITH r AS (
-			INSERT INTO reports (id, org_id, application_id, case_id, type, metadata, created_by, request_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *)
+			INSERT INTO reports (id, org_id, application_id, case_id, type, metadata, created_by, request_id, job_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, 0)) RETURNING *)
 		SELECT `+reportColumns+` FROM r JOIN users u ON u.id = r.created_by`,
-		p.ID, p.OrgID, p.ApplicationID, p.CaseID, p.Type, meta, p.CreatedBy, reqID)
+		p.ID, p.OrgID, p.ApplicationID, p.CaseID, p.Type, meta, p.CreatedBy, reqID, p.JobID)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
 	if err != nil {
 		return nil, fmt.Errorf("inserting report: %w", Translate(err))

@@ -1,0 +1,244 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/storage"
+)
+
+// downloadAppReport handles GET .../applications/:foreignId/reports/:reportId/download.
+func (s *Server) downloadAppReport(c echo.Context) error {
+	return s.download(c, application(c).ID)
+}
+
+// downloadOrgReport handles GET /api/reports/:reportId/download.
+func (s *Server) downloadOrgReport(c echo.Context) error {
+	return s.download(c, "")
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// download streams a ready report's file from the object store: with its
+// SHA-256 as ETag, If-None-Match, a single Range, and a report.downloaded
+// event written before the first byte.
+func (s *Server) download(c echo.Context, applicationID string) error {
+	ctx := c.Request().Context()
+	p := principal(c)
+	reportID := c.Param("reportId")
+	notFound := newError(http.StatusNotFound, CodeReportNotFound, "report not found")
+	if !db.ValidID(db.PrefixReport, reportID) {
+		return notFound
+	}
+	r, err := db.GetReport(ctx, s.pool, db.GetReportParams{OrgID: p.Organization.ID, ApplicationID: applicationID, ReportID: reportID})
+	if errors.Is(err, db.ErrNotFound) {
+		return notFound
+	}
+	if err != nil {
+		return fmt.Errorf("loading report: %w", err)
+	}
+	if err := downloadable(r); err != nil {
+		return err
+	}
+
+	size, etag := *r.SizeBytes, `"`+*r.SHA256+`"`
+	h := c.Response().Header()
+	h.Set("ETag", etag)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Cache-Control", "private, no-cache")
+	h.Set("Content-Type", *r.ContentType)
+	h.Set("Content-Disposition", ContentDisposition(DownloadFileName(r)))
+	if etagMatches(c.Request().Header.Get("If-None-Match"), etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+
+	offset, length, partial, err := parseRange(c.Request(), size, etag)
+	if err != nil {
+		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+		return err
+	}
+
+	body, info, err := s.store.Get(ctx, *r.ObjectKey, offset, length)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("report %s is ready but its object is missing: %w", r.ID, err)
+		}
+		return fmt.Errorf("opening report file: %w", err)
+	}
+	defer body.Close()
+	if info.Size != size && !partial {
+		return fmt.Errorf("report %s: object is %d bytes, row says %d", r.ID, info.Size, size)
+	}
+
+	if c.Request().Method == http.MethodGet {
+		details := map[string]any{"request_id": requestID(c), "bytes": length, "offset": offset, "partial": partial}
+		if err := db.InsertReportEvent(ctx, s.pool, r, db.EventReportDownloaded, p.User.ID, details); err != nil {
+			return fmt.Errorf("recording download: %w", err)
+		}
+		s.metrics.downloads.WithLabelValues(r.Type).Inc()
+	}
+
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	status := http.StatusOK
+	if partial {
+		status = http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", offset, offset+length-1, size))
+	}
+	c.Response().WriteHeader(status)
+	if c.Request().Method == http.MethodHead {
+		return nil
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	n, err := io.CopyBuffer(c.Response(), io.LimitReader(body, length), *buf)
+	if err != nil || n != length {
+		s.logger.WarnContext(ctx, "download interrupted", slog.String("request_id", requestID(c)),
+			slog.String("report_id", r.ID), slog.Int64("sent", n), slog.Int64("want", length), slog.Any("error", err))
+	}
+	return nil
+}
+
+// downloadable says why a report cannot be downloaded, if it cannot.
+func downloadable(r *db.Report) error {
+	reason := func(def string) string {
+		if r.ErrorMessage != nil && *r.ErrorMessage != "" {
+			return *r.ErrorMessage
+		}
+		return def
+	}
+	switch r.Status {
+	case db.ReportReady:
+		if r.ObjectKey == nil || r.SizeBytes == nil || r.SHA256 == nil || r.ContentType == nil {
+			return fmt.Errorf("report %s is ready without a file", r.ID)
+		}
+		return nil
+	case db.ReportPending, db.ReportRunning:
+		return &Error{Status: http.StatusConflict, Code: CodeReportNotReady,
+			Message: "the report is " + r.Status + "; poll the list until it is ready",
+			Headers: map[string]string{"Retry-After": "2"}, Details: map[string]any{"status": r.Status}}
+	case db.ReportFailed:
+		code := ""
+		if r.ErrorCode != nil {
+			code = *r.ErrorCode
+		}
+		return &Error{Status: http.StatusGone, Code: CodeReportFailed, Message: "the report failed: " + reason("unknown error"),
+			Details: map[string]any{"status": r.Status, "reason_code": code}}
+	case db.ReportCanceled:
+		return &Error{Status: http.StatusGone, Code: CodeReportCanceled, Message: "the report was canceled: " + reason("canceled"),
+			Details: map[string]any{"status": r.Status}}
+	case db.ReportExpired:
+		return &Error{Status: http.StatusGone, Code: CodeReportExpired, Message: "the report expired: " + reason("past retention"),
+			Details: map[string]any{"status": r.Status}}
+	}
+	return fmt.Errorf("report %s has unknown status %q", r.ID, r.Status)
+}
+
+// parseRange reads a single "bytes=" range. Several ranges, a stale If-Range
+// or a header it does not understand mean the whole file, as RFC 9110 allows;
+// an unsatisfiable range is 416.
+func parseRange(req *http.Request, size int64, etag string) (offset, length int64, partial bool, err error) {
+	h := req.Header.Get("Range")
+	if h == "" || req.Method != http.MethodGet {
+		return 0, size, false, nil
+	}
+	if ir := req.Header.Get("If-Range"); ir != "" && ir != etag {
+		return 0, size, false, nil
+	}
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, size, false, nil
+	}
+	unsatisfiable := &Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: CodeRangeNotSatisfiable,
+		Message: "the requested range is outside the file"}
+	startS, endS, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return 0, size, false, nil
+	}
+	switch {
+	case startS == "": // suffix: the last N bytes
+		n, perr := strconv.ParseInt(endS, 10, 64)
+		if perr != nil || n < 0 {
+			return 0, size, false, nil
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, false, unsatisfiable
+		}
+		if n > size {
+			n = size
+		}
+		return size - n, n, true, nil
+	default:
+		start, perr := strconv.ParseInt(startS, 10, 64)
+		if perr != nil || start < 0 {
+			return 0, size, false, nil
+		}
+		if start >= size {
+			return 0, 0, false, unsatisfiable
+		}
+		end := size - 1
+		if endS != "" {
+			e, perr := strconv.ParseInt(endS, 10, 64)
+			if perr != nil || e < start {
+				return 0, size, false, nil
+			}
+			if e < end {
+				end = e
+			}
+		}
+		return start, end - start + 1, true, nil
+	}
+}
+
+// DownloadFileName is the file name offered for a report: built from its
+// type, case and id, all generated by the service, then made safe anyway.
+func DownloadFileName(r *db.Report) string {
+	ext := "bin"
+	if r.ContentType != nil && strings.HasPrefix(*r.ContentType, "text/csv") {
+		ext = "csv"
+	}
+	return SafeFileName(r.Type + "-" + r.CaseID + "-" + r.ID + "." + ext)
+}
+
+// SafeFileName keeps ASCII letters, digits, dot, dash and underscore, never
+// starts with a dot, and is at most 150 bytes, so that no header or path
+// trickery survives.
+func SafeFileName(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		case r == '.':
+			if b.Len() > 0 {
+				b.WriteRune(r)
+			}
+		default:
+			b.WriteByte('_')
+		}
+		if b.Len() >= 150 {
+			break
+		}
+	}
+	out := b.String()
+	if len(out) > 150 {
+		out = out[:150]
+	}
+	if strings.Trim(out, "._") == "" {
+		return "report"
+	}
+	return out
+}
+
+// ContentDisposition returns an attachment header value for a safe name.
+func ContentDisposition(name string) string {
+	return `attachment; filename="` + SafeFileName(name) + `"`
+}

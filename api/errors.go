@@ -1,0 +1,188 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/storage"
+)
+
+// Error codes. They are part of the API contract: never renamed.
+const (
+	CodeMissingToken          = "missing_token"
+	CodeInvalidToken          = "invalid_token"
+	CodePermissionDenied      = "permission_denied"
+	CodeNotFound              = "not_found"
+	CodeApplicationNotFound   = "application_not_found"
+	CodeReportNotFound        = "report_not_found"
+	CodeCaseNotFound          = "case_not_found"
+	CodeCaseNotApproved       = "case_not_approved"
+	CodeCaseNotAssigned       = "case_not_assigned"
+	CodeAccessWindowClosed    = "access_window_closed"
+	CodeValidationFailed      = "validation_failed"
+	CodeUnsupportedReportType = "unsupported_report_type"
+	CodeMalformedJSON         = "malformed_json"
+	CodeUnsupportedMediaType  = "unsupported_media_type"
+	CodePayloadTooLarge       = "payload_too_large"
+	CodeIdempotencyKeyReused  = "idempotency_key_reused"
+	CodeIdempotencyInProgress = "idempotency_key_in_progress"
+	CodeInvalidCursor         = "invalid_cursor"
+	CodeReportNotReady        = "report_not_ready"
+	CodeReportFailed          = "report_failed"
+	CodeReportCanceled        = "report_canceled"
+	CodeReportExpired         = "report_expired"
+	CodeRangeNotSatisfiable   = "range_not_satisfiable"
+	CodeRateLimited           = "rate_limited"
+	CodeMethodNotAllowed      = "method_not_allowed"
+	CodeServiceUnavailable    = "service_unavailable"
+	CodeStorageUnavailable    = "storage_unavailable"
+	CodeRequestTimeout        = "request_timeout"
+	CodeBadRequest            = "bad_request"
+	CodeInternal              = "internal_error"
+)
+
+// FieldError names one failing request field.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Error is an error with a public status, code and message. Err, when set,
+// is logged and never shown to the client.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Fields  []FieldError
+	Details map[string]any
+	Headers map[string]string
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%d %s: %s: %v", e.Status, e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func newError(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func validationError(fields ...FieldError) *Error {
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.Field
+	}
+	return &Error{Status: http.StatusUnprocessableEntity, Code: CodeValidationFailed,
+		Message: "invalid fields: " + strings.Join(names, ", "), Fields: fields}
+}
+
+// errorBody is the one JSON shape of every error response.
+type errorBody struct {
+	Error errorPayload `json:"error"`
+}
+
+type errorPayload struct {
+	Code      string         `json:"code"`
+	Message   string         `json:"message"`
+	Fields    []FieldError   `json:"fields,omitempty"`
+	Details   map[string]any `json:"details,omitempty"`
+	RequestID string         `json:"request_id,omitempty"`
+}
+
+// toError maps any error a handler returns to the public Error to send.
+func toError(err error) *Error {
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return apiErr
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		msg := http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok && he.Code < 500 {
+			msg = m
+		}
+		switch he.Code {
+		case http.StatusNotFound:
+			return &Error{Status: he.Code, Code: CodeNotFound, Message: "no such resource", Err: err}
+		case http.StatusMethodNotAllowed:
+			return &Error{Status: he.Code, Code: CodeMethodNotAllowed, Message: "method not allowed", Err: err}
+		case http.StatusRequestEntityTooLarge:
+			return &Error{Status: he.Code, Code: CodePayloadTooLarge, Message: "request body exceeds 64 KiB", Err: err}
+		case http.StatusUnsupportedMediaType:
+			return &Error{Status: he.Code, Code: CodeUnsupportedMediaType, Message: "request body must be application/json", Err: err}
+		case http.StatusServiceUnavailable:
+			return &Error{Status: he.Code, Code: CodeServiceUnavailable, Message: "service unavailable, retry shortly", Err: err,
+				Headers: map[string]string{"Retry-After": "2"}}
+		case http.StatusUnauthorized:
+			return &Error{Status: he.Code, Code: CodeInvalidToken, Message: msg, Err: err}
+		case http.StatusForbidden:
+			return &Error{Status: he.Code, Code: CodePermissionDenied, Message: msg, Err: err}
+		}
+		if he.Code >= 400 && he.Code < 500 {
+			return &Error{Status: he.Code, Code: CodeBadRequest, Message: msg, Err: err}
+		}
+	}
+	switch {
+	case errors.Is(err, storage.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeStorageUnavailable,
+			Message: "the file store is unavailable, retry shortly", Err: err, Headers: map[string]string{"Retry-After": "5"}}
+	case errors.Is(err, db.ErrUnavailable), errors.Is(err, errBusy):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
+			Message: "the service is busy or its database unavailable, retry shortly", Err: err, Headers: map[string]string{"Retry-After": "2"}}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeRequestTimeout,
+			Message: "the request took too long, retry shortly", Err: err, Headers: map[string]string{"Retry-After": "2"}}
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "an internal error occurred", Err: err}
+}
+
+// handleError is the Echo HTTPErrorHandler: every error response leaves here.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		if !errors.Is(err, context.Canceled) {
+			s.logger.WarnContext(c.Request().Context(), "error after response started",
+				slog.String("request_id", requestID(c)), slog.Any("error", err))
+		}
+		return
+	}
+	e := toError(err)
+	ctx := c.Request().Context()
+	switch {
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// The client went away; nobody will read the answer.
+		s.logger.DebugContext(ctx, "client canceled request", slog.String("request_id", requestID(c)))
+	case e.Status >= 500:
+		s.logger.ErrorContext(ctx, "request failed", slog.String("request_id", requestID(c)),
+			slog.String("code", e.Code), slog.Any("error", err))
+	case e.Err != nil:
+		s.logger.DebugContext(ctx, "request rejected", slog.String("request_id", requestID(c)),
+			slog.String("code", e.Code), slog.Any("error", e.Err))
+	}
+	h := c.Response().Header()
+	for k, v := range e.Headers {
+		h.Set(k, v)
+	}
+	if e.Status == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "" {
+		h.Set("WWW-Authenticate", `Bearer realm="tally"`)
+	}
+	h.Set("Cache-Control", "no-store")
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(e.Status)
+		return
+	}
+	_ = c.JSON(e.Status, errorBody{Error: errorPayload{
+		Code: e.Code, Message: e.Message, Fields: e.Fields, Details: e.Details, RequestID: requestID(c),
+	}})
+}

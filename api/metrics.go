@@ -1,0 +1,44 @@
+package api
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	httpDuration *prometheus.HistogramVec
+	created      *prometheus.CounterVec
+	downloads    *prometheus.CounterVec
+	rejected     prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tally_http_request_duration_seconds",
+			Help:    "Latency of API requests by route, method and status.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "method", "status"}),
+		created: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tally_reports_created_total",
+			Help: "Reports created through the API, by type.",
+		}, []string{"type"}),
+		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tally_report_downloads_total",
+			Help: "Report downloads started, by type.",
+		}, []string{"type"}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tally_http_rejected_busy_total",
+			Help: "Requests answered 503 because every admission slot was taken.",
+		}),
+	}
+	reg.MustRegister(m.httpDuration, m.created, m.downloads, m.rejected,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observeHTTP(method, route string, status int, d time.Duration) {
+	m.httpDuration.WithLabelValues(route, method, strconv.Itoa(status)).Observe(d.Seconds())
+}

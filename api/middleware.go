@@ -1,0 +1,303 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tally-compliance/tally/db"
+)
+
+// Middleware runs in this order (see Server.routes):
+//
+//	request id → security headers → access log + metrics → recover →
+//	admission (fail fast when saturated) → timeout → body limit →
+//	authentication → per-route authorization.
+
+const (
+	ctxRequestID = "tally.request_id"
+	ctxPrincipal = "tally.principal"
+	ctxApp       = "tally.application"
+)
+
+// requestIDMiddleware keeps a well-formed X-Request-ID from the client (so a
+// portal can trace its own ids into jobs) and generates one otherwise.
+func requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !validRequestID(id) {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id = "req_" + hex.EncodeToString(b[:])
+		}
+		c.Set(ctxRequestID, id)
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+func requestID(c echo.Context) string {
+	id, _ := c.Get(ctxRequestID).(string)
+	return id
+}
+
+// securityHeaders sets headers every API response carries.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		if !strings.HasPrefix(c.Request().URL.Path, adminPrefix) {
+			h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		}
+		if c.Request().TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age=63072000")
+		}
+		return next(c)
+	}
+}
+
+// accessLog logs one line per request and records the latency histogram.
+// It never logs headers, so tokens cannot leak into logs.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err) // writes the response now, so the status below is final
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Response().Status
+		elapsed := time.Since(start)
+		s.metrics.observeHTTP(c.Request().Method, route, status, elapsed)
+		attrs := []slog.Attr{
+			slog.String("request_id", requestID(c)),
+			slog.String("method", c.Request().Method),
+			slog.String("route", route),
+			slog.Int("status", status),
+			slog.Int64("bytes", c.Response().Size),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		}
+		if p, ok := c.Get(ctxPrincipal).(*db.Principal); ok {
+			attrs = append(attrs, slog.String("user_id", p.User.ID))
+		}
+		level := slog.LevelInfo
+		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
+			level = slog.LevelDebug
+		}
+		s.logger.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+		return nil
+	}
+}
+
+// recoverMiddleware turns a panic into a 500 and logs the stack.
+func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.logger.ErrorContext(c.Request().Context(), "panic in handler",
+					slog.String("request_id", requestID(c)), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+				err = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "an internal error occurred",
+					Err: fmt.Errorf("panic: %v", r)}
+			}
+		}()
+		return next(c)
+	}
+}
+
+var errBusy = errors.New("api: too many requests in flight")
+
+// admission bounds the requests doing work at once. A request that cannot get
+// a slot within wait is answered 503 at once instead of queueing on the
+// database pool until its deadline.
+func (s *Server) admission(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.slots == nil || isProbe(c.Request().URL.Path) {
+			return next(c)
+		}
+		t := time.NewTimer(s.admissionWait)
+		defer t.Stop()
+		select {
+		case s.slots <- struct{}{}:
+		case <-t.C:
+			s.metrics.rejected.Inc()
+			return errBusy
+		case <-c.Request().Context().Done():
+			return c.Request().Context().Err()
+		}
+		defer func() { <-s.slots }()
+		return next(c)
+	}
+}
+
+func isProbe(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/metrics"
+}
+
+// timeout gives every request a deadline. Downloads get a longer one: they
+// stream for as long as the client reads.
+func (s *Server) timeout(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		d := s.requestTimeout
+		if strings.HasSuffix(c.Request().URL.Path, "/download") || strings.HasPrefix(c.Request().URL.Path, adminPrefix) {
+			d = s.downloadTimeout
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+// maxBody is the largest request body accepted.
+const maxBody = 64 << 10
+
+// bodyLimit rejects bodies over maxBody with 413, by declared length or while reading.
+func bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if req.ContentLength > maxBody {
+			return newError(http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "request body exceeds 64 KiB")
+		}
+		if req.Body != nil {
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, maxBody)
+		}
+		return next(c)
+	}
+}
+
+// authenticate resolves the bearer token to a principal.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Values(echo.HeaderAuthorization)
+		if len(h) == 0 {
+			return newError(http.StatusUnauthorized, CodeMissingToken, "an Authorization: Bearer <token> header is required")
+		}
+		token, ok := bearerToken(h)
+		if !ok {
+			return newError(http.StatusUnauthorized, CodeInvalidToken, "the Authorization header must be a single \"Bearer <token>\"")
+		}
+		p, err := db.Authenticate(c.Request().Context(), s.pool, token)
+		if err != nil {
+			if errors.Is(err, db.ErrNotFound) {
+				return newError(http.StatusUnauthorized, CodeInvalidToken, "the token is unknown, expired or revoked")
+			}
+			return fmt.Errorf("authenticating: %w", err)
+		}
+		c.Set(ctxPrincipal, p)
+		return next(c)
+	}
+}
+
+// bearerToken extracts the token from exactly one well-formed header value.
+func bearerToken(values []string) (string, bool) {
+	if len(values) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(values[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(token, db.TokenPrefix) || len(token) > 200 {
+		return "", false
+	}
+	for i := 0; i < len(token); i++ {
+		b := token[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '-') {
+			return "", false
+		}
+	}
+	return token, true
+}
+
+func principal(c echo.Context) *db.Principal {
+	p, _ := c.Get(ctxPrincipal).(*db.Principal)
+	return p
+}
+
+func application(c echo.Context) *db.Application {
+	a, _ := c.Get(ctxApp).(*db.Application)
+	return a
+}
+
+// requireAuditor resolves :foreignId inside the caller's organization (404
+// for anything else, exactly as for an application that does not exist) and
+// checks perm in the caller's auditor bucket on it (403).
+func (s *Server) requireAuditor(perm string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			p := principal(c)
+			ctx := c.Request().Context()
+			foreignID := c.Param("foreignId")
+			if len(foreignID) > 63 {
+				return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
+			}
+			app, err := db.GetApplicationByForeignID(ctx, s.pool, p.Organization.ID, foreignID)
+			if err != nil {
+				if errors.Is(err, db.ErrNotFound) {
+					return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
+				}
+				return fmt.Errorf("loading application: %w", err)
+			}
+			perms, err := db.AuditorPermissions(ctx, s.pool, p.User.ID, app.ID)
+			if err != nil {
+				return fmt.Errorf("loading grants: %w", err)
+			}
+			if !slices.Contains(perms, perm) {
+				return newError(http.StatusForbidden, CodePermissionDenied,
+					"this action needs %s in your auditor bucket for this application", perm)
+			}
+			c.Set(ctxApp, app)
+			return next(c)
+		}
+	}
+}
+
+// requireOwner checks an owner-level permission of the caller's organization.
+func (s *Server) requireOwner(perm string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !slices.Contains(principal(c).OwnerPermissions, perm) {
+				return newError(http.StatusForbidden, CodePermissionDenied,
+					"this action needs the owner-level permission %s", perm)
+			}
+			return next(c)
+		}
+	}
+}
+
+func retryAfterSeconds(d time.Duration) string {
+	secs := int(d.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return strconv.Itoa(secs)
+}

@@ -1,0 +1,325 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/labstack/echo/v4"
+	"github.com/riverqueue/river"
+
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/jobs"
+)
+
+// createReport handles POST /api/applications/:foreignId/case-reports: it
+// checks the case, then writes the report, its job and the report.created
+// event in one transaction, and answers 202 at once.
+func (s *Server) createReport(c echo.Context) error {
+	ctx := c.Request().Context()
+	p, app := principal(c), application(c)
+
+	if ok, wait := s.limiter.allow(p.User.ID, s.now()); !ok {
+		return &Error{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+			Message: "too many reports created, slow down", Headers: map[string]string{"Retry-After": retryAfterSeconds(wait)}}
+	}
+	req, err := decodeCreateReport(c)
+	if err != nil {
+		return err
+	}
+	typ, ok := s.portal.ReportType(req.ReportType)
+	if !ok {
+		supported := s.portal.TypeNames()
+		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeUnsupportedReportType,
+			Message: "report_type must be one of: " + strings.Join(supported, ", "),
+			Fields:  []FieldError{{Field: "report_type", Message: "must be one of: " + strings.Join(supported, ", ")}},
+			Details: map[string]any{"supported_report_types": supported}}
+	}
+
+	idemKey := c.Request().Header.Get("Idempotency-Key")
+	var reqHash []byte
+	if idemKey != "" {
+		if !validIdempotencyKey(idemKey) {
+			return &Error{Status: http.StatusUnprocessableEntity, Code: CodeValidationFailed,
+				Message: "Idempotency-Key must be 1 to 255 printable ASCII characters",
+				Fields:  []FieldError{{Field: "Idempotency-Key", Message: "must be 1 to 255 printable ASCII characters"}}}
+		}
+		h := sha256.Sum256([]byte(app.ID + "\x00" + req.CaseID + "\x00" + req.ReportType))
+		reqHash = h[:]
+		if r, err := s.replay(ctx, p, app, idemKey, reqHash); r != nil || err != nil {
+			if err != nil {
+				return err
+			}
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+			return c.JSON(http.StatusAccepted, toAPIReport(r))
+		}
+	}
+
+	cs, err := s.checkCase(ctx, p, app, req.CaseID)
+	if err != nil {
+		return err
+	}
+
+	var report *db.Report
+	replayed := false
+	err = db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		var now time.Time
+		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+			return fmt.Errorf("reading clock: %w", db.Translate(err))
+		}
+		scope := db.Scope{
+			CaseID: cs.ID, PeriodStart: cs.PeriodStart.UTC(), PeriodEnd: cs.PeriodEnd.UTC(),
+			DisclosureFlags: nonNil(cs.DisclosureFlags), ContractFilters: nonNil(cs.ContractFilters),
+			DataAsOf: now.UTC(),
+		}
+		reportID := db.NewID(db.PrefixReport)
+		queue := jobs.QueueReports
+		if typ.Builder == "transaction_summary" {
+			est, err := db.EstimateScopeRows(ctx, tx, db.ScopeQuery{ApplicationID: app.ID, PeriodStart: scope.PeriodStart,
+				PeriodEnd: scope.PeriodEnd, ContractFilters: scope.ContractFilters, DataAsOf: scope.DataAsOf})
+			if err != nil {
+				return err
+			}
+			if est > s.largeRows {
+				queue = jobs.QueueLarge
+			}
+		}
+		jobMeta, _ := json.Marshal(map[string]string{"request_id": requestID(c)})
+		res, err := s.river.InsertTx(ctx, tx, jobs.GenerateReportArgs{ReportID: reportID}, &river.InsertOpts{
+			Queue: queue, Metadata: jobMeta, Tags: []string{"report", typ.Name},
+		})
+		if err != nil {
+			return fmt.Errorf("enqueueing report job: %w", db.Translate(err))
+		}
+		report, err = db.InsertReport(ctx, tx, db.InsertReportParams{
+			ID: reportID, OrgID: app.OrgID, ApplicationID: app.ID, CaseID: cs.ID, Type: typ.Name,
+			Metadata: scope, CreatedBy: p.User.ID, RequestID: requestID(c), JobID: res.Job.ID,
+		})
+		if err != nil {
+			return err
+		}
+		if idemKey != "" {
+			if err := db.ClaimIdempotencyKey(ctx, tx, p.User.ID, idemKey, reqHash, report.ID); err != nil {
+				if errors.Is(err, db.ErrConflict) {
+					replayed = true // a concurrent request with this key won; answer with its report
+					return errRollback
+				}
+				return err
+			}
+		}
+		details := map[string]any{"request_id": requestID(c), "job_id": res.Job.ID, "queue": queue}
+		return db.InsertReportEvent(ctx, tx, report, db.EventReportCreated, p.User.ID, details)
+	})
+	if replayed {
+		r, err := s.replay(ctx, p, app, idemKey, reqHash)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return newError(http.StatusConflict, CodeIdempotencyInProgress, "a request with this Idempotency-Key is in progress; retry")
+		}
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+		return c.JSON(http.StatusAccepted, toAPIReport(r))
+	}
+	if err != nil {
+		return fmt.Errorf("creating report: %w", err)
+	}
+	s.metrics.created.WithLabelValues(report.Type).Inc()
+	s.logger.InfoContext(ctx, "report created", slog.String("request_id", requestID(c)),
+		slog.String("report_id", report.ID), slog.String("type", report.Type), slog.String("case_id", cs.ID))
+	return c.JSON(http.StatusAccepted, toAPIReport(report))
+}
+
+var errRollback = errors.New("rollback")
+
+func validIdempotencyKey(k string) bool {
+	if len(k) == 0 || len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// replay returns the report an earlier request with the same key created, nil
+// when the key is new, or 422 when the key was used for another request.
+func (s *Server) replay(ctx context.Context, p *db.Principal, app *db.Application, key string, hash []byte) (*db.Report, error) {
+	rec, err := db.GetIdempotencyKey(ctx, s.pool, p.User.ID, key)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading idempotency key: %w", err)
+	}
+	if !bytes.Equal(rec.RequestHash, hash) {
+		return nil, newError(http.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
+			"this Idempotency-Key was already used with a different request")
+	}
+	r, err := db.GetReport(ctx, s.pool, db.GetReportParams{OrgID: p.Organization.ID, ApplicationID: app.ID, ReportID: rec.ReportID})
+	if err != nil {
+		return nil, fmt.Errorf("loading replayed report: %w", err)
+	}
+	return r, nil
+}
+
+// checkCase applies the case rules in order: same application (404),
+// approved (409), caller assigned (403), inside the access window (403).
+func (s *Server) checkCase(ctx context.Context, p *db.Principal, app *db.Application, caseID string) (*db.Case, error) {
+	notFound := newError(http.StatusNotFound, CodeCaseNotFound, "case not found in this application")
+	if !db.ValidID(db.PrefixCase, caseID) {
+		return nil, notFound
+	}
+	cs, err := db.GetCase(ctx, s.pool, caseID)
+	if errors.Is(err, db.ErrNotFound) || (err == nil && cs.ApplicationID != app.ID) {
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading case: %w", err)
+	}
+	if cs.Status != db.CaseApproved {
+		return nil, &Error{Status: http.StatusConflict, Code: CodeCaseNotApproved,
+			Message: fmt.Sprintf("the case is %s, not approved", cs.Status), Details: map[string]any{"case_status": cs.Status}}
+	}
+	assigned, err := db.IsAssigned(ctx, s.pool, cs.ID, p.User.ID)
+	if err != nil {
+		return nil, fmt.Errorf("checking assignment: %w", err)
+	}
+	if !assigned {
+		return nil, newError(http.StatusForbidden, CodeCaseNotAssigned, "you are not assigned to this case")
+	}
+	now := s.now()
+	if now.Before(cs.AccessWindowStart) || !now.Before(cs.AccessWindowEnd) {
+		return nil, &Error{Status: http.StatusForbidden, Code: CodeAccessWindowClosed,
+			Message: "the case's access window is closed",
+			Details: map[string]any{"access_window_start": cs.AccessWindowStart.UTC(), "access_window_end": cs.AccessWindowEnd.UTC()}}
+	}
+	return cs, nil
+}
+
+// listAppReports handles GET /api/applications/:foreignId/reports.
+func (s *Server) listAppReports(c echo.Context) error {
+	app := application(c)
+	return s.listReports(c, app.ID, "/api/applications/"+url.PathEscape(app.ForeignID)+"/reports")
+}
+
+// listOrgReports handles GET /api/reports.
+func (s *Server) listOrgReports(c echo.Context) error {
+	return s.listReports(c, "", "/api/reports")
+}
+
+var reportStatuses = []string{db.ReportPending, db.ReportRunning, db.ReportReady, db.ReportFailed, db.ReportCanceled, db.ReportExpired}
+
+func (s *Server) listReports(c echo.Context, applicationID, path string) error {
+	ctx := c.Request().Context()
+	p := principal(c)
+	q := c.QueryParams()
+	var fields []FieldError
+	for k, v := range q {
+		switch k {
+		case "status", "type", "case_id", "limit", "cursor":
+			if len(v) > 1 {
+				fields = append(fields, FieldError{Field: k, Message: "must be given once"})
+			}
+		default:
+			fields = append(fields, FieldError{Field: truncate(k, 64), Message: "unknown query parameter"})
+		}
+	}
+	status, typ, caseID := q.Get("status"), q.Get("type"), q.Get("case_id")
+	if status != "" && !slices.Contains(reportStatuses, status) {
+		fields = append(fields, FieldError{Field: "status", Message: "must be one of: " + strings.Join(reportStatuses, ", ")})
+	}
+	if typ != "" {
+		if _, ok := s.portal.ReportType(typ); !ok {
+			fields = append(fields, FieldError{Field: "type", Message: "must be one of: " + strings.Join(s.portal.TypeNames(), ", ")})
+		}
+	}
+	if caseID != "" && !db.ValidID(db.PrefixCase, caseID) {
+		fields = append(fields, FieldError{Field: "case_id", Message: "is not a case id"})
+	}
+	limit := 50
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			fields = append(fields, FieldError{Field: "limit", Message: "must be an integer from 1 to 200"})
+		} else {
+			limit = n
+		}
+	}
+	if len(fields) > 0 {
+		return validationError(fields...)
+	}
+	filter := filterKey(applicationID, status, typ, caseID)
+	var after *db.ReportCursor
+	if v := q.Get("cursor"); v != "" {
+		var err error
+		if after, err = decodeCursor(v, filter); err != nil {
+			return err
+		}
+	}
+	reports, err := db.ListReports(ctx, s.pool, db.ListReportsParams{
+		OrgID: p.Organization.ID, ApplicationID: applicationID, Status: status, Type: typ, CaseID: caseID,
+		Limit: limit + 1, After: after,
+	})
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	if len(reports) > limit {
+		reports = reports[:limit]
+		next := url.Values{}
+		for _, k := range []string{"status", "type", "case_id"} {
+			if v := q.Get(k); v != "" {
+				next.Set(k, v)
+			}
+		}
+		next.Set("limit", strconv.Itoa(limit))
+		next.Set("cursor", encodeCursor(&reports[len(reports)-1], filter))
+		h.Set("Link", "<"+path+"?"+next.Encode()+`>; rel="next"`)
+	}
+	body, err := json.Marshal(toAPIReports(reports))
+	if err != nil {
+		return err
+	}
+	// The ETag covers the body and the next link, so a poll with
+	// If-None-Match costs one indexed query and no transfer.
+	sum := sha256.New()
+	sum.Write(body)
+	sum.Write([]byte(h.Get("Link")))
+	etag := `W/"` + fmt.Sprintf("%x", sum.Sum(nil)[:16]) + `"`
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "private, no-cache")
+	h.Set("Vary", "Authorization")
+	if etagMatches(c.Request().Header.Get("If-None-Match"), etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return c.JSONBlob(http.StatusOK, body)
+}
+
+// etagMatches implements If-None-Match's weak comparison.
+func etagMatches(header, etag string) bool {
+	if header == "" {
+		return false
+	}
+	want := strings.TrimPrefix(etag, "W/")
+	for _, part := range strings.Split(header, ",") {
+		part = strings.TrimSpace(part)
+		if part == "*" || strings.TrimPrefix(part, "W/") == want {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,157 @@
+// Package api is Tally's HTTP API: the Echo application with its middleware,
+// the report endpoints of the portal, River UI for admins, health and
+// metrics. Handlers are thin: they bind and validate one request, call the
+// db, jobs and storage packages, and answer through one error handler.
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/storage"
+)
+
+// Opts are the dependencies and settings of a Server.
+type Opts struct {
+	Pool   *pgxpool.Pool
+	River  *river.Client[pgx.Tx] // insert-only client
+	Store  *storage.Store
+	Portal *config.Portal
+	Logger *slog.Logger
+
+	// AdminUser and AdminPassword protect River UI; empty turns it off (404).
+	AdminUser     string
+	AdminPassword string
+
+	RequestTimeout  time.Duration // default 30s
+	DownloadTimeout time.Duration // default 1h
+	// MaxInFlight bounds concurrent requests doing work; 0 means 4 per
+	// database connection. AdmissionWait is how long a request waits for a
+	// slot before a 503 (default 1s).
+	MaxInFlight   int
+	AdmissionWait time.Duration
+	// CreatePerMinute is each user's report-creation rate (default 60, burst 20).
+	CreatePerMinute float64
+	// LargeReportRows routes reports with more estimated rows to the large queue.
+	LargeReportRows int64
+	// Registry receives the API's metrics; nil means a new registry.
+	Registry *prometheus.Registry
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the API.
+type Server struct {
+	echo            *echo.Echo
+	pool            *pgxpool.Pool
+	river           *river.Client[pgx.Tx]
+	store           *storage.Store
+	portal          *config.Portal
+	logger          *slog.Logger
+	metrics         *metrics
+	registry        *prometheus.Registry
+	limiter         *userLimiter
+	slots           chan struct{}
+	admissionWait   time.Duration
+	requestTimeout  time.Duration
+	downloadTimeout time.Duration
+	largeRows       int64
+	adminUser       string
+	adminPassword   string
+	riverUI         http.Handler
+	now             func() time.Time
+}
+
+// New builds the API. Start must be called before serving when River UI is on.
+func New(opts Opts) (*Server, error) {
+	if opts.Pool == nil || opts.River == nil || opts.Store == nil || opts.Portal == nil {
+		return nil, fmt.Errorf("api: Pool, River, Store and Portal are required")
+	}
+	s := &Server{
+		pool: opts.Pool, river: opts.River, store: opts.Store, portal: opts.Portal, logger: opts.Logger,
+		requestTimeout: opts.RequestTimeout, downloadTimeout: opts.DownloadTimeout,
+		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows,
+		adminUser: opts.AdminUser, adminPassword: opts.AdminPassword, registry: opts.Registry, now: opts.Now,
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.requestTimeout <= 0 {
+		s.requestTimeout = 30 * time.Second
+	}
+	if s.downloadTimeout <= 0 {
+		s.downloadTimeout = time.Hour
+	}
+	if s.admissionWait <= 0 {
+		s.admissionWait = time.Second
+	}
+	if s.largeRows <= 0 {
+		s.largeRows = 200_000
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	maxInFlight := opts.MaxInFlight
+	if maxInFlight == 0 {
+		maxInFlight = 4 * int(opts.Pool.Config().MaxConns)
+	}
+	if maxInFlight > 0 {
+		s.slots = make(chan struct{}, maxInFlight)
+	}
+	perMinute := opts.CreatePerMinute
+	if perMinute <= 0 {
+		perMinute = 60
+	}
+	s.limiter = newUserLimiter(perMinute, 20)
+	s.metrics = newMetrics(s.registry)
+	if s.adminUser != "" && s.adminPassword != "" {
+		h, err := newRiverUI(opts.River, s.logger)
+		if err != nil {
+			return nil, err
+		}
+		s.riverUI = h
+	}
+	s.echo = s.routes()
+	return s, nil
+}
+
+// Start runs River UI's background work until ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	if h, ok := s.riverUI.(interface{ Start(context.Context) error }); ok {
+		return h.Start(ctx)
+	}
+	return nil
+}
+
+// ServeHTTP makes the Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Registry returns the Prometheus registry holding the API's metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// HTTPServer returns an http.Server for the API with timeouts that bound slow
+// clients without cutting long downloads.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+}

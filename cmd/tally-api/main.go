@@ -1,0 +1,94 @@
+// Command tally-api serves Tally's HTTP API: the portal's report endpoints,
+// River UI for admins, health probes and metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/tally-compliance/tally/api"
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/storage"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "tally-api:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	logger := cfg.NewLogger(os.Stderr)
+	logger.Info("starting tally-api", slog.Int("port", cfg.Port), slog.String("s3_endpoint", cfg.S3.Endpoint),
+		slog.Any("s3_secret", cfg.S3.SecretAccessKey), slog.Bool("river_ui", cfg.AdminUser != ""))
+
+	portal, err := config.LoadPortal(cfg.PortalConfig)
+	if err != nil {
+		return err
+	}
+	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: cfg.APIMaxConns, ApplicationName: "tally-api"})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store, err := storage.New(storage.Opts{
+		Endpoint: cfg.S3.Endpoint, AccessKeyID: cfg.S3.AccessKeyID, SecretAccessKey: cfg.S3.SecretAccessKey.Reveal(),
+		Bucket: cfg.S3.Bucket, Region: cfg.S3.Region, UseTLS: cfg.S3.UseTLS,
+	})
+	if err != nil {
+		return err
+	}
+	// Insert-only River client: no queues, never started.
+	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: logger})
+	if err != nil {
+		return fmt.Errorf("creating River client: %w", err)
+	}
+	srv, err := api.New(api.Opts{
+		Pool: pool, River: riverClient, Store: store, Portal: portal, Logger: logger,
+		AdminUser: cfg.AdminUser, AdminPassword: cfg.AdminPassword.Reveal(),
+		RequestTimeout: cfg.RequestTimeout, CreatePerMinute: cfg.CreateRateLimit, LargeReportRows: cfg.LargeThreshold,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return fmt.Errorf("starting River UI: %w", err)
+	}
+
+	httpSrv := srv.HTTPServer(net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.ListenAndServe() }()
+	logger.Info("listening", slog.String("addr", httpSrv.Addr))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	return nil
+}
