@@ -103,7 +103,7 @@ func newFixture(t *testing.T, pool *pgxpool.Pool) *fixture {
 	fx.orgB = must[*db.Organization](t)(db.CreateOrganization(ctx, pool, "Org B"))
 	fx.alpha = must[*db.Application](t)(db.CreateApplication(ctx, pool, db.CreateApplicationParams{OrgID: fx.orgA.ID, ForeignID: "alpha", Name: "Alpha"}))
 	fx.beta = must[*db.Application](t)(db.CreateApplication(ctx, pool, db.CreateApplicationParams{OrgID: fx.orgA.ID, ForeignID: "beta", Name: "Beta"}))
-	fx.alphaB = must[*db.Application](t)(db.CreateApplication(ctx, pool, db.CreateApplicationParams{OrgID: fx.orgB.ID, ForeignID: "alpha", Name: "Alpha of B"}))
+	fx.alphaB = must[*db.Application](t)(db.CreateApplication(ctx, pool, db.CreateApplicationParams{OrgID: fx.orgB.ID, ForeignID: "gamma", Name: "Gamma of B"}))
 
 	all := []string{db.PermReportsCreate, db.PermReportsList, db.PermReportsDownload}
 	type role struct {
