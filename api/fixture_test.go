@@ -35,16 +35,16 @@ type testBundle struct {
 // fixture is a small world: organization A with applications alpha and
 // beta, organization B with its own alpha, and one user per role.
 type fixture struct {
-	orgA, orgB             *db.Organization
-	alpha, beta, alphaB    *db.Application
-	tokens                 map[string]string // role -> bearer token
-	users                  map[string]*db.User
-	caseOK                 *db.Case // approved, current window, assigned to full and create
-	caseDraft              *db.Case
-	caseUnassigned         *db.Case
-	caseWindowClosed       *db.Case
-	caseBeta               *db.Case // on beta, approved, assigned to full
-	caseB                  *db.Case // organization B
+	orgA, orgB          *db.Organization
+	alpha, beta, alphaB *db.Application
+	tokens              map[string]string // role -> bearer token
+	users               map[string]*db.User
+	caseOK              *db.Case // approved, current window, assigned to full and create
+	caseDraft           *db.Case
+	caseUnassigned      *db.Case
+	caseWindowClosed    *db.Case
+	caseBeta            *db.Case // on beta, approved, assigned to full
+	caseB               *db.Case // organization B
 }
 
 type setupOpts struct {

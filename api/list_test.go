@@ -25,7 +25,7 @@ func TestListPaginationFiltersAnd304(t *testing.T) {
 		}
 		ids = append(ids, decode[api.Report](t, b.create(t, "full", "alpha", b.fx.caseOK.ID, typ)).ID)
 	}
-	b.create(t, "full", "beta", b.fx.caseBeta.ID, "transaction_summary") // another application
+	b.create(t, "full", "beta", b.fx.caseBeta.ID, "transaction_summary")   // another application
 	b.create(t, "auditorB", "gamma", b.fx.caseB.ID, "transaction_summary") // another organization
 
 	// Pages of two, newest first, following the Link header.

@@ -26,6 +26,9 @@ var (
 	// ErrUnavailable means the database could not be reached or the pool
 	// had no free connection in time.
 	ErrUnavailable = errors.New("db: unavailable")
+	// ErrOutOfRange means a computed value does not fit its type, such as a
+	// sum of amounts cast back to bigint.
+	ErrOutOfRange = errors.New("db: value out of range")
 )
 
 // DBTX is what queries run on: a *pgxpool.Pool, a *pgxpool.Conn or a pgx.Tx.
@@ -104,6 +107,8 @@ func Translate(err error) error {
 		case pgErr.Code == "23503", pgErr.Code == "23514", pgErr.Code == "23502",
 			pgErr.Code == "22P02", pgErr.Code == "22001", pgErr.Code == "22007", pgErr.Code == "22008":
 			return fmt.Errorf("%w: %s", ErrInvalid, pgErr.Message)
+		case pgErr.Code == "22003":
+			return fmt.Errorf("%w: %s", ErrOutOfRange, pgErr.Message)
 		case pgErr.Code[:2] == "08", pgErr.Code == "57P01", pgErr.Code == "57P03", pgErr.Code == "53300":
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}

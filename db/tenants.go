@@ -109,10 +109,12 @@ func SetOwnerPermissions(ctx context.Context, q DBTX, userID string, perms []str
 	return nil
 }
 
-// Grant adds permissions to a user's auditor bucket on an application of
-// their own organization.
+// GrantPermissions adds permissions to a user's auditor bucket on an
+// application of their own organization. An unknown user is ErrNotFound; an
+// application that does not exist or belongs to another organization is
+// ErrInvalid.
 func GrantPermissions(ctx context.Context, q DBTX, userID, applicationID string, perms []string) error {
-	_, err := q.Exec(ctx, `
+	tag, err := q.Exec(ctx, `
 		INSERT INTO application_grants (org_id, user_id, application_id, bucket, permissions)
 		SELECT m.org_id, m.user_id, $2, 'auditor', ARRAY(SELECT DISTINCT unnest($3::text[]) ORDER BY 1)
 		  FROM memberships m WHERE m.user_id = $1
@@ -121,6 +123,9 @@ func GrantPermissions(ctx context.Context, q DBTX, userID, applicationID string,
 		       updated_at = now()`, userID, applicationID, perms)
 	if err != nil {
 		return fmt.Errorf("granting permissions: %w", Translate(err))
+	}
+	if tag.RowsAffected() == 0 { // no membership: the user does not exist
+		return fmt.Errorf("granting permissions: user %s: %w", userID, ErrNotFound)
 	}
 	return nil
 }
