@@ -1,0 +1,155 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestRequestIDKeepsValidAndReplacesHostile(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		keep bool
+	}{
+		{"portal-123_abc.def:9", true},
+		{"", false},
+		{"bad id with spaces", false},
+		{"evil\r\nSet-Cookie: x", false},
+		{strings.Repeat("a", 129), false},
+		{"ünïcode", false},
+	}
+	for _, tt := range tests {
+		e := echo.New()
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header[echo.HeaderXRequestID] = []string{tt.in}
+		rec := httptest.NewRecorder()
+		c := e.NewContext(req, rec)
+		var seen string
+		_ = requestIDMiddleware(func(c echo.Context) error { seen = requestID(c); return nil })(c)
+		if got := rec.Header().Get(echo.HeaderXRequestID); got != seen || seen == "" {
+			t.Fatalf("%q: header %q, context %q", tt.in, got, seen)
+		}
+		if (seen == tt.in) != tt.keep {
+			t.Errorf("X-Request-ID %q: got %q, keep=%v", tt.in, seen, tt.keep)
+		}
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	t.Parallel()
+	good := "tly_" + strings.Repeat("A", 43)
+	tests := []struct {
+		values []string
+		ok     bool
+	}{
+		{[]string{"Bearer " + good}, true},
+		{[]string{"bearer " + good}, true},
+		{[]string{"Bearer " + good, "Bearer " + good}, false},
+		{[]string{"Basic " + good}, false},
+		{[]string{"Bearer"}, false},
+		{[]string{"Bearer  " + good}, false},
+		{[]string{"Bearer " + good + " x"}, false},
+		{[]string{"Bearer abc"}, false},
+		{[]string{"Bearer tly_" + strings.Repeat("A", 300)}, false},
+		{[]string{"Bearer tly_' OR '1'='1"}, false},
+	}
+	for _, tt := range tests {
+		if _, ok := bearerToken(tt.values); ok != tt.ok {
+			t.Errorf("bearerToken(%q) ok = %v, want %v", tt.values, ok, tt.ok)
+		}
+	}
+}
+
+func TestSecurityHeadersOnEveryResponse(t *testing.T) {
+	t.Parallel()
+	e := echo.New()
+	rec := httptest.NewRecorder()
+	c := e.NewContext(httptest.NewRequest(http.MethodGet, "/x", nil), rec)
+	_ = securityHeaders(func(c echo.Context) error { return c.NoContent(204) })(c)
+	for _, h := range []string{"X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Content-Security-Policy"} {
+		if rec.Header().Get(h) == "" {
+			t.Errorf("missing %s", h)
+		}
+	}
+}
+
+func TestBodyLimit413(t *testing.T) {
+	t.Parallel()
+	e := echo.New()
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(strings.Repeat("x", maxBody+1)))
+	c := e.NewContext(req, httptest.NewRecorder())
+	err := bodyLimit(func(c echo.Context) error { return nil })(c)
+	if e, ok := err.(*Error); !ok || e.Status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("got %v, want 413", err)
+	}
+}
+
+// TestAdmission503WhenSaturated: with every slot held, a request is turned
+// away with errBusy after the admission wait, not queued until its deadline.
+func TestAdmission503WhenSaturated(t *testing.T) {
+	t.Parallel()
+	s := &Server{slots: make(chan struct{}, 1), admissionWait: 50 * time.Millisecond, metrics: newTestMetrics()}
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	held := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		e := echo.New()
+		c := e.NewContext(httptest.NewRequest(http.MethodGet, "/api/reports", nil), httptest.NewRecorder())
+		_ = s.admission(func(c echo.Context) error { close(held); <-release; return nil })(c)
+	}()
+	<-held
+	e := echo.New()
+	c := e.NewContext(httptest.NewRequest(http.MethodGet, "/api/reports", nil), httptest.NewRecorder())
+	start := time.Now()
+	err := s.admission(func(c echo.Context) error { return nil })(c)
+	if err != errBusy {
+		t.Fatalf("got %v, want errBusy", err)
+	}
+	if ae := toError(err); ae.Status != http.StatusServiceUnavailable || ae.Headers["Retry-After"] == "" {
+		t.Fatalf("errBusy maps to %d %v, want 503 with Retry-After", ae.Status, ae.Headers)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("waited %v before refusing", waited)
+	}
+	// Probes are never refused.
+	c = e.NewContext(httptest.NewRequest(http.MethodGet, "/healthz", nil), httptest.NewRecorder())
+	if err := s.admission(func(c echo.Context) error { return nil })(c); err != nil {
+		t.Fatalf("probe refused: %v", err)
+	}
+	close(release)
+	wg.Wait()
+}
+
+func TestTimeoutSetsDeadline(t *testing.T) {
+	t.Parallel()
+	s := &Server{requestTimeout: time.Second, downloadTimeout: time.Hour}
+	for path, want := range map[string]time.Duration{"/api/reports": time.Second, "/api/reports/x/download": time.Hour} {
+		e := echo.New()
+		c := e.NewContext(httptest.NewRequest(http.MethodGet, path, nil), httptest.NewRecorder())
+		var dl time.Time
+		_ = s.timeout(func(c echo.Context) error {
+			var ok bool
+			dl, ok = c.Request().Context().Deadline()
+			if !ok {
+				t.Errorf("%s: no deadline", path)
+			}
+			return nil
+		})(c)
+		if left := time.Until(dl); left > want || left < want-time.Minute/2 && want > time.Minute {
+			t.Errorf("%s: deadline in %v, want about %v", path, left, want)
+		}
+	}
+	_ = context.Background()
+}
+
+func newTestMetrics() *metrics { return newMetrics(prometheus.NewRegistry()) }
