@@ -45,6 +45,7 @@ func DecodeCreateReport(body []byte) (*CreateReportRequest, error) {
 		return nil, newError(http.StatusBadRequest, CodeMalformedJSON, "request body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, malformed(err)

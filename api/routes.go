@@ -1,8 +1,6 @@
 package api
 
 import (
-	"net/http"
-
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -23,29 +21,27 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
 	e.GET("/openapi.yaml", s.openAPI)
 
-	// Any valid bearer token.
-	authed := e.Group("", s.authenticate)
-	authed.GET("/auth/me", s.me)
+	// Every route below needs a valid bearer token, then its own rule. The
+	// rules are attached per route (not through groups) so that unknown paths
+	// answer 404 and wrong methods 405 whoever asks.
+	authn := s.authenticate
+	e.GET("/auth/me", s.me, authn)
 
 	// Auditor bucket of the application named by :foreignId (404 outside the
 	// caller's organization, 403 without the permission).
-	app := authed.Group("/api/applications/:foreignId")
-	app.POST("/case-reports", s.createReport, s.requireAuditor(db.PermReportsCreate))
-	app.GET("/reports", s.listAppReports, s.requireAuditor(db.PermReportsList))
-	app.GET("/reports/:reportId/download", s.downloadAppReport, s.requireAuditor(db.PermReportsDownload))
-	app.HEAD("/reports/:reportId/download", s.downloadAppReport, s.requireAuditor(db.PermReportsDownload))
+	const app = "/api/applications/:foreignId"
+	e.POST(app+"/case-reports", s.createReport, authn, s.requireAuditor(db.PermReportsCreate))
+	e.GET(app+"/reports", s.listAppReports, authn, s.requireAuditor(db.PermReportsList))
+	e.GET(app+"/reports/:reportId/download", s.downloadAppReport, authn, s.requireAuditor(db.PermReportsDownload))
+	e.HEAD(app+"/reports/:reportId/download", s.downloadAppReport, authn, s.requireAuditor(db.PermReportsDownload))
 
 	// Owner-level permissions of the caller's organization.
-	authed.GET("/api/reports", s.listOrgReports, s.requireOwner(db.PermReportsList))
-	authed.GET("/api/reports/:reportId/download", s.downloadOrgReport, s.requireOwner(db.PermReportsDownload))
-	authed.HEAD("/api/reports/:reportId/download", s.downloadOrgReport, s.requireOwner(db.PermReportsDownload))
+	e.GET("/api/reports", s.listOrgReports, authn, s.requireOwner(db.PermReportsList))
+	e.GET("/api/reports/:reportId/download", s.downloadOrgReport, authn, s.requireOwner(db.PermReportsDownload))
+	e.HEAD("/api/reports/:reportId/download", s.downloadOrgReport, authn, s.requireOwner(db.PermReportsDownload))
 
 	// Admins: HTTP basic auth with TALLY_ADMIN_USER / TALLY_ADMIN_PASSWORD;
 	// 404 when not configured. Bearer tokens do not open it.
 	s.mountRiverUI(e)
-
-	e.RouteNotFound("/*", func(c echo.Context) error {
-		return newError(http.StatusNotFound, CodeNotFound, "no such resource")
-	})
 	return e
 }
