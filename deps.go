@@ -4,6 +4,7 @@ package tools
 
 import (
 	_ "github.com/caarlos0/env/v11"
+	_ "github.com/chromedp/chromedp"
 	_ "github.com/getkin/kin-openapi/openapi3"
 	_ "github.com/goccy/go-yaml"
 	_ "github.com/google/go-cmp/cmp"
