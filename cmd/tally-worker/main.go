@@ -1,0 +1,96 @@
+// Command tally-worker builds report files: it works the report queues with
+// River, uploads files to the object store, expires old reports, and serves
+// /metrics, /healthz and /readyz on TALLY_METRICS_PORT. Run several for more
+// throughput; each takes its concurrency from the environment.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "tally-worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	logger := cfg.NewLogger(os.Stderr).With(slog.String("service", "tally-worker"))
+
+	maxConns := worker.MaxConns(cfg.SmallConcurrency, cfg.LargeConcurrency)
+	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: maxConns, ApplicationName: "tally-worker"})
+	if err != nil {
+		return fmt.Errorf("connecting to the database: %w", err)
+	}
+	defer pool.Close()
+
+	store, err := storage.New(storage.Opts{
+		Endpoint:        cfg.S3.Endpoint,
+		AccessKeyID:     cfg.S3.AccessKeyID,
+		SecretAccessKey: cfg.S3.SecretAccessKey.Reveal(),
+		Bucket:          cfg.S3.Bucket,
+		Region:          cfg.S3.Region,
+		UseTLS:          cfg.S3.UseTLS,
+	})
+	if err != nil {
+		return err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = store.Ping(pingCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("checking the object store: %w", err)
+	}
+
+	portal, err := config.LoadPortal(cfg.PortalConfig)
+	if err != nil {
+		return err
+	}
+
+	opts := worker.OptsFromConfig(cfg)
+	opts.Pool, opts.Store, opts.Portal, opts.Logger = pool, store, portal, logger
+	w, err := worker.New(ctx, opts)
+	if err != nil {
+		return err
+	}
+
+	// Listen before starting work, so that a taken port fails at once. The
+	// server outlives the soft stop, so that the shutdown can be watched,
+	// and stops once the River client has.
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.MetricsPort))
+	if err != nil {
+		return fmt.Errorf("listening for metrics: %w", err)
+	}
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- w.Serve(httpCtx, ln) }()
+
+	logger.InfoContext(ctx, "tally-worker starting", slog.Int("db_max_conns", int(maxConns)),
+		slog.Int("metrics_port", cfg.MetricsPort))
+	runErr := w.Run(ctx)
+	stopHTTP()
+	if err := <-httpErr; err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}

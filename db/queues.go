@@ -1,0 +1,53 @@
+package db
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// QueueCount is the number of River jobs of one queue in one state.
+type QueueCount struct {
+	Queue string `db:"queue"`
+	State string `db:"state"`
+	Count int64  `db:"count"`
+}
+
+// QueueCounts counts unfinished River jobs by queue and state. It is an
+// index-only scan on river_job_prioritized_fetching_index and never counts
+// finalized jobs, so it stays cheap on a large table.
+func QueueCounts(ctx context.Context, q DBTX) ([]QueueCount, error) {
+	rows, _ := q.Query(ctx, `
+		SELECT queue, state::text AS state, count(*) AS count FROM river_job
+		 WHERE state IN ('available', 'running', 'retryable', 'scheduled')
+		 GROUP BY queue, state`)
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[QueueCount])
+	if err != nil {
+		return nil, fmt.Errorf("counting queue jobs: %w", Translate(err))
+	}
+	return out, nil
+}
+
+// QueueOldestAvailable returns, per queue, the age in seconds of the oldest
+// job waiting to be worked.
+func QueueOldestAvailable(ctx context.Context, q DBTX) (map[string]float64, error) {
+	rows, err := q.Query(ctx, `
+		SELECT queue, extract(epoch FROM now() - min(scheduled_at))::float8 FROM river_job
+		 WHERE state = 'available'
+		 GROUP BY queue`)
+	if err != nil {
+		return nil, fmt.Errorf("reading oldest available jobs: %w", Translate(err))
+	}
+	defer rows.Close()
+	out := map[string]float64{}
+	for rows.Next() {
+		var queue string
+		var age float64
+		if err := rows.Scan(&queue, &age); err != nil {
+			return nil, fmt.Errorf("scanning oldest available jobs: %w", err)
+		}
+		out[queue] = max(age, 0)
+	}
+	return out, Translate(rows.Err())
+}

@@ -1,0 +1,59 @@
+package report
+
+import "strconv"
+
+// Exponent returns the ISO 4217 minor-unit exponent of a currency: the number
+// of digits after the decimal point. Currencies not listed have two.
+func Exponent(currency string) int {
+	switch currency {
+	case "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
+		"RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF":
+		return 0
+	case "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND":
+		return 3
+	case "CLF", "UYW":
+		return 4
+	}
+	return 2
+}
+
+// FormatAmount appends to dst the exact decimal value of minor units of
+// currency, with as many fraction digits as the currency's exponent: 1234 EUR
+// is "12.34", -5 EUR is "-0.05", 1234 JPY is "1234", 1234 KWD is "1.234".
+// It works on integers only, so every int64, math.MinInt64 included, is exact.
+func FormatAmount(dst []byte, minor int64, currency string) []byte {
+	u := uint64(minor)
+	if minor < 0 {
+		dst = append(dst, '-')
+		u = -u // two's complement: also right for math.MinInt64
+	}
+	exp := Exponent(currency)
+	if exp == 0 {
+		return strconv.AppendUint(dst, u, 10)
+	}
+	pow := uint64(100)
+	switch exp {
+	case 3:
+		pow = 1000
+	case 4:
+		pow = 10000
+	}
+	dst = strconv.AppendUint(dst, u/pow, 10)
+	dst = append(dst, '.')
+	frac := u % pow
+	// Left-pad the fraction with zeros to exactly exp digits.
+	for p := pow / 10; p > 1 && frac < p; p /= 10 {
+		dst = append(dst, '0')
+	}
+	return strconv.AppendUint(dst, frac, 10)
+}
+
+// addInt64 returns a+b and whether the sum fits in an int64.
+func addInt64(a, b int64) (int64, bool) {
+	s := a + b
+	// Overflow happened iff a and b have the same sign and s has the other.
+	if (a >= 0) == (b >= 0) && (s >= 0) != (a >= 0) {
+		return 0, false
+	}
+	return s, true
+}

@@ -1,0 +1,387 @@
+package report
+
+import (
+	"bufio"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math/bits"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Disclosure flags a case may carry.
+const (
+	// FlagLineItems adds one row per transaction.
+	FlagLineItems = "line_items"
+	// FlagCounterpartyNames discloses counterparty names instead of pseudonyms.
+	FlagCounterpartyNames = "counterparty_names"
+	// FlagDescriptions discloses transaction descriptions.
+	FlagDescriptions = "descriptions"
+)
+
+// SummaryHeader is the first line of every transaction_summary file.
+const SummaryHeader = "row_type,contract_id,currency,kind,occurred_at,external_id,counterparty,description,count,amount\n"
+
+// ErrAmountOverflow means a subtotal or total does not fit in an int64 of
+// minor units. The report cannot be built; retrying does not help.
+var ErrAmountOverflow = errors.New("report: amount overflows int64 minor units")
+
+// ErrWriterClosed is returned by a writer used after Close.
+var ErrWriterClosed = errors.New("report: writer closed")
+
+// bufferSize is the bufio buffer between the row encoder and the output.
+const bufferSize = 64 << 10
+
+// SummaryOpts configure a SummaryWriter from a report's snapshot.
+type SummaryOpts struct {
+	// ReportID keys the counterparty pseudonyms, so that they are stable
+	// within a report and unrelated across reports.
+	ReportID string
+	// LineItems writes one transaction row per transaction.
+	LineItems bool
+	// CounterpartyNames writes real counterparty names instead of pseudonyms.
+	CounterpartyNames bool
+	// Descriptions writes transaction descriptions instead of empty fields.
+	Descriptions bool
+}
+
+// SummaryOptsFromFlags returns the options for a report with these
+// disclosure flags.
+func SummaryOptsFromFlags(reportID string, flags []string) SummaryOpts {
+	return SummaryOpts{
+		ReportID:          reportID,
+		LineItems:         slices.Contains(flags, FlagLineItems),
+		CounterpartyNames: slices.Contains(flags, FlagCounterpartyNames),
+		Descriptions:      slices.Contains(flags, FlagDescriptions),
+	}
+}
+
+// Transaction is one transaction of a report's scope.
+type Transaction struct {
+	ContractID   string
+	Currency     string
+	Kind         string
+	OccurredAt   time.Time
+	ExternalID   string
+	Counterparty string
+	Description  string
+	AmountMinor  int64
+}
+
+// Group is the aggregate of one (contract, currency, kind) group of a scope.
+type Group struct {
+	ContractID string
+	Currency   string
+	Kind       string
+	Count      int64
+	SumMinor   int64
+}
+
+// CurrencyTotal is the total of one currency in a report.
+type CurrencyTotal struct {
+	Count  int64  `json:"count"`
+	Amount string `json:"amount"` // exact decimal, as in the file
+}
+
+// Summary describes a written report file.
+type Summary struct {
+	// RowCount is the number of transactions (transaction_summary) or events
+	// (activity_log) the file covers, whether or not line items are shown.
+	RowCount int64
+	// Totals are the per-currency totals of a transaction_summary; nil for
+	// other report types.
+	Totals map[string]CurrencyTotal
+}
+
+// int128 accumulates int64 values without overflow; only the final value
+// must fit in an int64. This matches PostgreSQL, whose sum(bigint) is exact
+// and fails only when cast back to bigint, so both input modes of a
+// SummaryWriter agree on which reports overflow.
+type int128 struct {
+	hi int64
+	lo uint64
+}
+
+func (a *int128) add(v int64) {
+	var carry uint64
+	a.lo, carry = bits.Add64(a.lo, uint64(v), 0)
+	a.hi += int64(carry) + (v >> 63) // v>>63 sign-extends: -1 for negative v
+}
+
+func (a int128) int64() (int64, bool) {
+	if (a.hi == 0 && a.lo < 1<<63) || (a.hi == -1 && a.lo >= 1<<63) {
+		return int64(a.lo), true
+	}
+	return 0, false
+}
+
+type currencyTotal struct {
+	count int64
+	sum   int128
+}
+
+// SummaryWriter writes a transaction_summary CSV file: an optional row per
+// transaction, a subtotal after each (contract, currency, kind) group, and a
+// total per currency at the end. Feed it either every transaction, in the
+// order (contract_id, currency, kind, occurred_at, id), with
+// WriteTransaction, or, when line items are off, the groups in the same
+// order with WriteGroup: both give the same bytes. Call Close at the end.
+// Memory does not grow with the number of rows.
+type SummaryWriter struct {
+	w    *bufio.Writer
+	opts SummaryOpts
+	row  []byte
+	err  error // sticky
+
+	inGroup                  bool
+	contract, currency, kind string
+	groupCount               int64
+	groupSum                 int128
+	totals                   map[string]*currencyTotal
+	rowCount                 int64
+	pseudonyms               *pseudonymizer
+	closed                   bool
+}
+
+// NewSummaryWriter returns a writer of a transaction_summary file to w. The
+// header is written at once (through the buffer).
+func NewSummaryWriter(w io.Writer, opts SummaryOpts) *SummaryWriter {
+	s := &SummaryWriter{
+		w:      bufio.NewWriterSize(w, bufferSize),
+		opts:   opts,
+		row:    make([]byte, 0, 512),
+		totals: make(map[string]*currencyTotal),
+	}
+	if opts.LineItems && !opts.CounterpartyNames {
+		s.pseudonyms = newPseudonymizer(opts.ReportID)
+	}
+	s.write([]byte(SummaryHeader))
+	return s
+}
+
+func (s *SummaryWriter) write(b []byte) {
+	if s.err != nil {
+		return
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.err = fmt.Errorf("writing report: %w", err)
+	}
+}
+
+// WriteTransaction adds one transaction. Transactions must come in report
+// order; a new (contract, currency, kind) closes the previous group.
+func (s *SummaryWriter) WriteTransaction(t *Transaction) error {
+	if s.closed {
+		return ErrWriterClosed
+	}
+	if s.err != nil {
+		return s.err
+	}
+	if !s.inGroup || t.ContractID != s.contract || t.Currency != s.currency || t.Kind != s.kind {
+		if err := s.endGroup(); err != nil {
+			return err
+		}
+		s.inGroup = true
+		s.contract, s.currency, s.kind = t.ContractID, t.Currency, t.Kind
+	}
+	s.groupCount++
+	s.groupSum.add(t.AmountMinor)
+	s.rowCount++
+	if !s.opts.LineItems {
+		return nil
+	}
+
+	r := append(s.row[:0], "transaction,"...)
+	r = AppendTextField(r, t.ContractID)
+	r = append(r, ',')
+	r = AppendField(r, t.Currency)
+	r = append(r, ',')
+	r = AppendField(r, t.Kind)
+	r = append(r, ',')
+	r = t.OccurredAt.UTC().AppendFormat(r, time.RFC3339Nano)
+	r = append(r, ',')
+	r = AppendTextField(r, t.ExternalID)
+	r = append(r, ',')
+	switch {
+	case t.Counterparty == "":
+	case s.opts.CounterpartyNames:
+		r = AppendTextField(r, t.Counterparty)
+	default:
+		r = s.pseudonyms.append(r, t.Counterparty) // "cp_" + hex: never needs quoting
+	}
+	r = append(r, ',')
+	if s.opts.Descriptions {
+		r = AppendTextField(r, t.Description)
+	}
+	r = append(r, ",,"...)
+	r = FormatAmount(r, t.AmountMinor, t.Currency)
+	r = append(r, '\n')
+	s.row = r
+	s.write(r)
+	return s.err
+}
+
+// WriteGroup adds a whole group, as aggregated by the database, when line
+// items are off. Groups must come in report order.
+func (s *SummaryWriter) WriteGroup(g *Group) error {
+	if s.closed {
+		return ErrWriterClosed
+	}
+	if s.opts.LineItems {
+		return errors.New("report: WriteGroup needs line items off")
+	}
+	if s.err != nil {
+		return s.err
+	}
+	if err := s.endGroup(); err != nil {
+		return err
+	}
+	var sum int128
+	sum.add(g.SumMinor)
+	s.rowCount += g.Count
+	return s.writeSubtotal(g.ContractID, g.Currency, g.Kind, g.Count, sum)
+}
+
+// endGroup writes the subtotal of the open group, if any.
+func (s *SummaryWriter) endGroup() error {
+	if !s.inGroup {
+		return nil
+	}
+	s.inGroup = false
+	err := s.writeSubtotal(s.contract, s.currency, s.kind, s.groupCount, s.groupSum)
+	s.groupCount, s.groupSum = 0, int128{}
+	return err
+}
+
+func (s *SummaryWriter) writeSubtotal(contract, currency, kind string, count int64, sum int128) error {
+	v, ok := sum.int64()
+	if !ok {
+		s.err = fmt.Errorf("%w: subtotal of contract %q, %s, %s", ErrAmountOverflow, contract, currency, kind)
+		return s.err
+	}
+	t := s.totals[currency]
+	if t == nil {
+		t = &currencyTotal{}
+		s.totals[currency] = t
+	}
+	t.count += count
+	t.sum.add(v)
+
+	r := append(s.row[:0], "subtotal,"...)
+	r = AppendTextField(r, contract)
+	r = append(r, ',')
+	r = AppendField(r, currency)
+	r = append(r, ',')
+	r = AppendField(r, kind)
+	r = append(r, ",,,,,"...)
+	r = strconv.AppendInt(r, count, 10)
+	r = append(r, ',')
+	r = FormatAmount(r, v, currency)
+	r = append(r, '\n')
+	s.row = r
+	s.write(r)
+	return s.err
+}
+
+// Close ends the last group, writes the per-currency totals ordered by
+// currency, and flushes. It does not close the underlying writer.
+func (s *SummaryWriter) Close() (Summary, error) {
+	if s.closed {
+		return Summary{}, ErrWriterClosed
+	}
+	if err := s.endGroup(); err != nil {
+		s.closed = true
+		return Summary{}, err
+	}
+	s.closed = true
+	if s.err != nil {
+		return Summary{}, s.err
+	}
+	currencies := make([]string, 0, len(s.totals))
+	for c := range s.totals {
+		currencies = append(currencies, c)
+	}
+	slices.Sort(currencies)
+	sum := Summary{RowCount: s.rowCount, Totals: make(map[string]CurrencyTotal, len(currencies))}
+	for _, c := range currencies {
+		t := s.totals[c]
+		v, ok := t.sum.int64()
+		if !ok {
+			return Summary{}, fmt.Errorf("%w: total of %s", ErrAmountOverflow, c)
+		}
+		r := append(s.row[:0], "total,,"...)
+		r = AppendField(r, c)
+		r = append(r, ",,,,,,"...)
+		r = strconv.AppendInt(r, t.count, 10)
+		r = append(r, ',')
+		amount := len(r)
+		r = FormatAmount(r, v, c)
+		sum.Totals[c] = CurrencyTotal{Count: t.count, Amount: string(r[amount:])}
+		r = append(r, '\n')
+		s.row = r
+		s.write(r)
+	}
+	if s.err == nil {
+		if err := s.w.Flush(); err != nil {
+			s.err = fmt.Errorf("writing report: %w", err)
+		}
+	}
+	if s.err != nil {
+		return Summary{}, s.err
+	}
+	return sum, nil
+}
+
+// pseudonymCacheSize bounds the pseudonym cache, so that memory stays flat
+// whatever the number of distinct counterparties.
+const pseudonymCacheSize = 1 << 14
+
+// pseudonymizer maps counterparty names to stable pseudonyms:
+// "cp_" + the first 12 hex digits of HMAC-SHA256(report id, name).
+type pseudonymizer struct {
+	mac     hash.Hash
+	scratch []byte
+	sum     []byte
+	cache   map[string]string
+}
+
+func newPseudonymizer(key string) *pseudonymizer {
+	return &pseudonymizer{
+		mac:   hmac.New(sha256.New, []byte(key)),
+		sum:   make([]byte, 0, sha256.Size),
+		cache: make(map[string]string),
+	}
+}
+
+// Pseudonym returns the pseudonym of counterparty in the report keyed by
+// reportID; an empty counterparty stays empty.
+func Pseudonym(reportID, counterparty string) string {
+	if counterparty == "" {
+		return ""
+	}
+	return string(newPseudonymizer(reportID).append(nil, counterparty))
+}
+
+func (p *pseudonymizer) append(dst []byte, counterparty string) []byte {
+	if v, ok := p.cache[counterparty]; ok {
+		return append(dst, v...)
+	}
+	p.mac.Reset()
+	p.scratch = append(p.scratch[:0], counterparty...)
+	p.mac.Write(p.scratch)
+	p.sum = p.mac.Sum(p.sum[:0])
+	var name [3 + 12]byte
+	copy(name[:], "cp_")
+	hex.Encode(name[3:], p.sum[:6])
+	if len(p.cache) >= pseudonymCacheSize {
+		clear(p.cache)
+	}
+	p.cache[counterparty] = string(name[:])
+	return append(dst, name[:]...)
+}

@@ -1,0 +1,171 @@
+package worker
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/jobs"
+)
+
+// Metric names exported on /metrics.
+const (
+	MetricReportsReady      = "tally_reports_ready_total"
+	MetricReportsFailed     = "tally_reports_failed_total"
+	MetricGenerationSeconds = "tally_report_generation_seconds"
+	MetricReportBytes       = "tally_report_bytes"
+	MetricQueueJobs         = "tally_queue_jobs"
+	MetricQueueOldest       = "tally_queue_oldest_available_seconds"
+)
+
+// queueStates are the job states tally_queue_jobs reports.
+var queueStates = []string{"available", "running", "retryable", "scheduled"}
+
+// failureCodes are the codes a report can fail with in a worker.
+var failureCodes = []string{
+	jobs.CodeStorageUnavailable, jobs.CodeDatabaseUnavailable, jobs.CodeAmountOverflow,
+	jobs.CodeUnknownReportType, jobs.CodeBuildFailed,
+}
+
+// Metrics are a worker process's Prometheus collectors, on a registry of
+// their own (no global state). They implement jobs.ReportMetrics.
+type Metrics struct {
+	registry          *prometheus.Registry
+	reportsReady      *prometheus.CounterVec
+	reportsFailed     *prometheus.CounterVec
+	generationSeconds *prometheus.HistogramVec
+	reportBytes       *prometheus.HistogramVec
+	queueJobs         *prometheus.GaugeVec
+	queueOldest       *prometheus.GaugeVec
+
+	mu     sync.Mutex // serializes RefreshQueues
+	queues []string   // every queue ever reported, so an emptied one drops to zero
+}
+
+var _ jobs.ReportMetrics = (*Metrics)(nil)
+
+// NewMetrics registers the worker's collectors, plus the Go runtime and
+// process collectors, on a new registry. Series for every configured report
+// type and every queue start at zero, so dashboards see them before the first
+// report.
+func NewMetrics(portal *config.Portal, queues []string) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		reportsReady: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricReportsReady,
+			Help: "Reports generated and marked ready, by report type.",
+		}, []string{"type"}),
+		reportsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricReportsFailed,
+			Help: "Reports marked failed by a worker, by report type and error code.",
+		}, []string{"type", "code"}),
+		generationSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricGenerationSeconds,
+			Help:    "Time from the start of a successful report job to its commit, by report type.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14), // 50 ms .. ~7 min
+		}, []string{"type"}),
+		reportBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricReportBytes,
+			Help:    "Size of generated report files in bytes, by report type.",
+			Buckets: prometheus.ExponentialBuckets(1024, 4, 12), // 1 KiB .. 4 GiB
+		}, []string{"type"}),
+		queueJobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MetricQueueJobs,
+			Help: "River jobs per queue and state (available, running, retryable, scheduled), refreshed periodically.",
+		}, []string{"queue", "state"}),
+		queueOldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MetricQueueOldest,
+			Help: "Age in seconds of the oldest available job per queue (0 when none waits), refreshed periodically.",
+		}, []string{"queue"}),
+		queues: slices.Clone(queues),
+	}
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
+	)
+	if portal != nil {
+		for _, t := range portal.TypeNames() {
+			m.reportsReady.WithLabelValues(t)
+			m.generationSeconds.WithLabelValues(t)
+			m.reportBytes.WithLabelValues(t)
+			for _, code := range failureCodes {
+				m.reportsFailed.WithLabelValues(t, code)
+			}
+		}
+	}
+	for _, q := range queues {
+		m.queueOldest.WithLabelValues(q).Set(0)
+		for _, s := range queueStates {
+			m.queueJobs.WithLabelValues(q, s).Set(0)
+		}
+	}
+	return m
+}
+
+// Registry returns the registry the collectors are on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// ReportReady counts a ready report and observes its duration and size.
+func (m *Metrics) ReportReady(reportType string, took time.Duration, sizeBytes int64) {
+	m.reportsReady.WithLabelValues(reportType).Inc()
+	m.generationSeconds.WithLabelValues(reportType).Observe(took.Seconds())
+	m.reportBytes.WithLabelValues(reportType).Observe(float64(sizeBytes))
+}
+
+// ReportFailed counts a failed report.
+func (m *Metrics) ReportFailed(reportType, code string) {
+	m.reportsFailed.WithLabelValues(reportType, code).Inc()
+}
+
+// RefreshQueues reads the queue gauges from the database. Queue and state
+// pairs without jobs are set to zero rather than left at a stale value.
+func (m *Metrics) RefreshQueues(ctx context.Context, pool *pgxpool.Pool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	counts := map[[2]string]float64{}
+	for _, q := range m.queues {
+		for _, s := range queueStates {
+			counts[[2]string{q, s}] = 0
+		}
+	}
+	qc, err := db.QueueCounts(ctx, pool)
+	if err != nil {
+		return err
+	}
+	for _, c := range qc {
+		counts[[2]string{c.Queue, c.State}] = float64(c.Count)
+	}
+	ages, err := db.QueueOldestAvailable(ctx, pool)
+	if err != nil {
+		return err
+	}
+	oldest := map[string]float64{}
+	for _, q := range m.queues {
+		oldest[q] = 0
+	}
+	for q, age := range ages {
+		oldest[q] = age
+	}
+
+	for k, v := range counts {
+		if !slices.Contains(m.queues, k[0]) {
+			m.queues = append(m.queues, k[0])
+		}
+		m.queueJobs.WithLabelValues(k[0], k[1]).Set(v)
+	}
+	for q, v := range oldest {
+		if !slices.Contains(m.queues, q) {
+			m.queues = append(m.queues, q)
+		}
+		m.queueOldest.WithLabelValues(q).Set(v)
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+// Package worker runs Tally's report workers: the River client with its
+// queues, workers and periodic jobs, the soft stop on shutdown, and the
+// process's metrics and health endpoints. cmd/tally-worker only wires it.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/jobs"
+	"github.com/tally-compliance/tally/storage"
+)
+
+// Defaults of Opts fields left zero.
+const (
+	DefaultSmallConcurrency   = 4
+	DefaultLargeConcurrency   = 1
+	DefaultJobTimeout         = jobs.DefaultJobTimeout
+	DefaultShutdownTimeout    = 25 * time.Second
+	DefaultMaxAttempts        = 5
+	DefaultFetchCooldown      = 20 * time.Millisecond
+	DefaultFetchPollInterval  = time.Second
+	DefaultExpireInterval     = 10 * time.Minute
+	DefaultQueueStatsInterval = 10 * time.Second
+	// RescueMargin is added to the job timeout to get the time after which
+	// River's rescuer takes a job back from a worker that vanished.
+	RescueMargin = time.Minute
+)
+
+// Pool sizing. A job holds one connection at a time (its snapshot read, then
+// its finishing transaction), the maintenance queue runs up to
+// MaintenanceWorkers jobs, and a started River client needs a few
+// connections of its own for fetching, completing, leader election and
+// maintenance (its LISTEN connection is taken out of the pool and does not
+// count).
+const (
+	MaintenanceWorkers = 2
+	RiverInternalConns = 5
+)
+
+// MaxConns returns the database pool size a worker process needs for its
+// queue concurrencies: small + large + MaintenanceWorkers +
+// RiverInternalConns. With the defaults (4 and 1) that is 12.
+func MaxConns(small, large int) int32 {
+	return int32(small + large + MaintenanceWorkers + RiverInternalConns)
+}
+
+// Opts configure a Worker. Pool, Store and Portal are required; zero values
+// of the other fields mean the defaults above.
+type Opts struct {
+	// Pool is the database, sized with MaxConns.
+	Pool *pgxpool.Pool
+	// Store holds report files; /readyz checks its bucket.
+	Store *storage.Store
+	// Portal gives report types and retention.
+	Portal *config.Portal
+	// Logger receives the worker's and River's logs; nil discards.
+	Logger *slog.Logger
+
+	// SmallConcurrency is MaxWorkers of the "reports" queue.
+	SmallConcurrency int
+	// LargeConcurrency is MaxWorkers of the "reports_large" queue.
+	LargeConcurrency int
+	// JobTimeout bounds one attempt of a report job.
+	JobTimeout time.Duration
+	// ShutdownTimeout is how long running jobs may go on after shutdown
+	// starts before their contexts are cancelled and they return to the
+	// queue for another worker.
+	ShutdownTimeout time.Duration
+	// MaxAttempts is the attempts of jobs this client inserts (the periodic
+	// ones). Report jobs get theirs from the client that inserts them.
+	MaxAttempts int
+	// FetchCooldown is the minimum time between two fetches of a queue.
+	FetchCooldown time.Duration
+	// FetchPollInterval is how often queues are polled when no
+	// notification arrives.
+	FetchPollInterval time.Duration
+	// RescueStuckJobsAfter is how long a job may stay running before River's
+	// rescuer gives it to another worker; zero means JobTimeout +
+	// RescueMargin. It must not be below JobTimeout.
+	RescueStuckJobsAfter time.Duration
+	// RetryPolicy schedules retries; nil keeps River's (attempt^4 seconds).
+	RetryPolicy river.ClientRetryPolicy
+	// ExpireInterval is the period of the expire_reports job.
+	ExpireInterval time.Duration
+	// QueueStatsInterval is the refresh period of the queue gauges.
+	QueueStatsInterval time.Duration
+	// ID names the River client; empty means River's <hostname>_<time>.
+	ID string
+	// TestOnly starts River's maintenance services at once instead of
+	// staggering them. For tests.
+	TestOnly bool
+	// AfterUploadFunc is passed to jobs.GenerateReportWorker. For tests.
+	AfterUploadFunc func(ctx context.Context, job *river.Job[jobs.GenerateReportArgs]) error
+}
+
+// OptsFromConfig returns the Opts the environment configures, without the
+// dependencies (Pool, Store, Portal, Logger).
+func OptsFromConfig(cfg *config.Config) Opts {
+	return Opts{
+		SmallConcurrency:  cfg.SmallConcurrency,
+		LargeConcurrency:  cfg.LargeConcurrency,
+		JobTimeout:        cfg.JobTimeout,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		MaxAttempts:       cfg.MaxAttempts,
+		FetchPollInterval: cfg.FetchPollInterval,
+	}
+}
+
+func (o *Opts) setDefaults() error {
+	if o.Pool == nil || o.Store == nil || o.Portal == nil {
+		return errors.New("worker: Pool, Store and Portal are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&o.SmallConcurrency, DefaultSmallConcurrency)
+	setDefault(&o.LargeConcurrency, DefaultLargeConcurrency)
+	setDefault(&o.JobTimeout, DefaultJobTimeout)
+	setDefault(&o.ShutdownTimeout, DefaultShutdownTimeout)
+	setDefault(&o.MaxAttempts, DefaultMaxAttempts)
+	setDefault(&o.FetchCooldown, DefaultFetchCooldown)
+	setDefault(&o.FetchPollInterval, DefaultFetchPollInterval)
+	setDefault(&o.RescueStuckJobsAfter, o.JobTimeout+RescueMargin)
+	setDefault(&o.ExpireInterval, DefaultExpireInterval)
+	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
+	if o.FetchPollInterval < o.FetchCooldown {
+		o.FetchPollInterval = o.FetchCooldown
+	}
+	if o.RescueStuckJobsAfter < o.JobTimeout {
+		return fmt.Errorf("worker: RescueStuckJobsAfter (%s) is below JobTimeout (%s)", o.RescueStuckJobsAfter, o.JobTimeout)
+	}
+	return nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Worker is one worker process: a started River client working every job
+// kind on the report queues and the maintenance queue.
+type Worker struct {
+	opts     Opts
+	client   *river.Client[pgx.Tx]
+	metrics  *Metrics
+	logger   *slog.Logger
+	stopping atomic.Bool
+}
+
+// New builds a Worker and checks that the database answers. It registers
+// every job kind, so that this process's rescuer, when it is the leader,
+// never discards a kind it does not know.
+func New(ctx context.Context, opts Opts) (*Worker, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := opts.Pool.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("worker: pinging database: %w", err)
+	}
+	logger := opts.Logger
+	queues := []string{jobs.QueueReports, jobs.QueueLarge, jobs.QueueMaint}
+	metrics := NewMetrics(opts.Portal, queues)
+
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &jobs.GenerateReportWorker{
+		Pool:            opts.Pool,
+		Store:           opts.Store,
+		Portal:          opts.Portal,
+		Logger:          logger,
+		JobTimeout:      opts.JobTimeout,
+		Metrics:         metrics,
+		AfterUploadFunc: opts.AfterUploadFunc,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering generate_report: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &jobs.ExpireReportsWorker{
+		Pool:   opts.Pool,
+		Store:  opts.Store,
+		Logger: logger,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering expire_reports: %w", err)
+	}
+
+	client, err := river.NewClient(riverpgxv5.New(opts.Pool), &river.Config{
+		ID:     opts.ID,
+		Logger: logger.With(slog.String("component", "river")),
+		Queues: map[string]river.QueueConfig{
+			jobs.QueueReports: {MaxWorkers: opts.SmallConcurrency},
+			jobs.QueueLarge:   {MaxWorkers: opts.LargeConcurrency},
+			jobs.QueueMaint:   {MaxWorkers: MaintenanceWorkers},
+		},
+		Workers:              workers,
+		JobTimeout:           opts.JobTimeout,
+		RescueStuckJobsAfter: opts.RescueStuckJobsAfter,
+		MaxAttempts:          opts.MaxAttempts,
+		RetryPolicy:          opts.RetryPolicy,
+		FetchCooldown:        opts.FetchCooldown,
+		FetchPollInterval:    opts.FetchPollInterval,
+		ErrorHandler:         &errorHandler{logger: logger},
+		SoftStopTimeout:      opts.ShutdownTimeout,
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(opts.ExpireInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return jobs.ExpireReportsArgs{}, nil },
+				&river.PeriodicJobOpts{ID: jobs.ExpireReportsArgs{}.Kind(), RunOnStart: true}),
+		},
+		TestOnly: opts.TestOnly,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: creating River client: %w", err)
+	}
+	return &Worker{opts: opts, client: client, metrics: metrics, logger: logger}, nil
+}
+
+// Client returns the River client, for tests and for subscribing to events.
+func (w *Worker) Client() *river.Client[pgx.Tx] { return w.client }
+
+// Metrics returns the process's metrics.
+func (w *Worker) Metrics() *Metrics { return w.metrics }
+
+// stopGrace is how long Run waits for jobs to return after their contexts
+// were cancelled, before it gives up on them.
+const stopGrace = 10 * time.Second
+
+// Run works jobs until ctx is done, then stops softly: it stops fetching,
+// lets running jobs finish for up to ShutdownTimeout, then cancels their
+// contexts so that they return to the queue (as interrupted, not failed) and
+// another worker runs them. It returns once the client has stopped.
+func (w *Worker) Run(ctx context.Context) error {
+	// The client runs on a context of its own, so that shutdown is the
+	// explicit sequence below rather than a hard stop on ctx.
+	if err := w.client.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("starting River client: %w", err)
+	}
+	statsCtx, stopStats := context.WithCancel(context.WithoutCancel(ctx))
+	statsDone := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		w.refreshQueueStats(statsCtx)
+	}()
+	defer func() {
+		stopStats()
+		<-statsDone
+	}()
+	w.logger.InfoContext(ctx, "worker started",
+		slog.Int("reports_concurrency", w.opts.SmallConcurrency),
+		slog.Int("reports_large_concurrency", w.opts.LargeConcurrency),
+		slog.Duration("job_timeout", w.opts.JobTimeout),
+		slog.Duration("rescue_stuck_jobs_after", w.opts.RescueStuckJobsAfter))
+
+	<-ctx.Done()
+	w.stopping.Store(true)
+	stopCtx := context.WithoutCancel(ctx)
+	w.logger.InfoContext(stopCtx, "shutting down: no new jobs, waiting for running ones",
+		slog.Duration("shutdown_timeout", w.opts.ShutdownTimeout))
+
+	softCtx, cancel := context.WithTimeout(stopCtx, w.opts.ShutdownTimeout)
+	err := w.client.Stop(softCtx)
+	cancel()
+	if err == nil {
+		w.logger.InfoContext(stopCtx, "worker stopped")
+		return nil
+	}
+	w.logger.WarnContext(stopCtx, "jobs still running after the shutdown timeout; cancelling them so that they are retried")
+	hardCtx, cancel := context.WithTimeout(stopCtx, stopGrace)
+	defer cancel()
+	if err := w.client.StopAndCancel(hardCtx); err != nil {
+		return fmt.Errorf("stopping River client: jobs did not return after cancellation: %w", err)
+	}
+	w.logger.InfoContext(stopCtx, "worker stopped")
+	return nil
+}
+
+func (w *Worker) refreshQueueStats(ctx context.Context) {
+	t := time.NewTicker(w.opts.QueueStatsInterval)
+	defer t.Stop()
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := w.metrics.RefreshQueues(qctx, w.opts.Pool)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			w.logger.WarnContext(ctx, "refreshing queue metrics", slog.String("error", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// errorHandler logs job errors and panics; River then retries or discards
+// the job as usual.
+type errorHandler struct{ logger *slog.Logger }
+
+func (h *errorHandler) HandleError(ctx context.Context, job *rivertype.JobRow, err error) *river.ErrorHandlerResult {
+	h.logger.WarnContext(ctx, "job failed",
+		slog.String("kind", job.Kind), slog.Int64("job_id", job.ID),
+		slog.Int("attempt", job.Attempt), slog.Int("max_attempts", job.MaxAttempts),
+		slog.String("error", err.Error()))
+	return nil
+}
+
+func (h *errorHandler) HandlePanic(ctx context.Context, job *rivertype.JobRow, panicVal any, trace string) *river.ErrorHandlerResult {
+	h.logger.ErrorContext(ctx, "job panicked",
+		slog.String("kind", job.Kind), slog.Int64("job_id", job.ID),
+		slog.Int("attempt", job.Attempt), slog.Any("panic", panicVal), slog.String("trace", trace))
+	return nil
+}
