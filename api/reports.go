@@ -97,7 +97,7 @@ func (s *Server) createReport(c echo.Context) error {
 		}
 		jobMeta, _ := json.Marshal(map[string]string{"request_id": requestID(c)})
 		res, err := s.river.InsertTx(ctx, tx, jobs.GenerateReportArgs{ReportID: reportID}, &river.InsertOpts{
-			Queue: queue, Metadata: jobMeta, Tags: []string{"report", typ.Name},
+			Queue: queue, Metadata: jobMeta, Tags: []string{"report", typ.Name}, MaxAttempts: s.maxAttempts,
 		})
 		if err != nil {
 			return fmt.Errorf("enqueueing report job: %w", db.Translate(err))

@@ -42,6 +42,9 @@ type Opts struct {
 	AdmissionWait time.Duration
 	// CreatePerMinute is each user's report-creation rate (default 60, burst 20).
 	CreatePerMinute float64
+	// MaxAttempts is each report job's attempt budget, fixed at insert
+	// (default 5).
+	MaxAttempts int
 	// LargeReportRows routes reports with more estimated rows to the large queue.
 	LargeReportRows int64
 	// Registry receives the API's metrics; nil means a new registry.
@@ -66,6 +69,7 @@ type Server struct {
 	requestTimeout  time.Duration
 	downloadTimeout time.Duration
 	largeRows       int64
+	maxAttempts     int
 	adminUser       string
 	adminPassword   string
 	riverUI         http.Handler
@@ -80,7 +84,7 @@ func New(opts Opts) (*Server, error) {
 	s := &Server{
 		pool: opts.Pool, river: opts.River, store: opts.Store, portal: opts.Portal, logger: opts.Logger,
 		requestTimeout: opts.RequestTimeout, downloadTimeout: opts.DownloadTimeout,
-		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows,
+		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows, maxAttempts: opts.MaxAttempts,
 		adminUser: opts.AdminUser, adminPassword: opts.AdminPassword, registry: opts.Registry, now: opts.Now,
 	}
 	if s.logger == nil {
@@ -97,6 +101,9 @@ func New(opts Opts) (*Server, error) {
 	}
 	if s.largeRows <= 0 {
 		s.largeRows = 200_000
+	}
+	if s.maxAttempts <= 0 {
+		s.maxAttempts = 5
 	}
 	if s.now == nil {
 		s.now = time.Now

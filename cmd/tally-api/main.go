@@ -65,7 +65,7 @@ func run(ctx context.Context) error {
 	srv, err := api.New(api.Opts{
 		Pool: pool, River: riverClient, Store: store, Portal: portal, Logger: logger,
 		AdminUser: cfg.AdminUser, AdminPassword: cfg.AdminPassword.Reveal(),
-		RequestTimeout: cfg.RequestTimeout, CreatePerMinute: cfg.CreateRateLimit, LargeReportRows: cfg.LargeThreshold,
+		RequestTimeout: cfg.RequestTimeout, MaxAttempts: cfg.MaxAttempts, CreatePerMinute: cfg.CreateRateLimit, LargeReportRows: cfg.LargeThreshold,
 	})
 	if err != nil {
 		return err
