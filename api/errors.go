@@ -177,6 +177,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if e.Status == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "" {
 		h.Set("WWW-Authenticate", `Bearer realm="tally"`)
 	}
+	// A handler may have set file headers before failing (a download does);
+	// the error body is JSON and not an attachment.
+	for _, k := range []string{echo.HeaderContentType, echo.HeaderContentLength, echo.HeaderContentDisposition} {
+		h.Del(k)
+	}
 	h.Set("Cache-Control", "no-store")
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(e.Status)
