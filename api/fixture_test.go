@@ -51,6 +51,7 @@ type setupOpts struct {
 	adminUser, adminPassword string
 	createPerMinute          float64
 	maxInFlight              int
+	maxAttempts              int
 }
 
 func setup(t *testing.T) *testBundle {
@@ -72,7 +73,7 @@ func setupWith(t *testing.T, o setupOpts) *testBundle {
 	srv, err := api.New(api.Opts{
 		Pool: pool, River: rc, Store: store, Portal: portal, Logger: tallytest.Logger(t),
 		AdminUser: o.adminUser, AdminPassword: o.adminPassword, CreatePerMinute: o.createPerMinute,
-		MaxInFlight: o.maxInFlight,
+		MaxInFlight: o.maxInFlight, MaxAttempts: o.maxAttempts,
 	})
 	if err != nil {
 		t.Fatal(err)
