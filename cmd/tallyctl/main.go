@@ -1,0 +1,72 @@
+// Command tallyctl administers Tally: it migrates the database, creates
+// tenants, users and disclosure cases, grants access, issues tokens, and
+// loads transactions from CSV files or a deterministic generator.
+//
+// Run `tallyctl --help` for the commands. Configuration comes from the
+// environment (DATABASE_URL, LOG_LEVEL, LOG_FORMAT).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second interrupt kills at once
+	}()
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tallyctl: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	var pool *pgxpool.Pool
+	defer func() {
+		if pool != nil {
+			pool.Close()
+		}
+	}()
+	d := &deps{
+		stdin:          os.Stdin,
+		stdout:         os.Stdout,
+		stderr:         os.Stderr,
+		stderrTerminal: isTerminal(os.Stderr),
+		logger:         cfg.NewLogger(os.Stderr),
+		connect: func(ctx context.Context) (*pgxpool.Pool, error) {
+			var err error
+			pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: 4, ApplicationName: "tallyctl"})
+			if err != nil {
+				return nil, fmt.Errorf("connecting to the database (DATABASE_URL): %w", err)
+			}
+			return pool, nil
+		},
+	}
+	root := newRootCmd(d)
+	root.SetArgs(os.Args[1:])
+	return root.ExecuteContext(ctx)
+}
+
+// isTerminal reports whether f is a character device, such as a terminal:
+// progress bars are drawn only there, unless asked for.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
