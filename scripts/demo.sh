@@ -28,7 +28,7 @@ psql "${DATABASE_URL/tally_demo/postgres}" -qtAc "SELECT 1 FROM pg_database WHER
 	psql "${DATABASE_URL/tally_demo/postgres}" -qc "CREATE DATABASE tally_demo"
 
 say "building binaries"
-make -s build
+mkdir -p bin && go build -o bin/ ./cmd/tally-api ./cmd/tally-worker ./cmd/tallyctl
 
 out=artifacts/demo
 mkdir -p "$out"
@@ -124,8 +124,10 @@ code=$(curl -sS -o "$out/creator-download.json" -w '%{http_code}' "$api/api/appl
 echo "HTTP $code $(cat "$out/creator-download.json")"
 [[ $code == 403 ]] || die "create-only auditor got $code on download, want 403"
 
-say "a sample of /metrics"
-curl -fsS "$api/metrics" | grep -E '^tally_(reports_created_total|report_downloads_total|http_request_duration_seconds_count)' | head -8 || true
-curl -fsS "http://127.0.0.1:$TALLY_METRICS_PORT/metrics" | grep -E '^tally_(reports_ready_total|report_generation_seconds_(sum|count)|report_bytes_sum|queue_jobs)' | head -10 || true
+say "a sample of /metrics (API on :$PORT, worker on :$TALLY_METRICS_PORT)"
+curl -fsS "$api/metrics" | grep -E '^tally_(reports_created_total|report_downloads_total)' || true
+curl -fsS "$api/metrics" | grep -E '^tally_http_request_duration_seconds_count' | head -5 || true
+curl -fsS "http://127.0.0.1:$TALLY_METRICS_PORT/metrics" |
+	grep -E '^tally_(reports_ready_total|report_generation_seconds_(sum|count)|report_bytes_(sum|count)|queue_oldest_available_seconds)' || true
 
 say "done: report $id ready ${ms} ms after POST (as the portal sees it, polling every 50 ms); file at $file"
