@@ -1,0 +1,95 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadFrom(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Port != 8080 || cfg.S3.Bucket != "tally" || cfg.JobTimeout != 15*time.Minute || cfg.LogFormat != "json" ||
+		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" {
+		t.Errorf("defaults = %+v", cfg)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	t.Parallel()
+	tests := map[string]map[string]string{
+		"BadPort":       {"PORT": "70000"},
+		"PortNotNumber": {"PORT": "http"},
+		"BadLevel":      {"LOG_LEVEL": "loud"},
+		"BadFormat":     {"LOG_FORMAT": "xml"},
+		"HalfAdmin":     {"TALLY_ADMIN_USER": "admin"},
+		"BadDuration":   {"TALLY_JOB_TIMEOUT": "soon"},
+		"ZeroWorkers":   {"TALLY_WORKER_CONCURRENCY": "0"},
+		"BadTLSBoolean": {"S3_USE_TLS": "maybe"},
+	}
+	for name, env := range tests {
+		if _, err := LoadFrom(env); err == nil {
+			t.Errorf("%s: no error for %v", name, env)
+		}
+	}
+}
+
+// TestSecretsMasked: a logged or printed Config never shows a secret.
+func TestSecretsMasked(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadFrom(map[string]string{
+		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
+		"TALLY_ADMIN_USER": "admin", "TALLY_ADMIN_PASSWORD": "admin-pass-789",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", slog.Any("config", cfg))
+	out := buf.String() + fmt.Sprintf("%v %+v", cfg, cfg)
+	for _, secret := range []string{"db-pass-123", "s3-secret-456", "admin-pass-789"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("secret %q leaked: %s", secret, out)
+		}
+	}
+	if cfg.AdminPassword.Reveal() != "admin-pass-789" {
+		t.Error("Reveal does not return the secret")
+	}
+}
+
+func TestPortal(t *testing.T) {
+	t.Parallel()
+	p, err := LoadPortal("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.TypeNames(), ","); got != "activity_log,transaction_summary" {
+		t.Errorf("types = %s", got)
+	}
+	if p.Retention() != 30*24*time.Hour {
+		t.Errorf("retention = %v", p.Retention())
+	}
+	bad := map[string]string{
+		"UnknownBuilder": "report_types:\n  - {name: x, builder: pdf_magic, format: csv}\n",
+		"BadFormat":      "report_types:\n  - {name: x, builder: activity_log, format: xlsx}\n",
+		"Duplicate":      "report_types:\n  - {name: x, builder: activity_log, format: csv}\n  - {name: x, builder: activity_log, format: csv}\n",
+		"UnknownKey":     "report_types:\n  - {name: x, builder: activity_log, format: csv}\nsurprise: 1\n",
+		"Empty":          "disclosure_flags: [a]\n",
+		"BadName":        "report_types:\n  - {name: 'X Y', builder: activity_log, format: csv}\n",
+	}
+	for name, y := range bad {
+		if _, err := ParsePortal([]byte(y)); err == nil {
+			t.Errorf("%s: accepted %q", name, y)
+		}
+	}
+	p, err = ParsePortal([]byte("report_types:\n  - {name: audit, builder: activity_log, format: csv}\nretention_days: 7\n"))
+	if err != nil || p.Retention() != 7*24*time.Hour {
+		t.Fatalf("custom portal: %v %v", p, err)
+	}
+}
