@@ -59,6 +59,9 @@ func New(opts Opts) (*Store, error) {
 		Secure:    opts.UseTLS,
 		Region:    opts.Region,
 		Transport: transport,
+		// Few retries: a caller waiting on a download should hear "try
+		// again" in seconds, and a worker's job is retried by River anyway.
+		MaxRetries: 3,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating object store client: %w", err)
