@@ -36,9 +36,27 @@ func (s *Server) mountRiverUI(e *echo.Echo) {
 		return
 	}
 	h := echo.WrapHandler(s.riverUI)
-	g := e.Group(adminPrefix, s.adminAuth)
+	g := e.Group(adminPrefix, s.adminAuth, sameOriginWrites())
 	g.Any("", h)
 	g.Any("/*", h)
+}
+
+// sameOriginWrites refuses cross-origin browser requests that could change
+// jobs or queues. Browsers attach cached basic-auth credentials to a
+// cross-site form POST, and River UI reads JSON whatever the Content-Type
+// (its own page posts text/plain), so without this any site an admin visits
+// could cancel, retry or delete jobs.
+func sameOriginWrites() echo.MiddlewareFunc {
+	cop := http.NewCrossOriginProtection()
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if err := cop.Check(c.Request()); err != nil {
+				return &Error{Status: http.StatusForbidden, Code: CodePermissionDenied,
+					Message: "River UI accepts changes from its own pages only", Err: err}
+			}
+			return next(c)
+		}
+	}
 }
 
 // adminAuth checks basic auth credentials in constant time (comparing fixed
