@@ -372,7 +372,7 @@ func TestJobSyncTrigger(t *testing.T) {
 			action:       retry,
 			wantJob:      rivertype.JobStateAvailable,
 			wantReport:   reportState{Status: "pending"},
-			wantEvents:   []eventSummary{},
+			wantEvents:   []eventSummary{{Kind: db.EventReportRequeued}},
 		},
 		{
 			name:         "RetryDiscardedMakesReportPending",
@@ -381,7 +381,7 @@ func TestJobSyncTrigger(t *testing.T) {
 			action:       retry,
 			wantJob:      rivertype.JobStateAvailable,
 			wantReport:   reportState{Status: "pending"},
-			wantEvents:   []eventSummary{},
+			wantEvents:   []eventSummary{{Kind: db.EventReportRequeued}},
 		},
 		{
 			name:         "DeleteOfCancelledJobLeavesReport",
@@ -399,7 +399,7 @@ func TestJobSyncTrigger(t *testing.T) {
 			action:       retry,
 			wantJob:      rivertype.JobStateAvailable,
 			wantReport:   reportState{Status: "pending"},
-			wantEvents:   []eventSummary{},
+			wantEvents:   []eventSummary{{Kind: db.EventReportRequeued}},
 		},
 		{
 			// The worker marks the report failed (code scope_invalid), then
@@ -598,7 +598,7 @@ func TestJobSyncTriggerRoundTrip(t *testing.T) {
 	for _, ev := range b.events(t, reportID) {
 		kinds = append(kinds, ev.Kind)
 	}
-	if diff := cmp.Diff([]string{db.EventReportCanceled, db.EventReportFailed}, kinds); diff != "" {
+	if diff := cmp.Diff([]string{db.EventReportCanceled, db.EventReportRequeued, db.EventReportFailed, db.EventReportRequeued}, kinds); diff != "" {
 		t.Errorf("events mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -41,6 +41,7 @@ const (
 	EventReportDownloaded = "report.downloaded"
 	EventReportCanceled   = "report.canceled"
 	EventReportExpired    = "report.expired"
+	EventReportRequeued   = "report.requeued"
 )
 
 // TransactionKinds lists the allowed values of transactions.kind.
