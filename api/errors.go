@@ -138,12 +138,15 @@ func toError(err error) *Error {
 	case errors.Is(err, storage.ErrUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeStorageUnavailable,
 			Message: "the file store is unavailable, retry shortly", Err: err, Headers: map[string]string{"Retry-After": "5"}}
+	case errors.Is(err, context.DeadlineExceeded):
+		// Before db.ErrUnavailable: a query cancelled at the request's
+		// deadline is translated to db.ErrUnavailable too, but what happened
+		// is that the request ran out of time.
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeRequestTimeout,
+			Message: "the request took too long, retry shortly", Err: err, Headers: map[string]string{"Retry-After": "2"}}
 	case errors.Is(err, db.ErrUnavailable), errors.Is(err, errBusy):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,
 			Message: "the service is busy or its database unavailable, retry shortly", Err: err, Headers: map[string]string{"Retry-After": "2"}}
-	case errors.Is(err, context.DeadlineExceeded):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeRequestTimeout,
-			Message: "the request took too long, retry shortly", Err: err, Headers: map[string]string{"Retry-After": "2"}}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "an internal error occurred", Err: err}
 }

@@ -69,6 +69,10 @@ type Config struct {
 	ShutdownTimeout   time.Duration `env:"TALLY_SHUTDOWN_TIMEOUT" envDefault:"25s"`
 	MaxAttempts       int           `env:"TALLY_JOB_MAX_ATTEMPTS" envDefault:"5"`
 	FetchPollInterval time.Duration `env:"TALLY_FETCH_POLL_INTERVAL" envDefault:"1s"`
+	// RescueStuckJobsAfter is how long a job may stay running before River's
+	// rescuer hands it to another worker; unset means the job timeout plus
+	// a minute (worker.RescueMargin).
+	RescueStuckJobsAfter time.Duration `env:"TALLY_RESCUE_STUCK_JOBS_AFTER"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`

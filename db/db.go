@@ -99,6 +99,12 @@ func Translate(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
 	}
+	// Any failure to connect, including the server's own refusal (a FATAL
+	// such as "database is not currently accepting connections", 55000),
+	// means the database is unavailable.
+	if isConnectError(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {

@@ -115,6 +115,8 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		MaxAttempts:       cfg.MaxAttempts,
 		FetchPollInterval: cfg.FetchPollInterval,
+		// Zero (unset) means JobTimeout + RescueMargin.
+		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
 	}
 }
 
