@@ -67,7 +67,11 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 		return err
 	}
 
-	body, info, err := s.store.Get(ctx, *r.ObjectKey, offset, length)
+	// From here on the work is streaming: it may outlive the request
+	// deadline for as long as the client reads, up to downloadTimeout.
+	streamCtx, cancel := s.streamContext(c)
+	defer cancel()
+	body, info, err := s.store.Get(streamCtx, *r.ObjectKey, offset, length)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("report %s is ready but its object is missing: %w", r.ID, err)

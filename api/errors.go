@@ -151,6 +151,19 @@ func toError(err error) *Error {
 	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "an internal error occurred", Err: err}
 }
 
+// statusClientClosed is logged and counted for requests whose client left.
+const statusClientClosed = 499
+
+// clientGone reports whether the request's client has disconnected (its
+// base context ended without reaching a deadline).
+func clientGone(c echo.Context) bool {
+	base, ok := c.Get(ctxBase).(context.Context)
+	if !ok {
+		base = c.Request().Context()
+	}
+	return errors.Is(base.Err(), context.Canceled)
+}
+
 // handleError is the Echo HTTPErrorHandler: every error response leaves here.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
@@ -163,9 +176,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 	e := toError(err)
 	ctx := c.Request().Context()
 	switch {
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		// The client went away; nobody will read the answer.
+	case errors.Is(err, context.Canceled) && clientGone(c):
+		// The client went away; nobody reads the answer. Record it as 499
+		// (nginx's "client closed request") rather than as a server error.
 		s.logger.DebugContext(ctx, "client canceled request", slog.String("request_id", requestID(c)))
+		c.Response().WriteHeader(statusClientClosed)
+		return
 	case e.Status >= 500:
 		s.logger.ErrorContext(ctx, "request failed", slog.String("request_id", requestID(c)),
 			slog.String("code", e.Code), slog.Any("error", err))

@@ -29,6 +29,7 @@ const (
 	ctxRequestID = "tally.request_id"
 	ctxPrincipal = "tally.principal"
 	ctxApp       = "tally.application"
+	ctxBase      = "tally.base_context"
 )
 
 // requestIDMiddleware keeps a well-formed X-Request-ID from the client (so a
@@ -165,19 +166,30 @@ func isProbe(path string) bool {
 	return path == "/healthz" || path == "/readyz" || path == "/metrics"
 }
 
-// timeout gives every request a deadline. Downloads get a longer one: they
-// stream for as long as the client reads.
+// timeout gives every request a deadline of requestTimeout, downloads
+// included: their database work is bounded like any request's. Streaming the
+// file then runs on streamContext, which only the client's departure or the
+// longer downloadTimeout ends.
 func (s *Server) timeout(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		d := s.requestTimeout
-		if strings.HasSuffix(c.Request().URL.Path, "/download") || strings.HasPrefix(c.Request().URL.Path, adminPrefix) {
-			d = s.downloadTimeout
-		}
-		ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+		base := c.Request().Context()
+		c.Set(ctxBase, base)
+		ctx, cancel := context.WithTimeout(base, s.requestTimeout)
 		defer cancel()
 		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)
 	}
+}
+
+// streamContext returns the context for streaming a response body: it ends
+// when the client goes away or after downloadTimeout, not at the request
+// deadline.
+func (s *Server) streamContext(c echo.Context) (context.Context, context.CancelFunc) {
+	base, ok := c.Get(ctxBase).(context.Context)
+	if !ok {
+		base = c.Request().Context()
+	}
+	return context.WithTimeout(base, s.downloadTimeout)
 }
 
 // maxBody is the largest request body accepted.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -133,23 +134,43 @@ func TestAdmission503WhenSaturated(t *testing.T) {
 func TestTimeoutSetsDeadline(t *testing.T) {
 	t.Parallel()
 	s := &Server{requestTimeout: time.Second, downloadTimeout: time.Hour}
-	for path, want := range map[string]time.Duration{"/api/reports": time.Second, "/api/reports/x/download": time.Hour} {
+	for _, path := range []string{"/api/reports", "/api/reports/x/download"} {
 		e := echo.New()
 		c := e.NewContext(httptest.NewRequest(http.MethodGet, path, nil), httptest.NewRecorder())
-		var dl time.Time
 		_ = s.timeout(func(c echo.Context) error {
-			var ok bool
-			dl, ok = c.Request().Context().Deadline()
-			if !ok {
-				t.Errorf("%s: no deadline", path)
+			dl, ok := c.Request().Context().Deadline()
+			if !ok || time.Until(dl) > time.Second {
+				t.Errorf("%s: request deadline in %v, want at most 1s", path, time.Until(dl))
+			}
+			// Streaming outlives the request deadline, bounded by downloadTimeout.
+			sc, cancel := s.streamContext(c)
+			defer cancel()
+			sdl, ok := sc.Deadline()
+			if !ok || time.Until(sdl) < 59*time.Minute {
+				t.Errorf("%s: stream deadline in %v, want about 1h", path, time.Until(sdl))
 			}
 			return nil
 		})(c)
-		if left := time.Until(dl); left > want || left < want-time.Minute/2 && want > time.Minute {
-			t.Errorf("%s: deadline in %v, want about %v", path, left, want)
-		}
 	}
-	_ = context.Background()
+}
+
+// TestClientGone499: a request whose client left is recorded as 499, not 500.
+func TestClientGone499(t *testing.T) {
+	t.Parallel()
+	s := &Server{requestTimeout: time.Second, logger: slog.New(slog.DiscardHandler)}
+	e := echo.New()
+	base, cancel := context.WithCancel(context.Background())
+	rec := httptest.NewRecorder()
+	c := e.NewContext(httptest.NewRequest(http.MethodGet, "/api/reports", nil).WithContext(base), rec)
+	err := s.timeout(func(c echo.Context) error {
+		cancel() // the client disconnects mid-request
+		<-c.Request().Context().Done()
+		return c.Request().Context().Err()
+	})(c)
+	s.handleError(err, c)
+	if rec.Code != statusClientClosed {
+		t.Fatalf("status %d, want 499", rec.Code)
+	}
 }
 
 func newTestMetrics() *metrics { return newMetrics(prometheus.NewRegistry()) }

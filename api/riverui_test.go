@@ -334,9 +334,9 @@ func TestRiverUIJobActions(t *testing.T) {
 		{name: "DeleteAvailable", action: "delete", wantJob: "deleted",
 			wantStatus: "canceled", wantCode: "canceled", wantEvent: db.EventReportCanceled},
 		{name: "RetryCancelled", before: func(t *testing.T, jobID int64) { post(t, "cancel", jobID) }, beforeWant: "canceled",
-			action: "retry", wantJob: "available", wantStatus: "pending"},
+			action: "retry", wantJob: "available", wantStatus: "pending", wantEvent: db.EventReportRequeued},
 		{name: "RetryDiscarded", before: func(t *testing.T, jobID int64) { b.discardJob(t, jobID) }, beforeWant: "failed",
-			action: "retry", wantJob: "available", wantStatus: "pending"},
+			action: "retry", wantJob: "available", wantStatus: "pending", wantEvent: db.EventReportRequeued},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
