@@ -92,6 +92,10 @@ type GenerateReportWorker struct {
 	// the finishing transaction. Tests use it to stop a worker at the worst
 	// moment; an error it returns is handled like a build error.
 	AfterUploadFunc func(ctx context.Context, job *river.Job[GenerateReportArgs]) error
+	// MaxSnoozes is how many times a job that found PostgreSQL or the object
+	// store unreachable is snoozed (not counting as an attempt) before
+	// outages spend attempts: zero means DefaultMaxSnoozes, negative none.
+	MaxSnoozes int
 }
 
 // Timeout is the per-attempt deadline of a report job.
@@ -449,6 +453,14 @@ func (w *GenerateReportWorker) fail(ctx context.Context, logger *slog.Logger, jo
 		return err
 	}
 	f := classify(err, w.Timeout(job))
+	if n := snoozes(job.Metadata); f.outage && n < w.maxSnoozes() {
+		// Ride out a short outage without spending the attempt budget:
+		// River does not count a snooze as an attempt.
+		delay := min(outageBackoff<<n, maxOutageBackoff)
+		logger.WarnContext(ctx, "dependency unavailable; snoozing the job",
+			slog.String("code", f.code), slog.String("error", f.Error()), slog.Int("snoozes", n), slog.Duration("delay", delay))
+		return river.JobSnooze(delay)
+	}
 	last := job.Attempt >= job.MaxAttempts
 	if !f.permanent && !last {
 		logger.WarnContext(ctx, "report generation failed; River will retry",
@@ -466,6 +478,36 @@ func (w *GenerateReportWorker) fail(ctx context.Context, logger *slog.Logger, jo
 		return river.JobCancel(f)
 	}
 	return f
+}
+
+// Outage snoozes: 2 s, 4 s, … up to a minute apart, MaxSnoozes of them
+// (about eight minutes in all with the default), before outages spend attempts.
+const (
+	outageBackoff    = 2 * time.Second
+	maxOutageBackoff = time.Minute
+	// DefaultMaxSnoozes is GenerateReportWorker.MaxSnoozes when zero.
+	DefaultMaxSnoozes = 12
+)
+
+func (w *GenerateReportWorker) maxSnoozes() int {
+	switch {
+	case w.MaxSnoozes < 0:
+		return 0
+	case w.MaxSnoozes == 0:
+		return DefaultMaxSnoozes
+	}
+	return w.MaxSnoozes
+}
+
+// snoozes returns how many times River has snoozed the job.
+func snoozes(metadata []byte) int {
+	var m struct {
+		Snoozes int `json:"snoozes"`
+	}
+	if len(metadata) > 0 {
+		_ = json.Unmarshal(metadata, &m)
+	}
+	return m.Snoozes
 }
 
 func (w *GenerateReportWorker) markFailed(ctx context.Context, job *river.Job[GenerateReportArgs], rep *db.Report, f *failure) error {
@@ -503,7 +545,10 @@ type failure struct {
 	message   string
 	retryable bool
 	permanent bool
-	err       error
+	// outage marks a dependency that could not be reached: waiting helps,
+	// so the job is snoozed instead of spending an attempt.
+	outage bool
+	err    error
 }
 
 func permanent(code, message string, err error) *failure {
@@ -526,10 +571,12 @@ func classify(err error, timeout time.Duration) *failure {
 		return f
 	case errors.Is(err, report.ErrAmountOverflow), errors.Is(err, db.ErrOutOfRange):
 		return permanent(CodeAmountOverflow, "a subtotal or total of the report does not fit in 64-bit minor units", err)
-	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, storage.ErrUnavailable):
+		return &failure{code: CodeStorageUnavailable, message: "the file store was unavailable", retryable: true, outage: true, err: err}
+	case errors.Is(err, storage.ErrNotFound):
 		return &failure{code: CodeStorageUnavailable, message: "the file store was unavailable", retryable: true, err: err}
 	case errors.Is(err, db.ErrUnavailable):
-		return &failure{code: CodeDatabaseUnavailable, message: "the database was unavailable", retryable: true, err: err}
+		return &failure{code: CodeDatabaseUnavailable, message: "the database was unavailable", retryable: true, outage: true, err: err}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &failure{code: CodeBuildFailed, message: fmt.Sprintf("report generation took longer than %s", timeout), retryable: true, err: err}
 	}

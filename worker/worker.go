@@ -102,6 +102,9 @@ type Opts struct {
 	// staggering them. For tests.
 	TestOnly bool
 	// AfterUploadFunc is passed to jobs.GenerateReportWorker. For tests.
+	// MaxSnoozes is passed to jobs.GenerateReportWorker: how many outage
+	// snoozes a report job gets before outages spend attempts.
+	MaxSnoozes      int
 	AfterUploadFunc func(ctx context.Context, job *river.Job[jobs.GenerateReportArgs]) error
 }
 
@@ -185,6 +188,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		JobTimeout:      opts.JobTimeout,
 		Metrics:         metrics,
 		AfterUploadFunc: opts.AfterUploadFunc,
+		MaxSnoozes:      opts.MaxSnoozes,
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering generate_report: %w", err)
 	}
