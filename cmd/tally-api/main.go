@@ -13,13 +13,16 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -45,9 +48,14 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: cfg.APIMaxConns, ApplicationName: "tally-api"})
-	if err != nil {
+	// An API started during a database outage waits for it.
+	var pool *pgxpool.Pool
+	err = startup.Wait(ctx, logger, "the database", 2*time.Minute, func(ctx context.Context) error {
+		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: cfg.APIMaxConns, ApplicationName: "tally-api"})
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("connecting to the database: %w", err)
 	}
 	defer pool.Close()
 	store, err := storage.New(storage.Opts{

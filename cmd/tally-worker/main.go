@@ -15,8 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/storage"
 	"github.com/tally-compliance/tally/worker"
 )
@@ -30,6 +33,9 @@ func main() {
 	}
 }
 
+// startupTimeout bounds the wait for PostgreSQL and the object store at start.
+const startupTimeout = 2 * time.Minute
+
 func run(ctx context.Context) error {
 	cfg, err := config.Load()
 	if err != nil {
@@ -37,8 +43,13 @@ func run(ctx context.Context) error {
 	}
 	logger := cfg.NewLogger(os.Stderr).With(slog.String("service", "tally-worker"))
 
+	// A worker started during an outage waits for its dependencies.
 	maxConns := worker.MaxConns(cfg.SmallConcurrency, cfg.LargeConcurrency)
-	pool, err := db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: maxConns, ApplicationName: "tally-worker"})
+	var pool *pgxpool.Pool
+	err = startup.Wait(ctx, logger, "the database", startupTimeout, func(ctx context.Context) error {
+		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: maxConns, ApplicationName: "tally-worker"})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("connecting to the database: %w", err)
 	}
@@ -55,10 +66,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = store.Ping(pingCtx)
-	cancel()
-	if err != nil {
+	if err := startup.Wait(ctx, logger, "the object store", startupTimeout, store.Ping); err != nil {
 		return fmt.Errorf("checking the object store: %w", err)
 	}
 
