@@ -272,16 +272,12 @@ func (s *Server) requireAuditor(perm string) echo.MiddlewareFunc {
 			if len(foreignID) > 63 {
 				return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
 			}
-			app, err := db.GetApplicationByForeignID(ctx, s.pool, p.Organization.ID, foreignID)
+			app, perms, err := db.AuditorApplication(ctx, s.pool, p.Organization.ID, foreignID, p.User.ID)
 			if err != nil {
 				if errors.Is(err, db.ErrNotFound) {
 					return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
 				}
-				return fmt.Errorf("loading application: %w", err)
-			}
-			perms, err := db.AuditorPermissions(ctx, s.pool, p.User.ID, app.ID)
-			if err != nil {
-				return fmt.Errorf("loading grants: %w", err)
+				return fmt.Errorf("loading application and grants: %w", err)
 			}
 			if !slices.Contains(perms, perm) {
 				return newError(http.StatusForbidden, CodePermissionDenied,

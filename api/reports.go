@@ -183,7 +183,7 @@ func (s *Server) checkCase(ctx context.Context, p *db.Principal, app *db.Applica
 	if !db.ValidID(db.PrefixCase, caseID) {
 		return nil, notFound
 	}
-	cs, err := db.GetCase(ctx, s.pool, caseID)
+	cs, assigned, err := db.GetCaseForUser(ctx, s.pool, caseID, p.User.ID)
 	if errors.Is(err, db.ErrNotFound) || (err == nil && cs.ApplicationID != app.ID) {
 		return nil, notFound
 	}
@@ -193,10 +193,6 @@ func (s *Server) checkCase(ctx context.Context, p *db.Principal, app *db.Applica
 	if cs.Status != db.CaseApproved {
 		return nil, &Error{Status: http.StatusConflict, Code: CodeCaseNotApproved,
 			Message: fmt.Sprintf("the case is %s, not approved", cs.Status), Details: map[string]any{"case_status": cs.Status}}
-	}
-	assigned, err := db.IsAssigned(ctx, s.pool, cs.ID, p.User.ID)
-	if err != nil {
-		return nil, fmt.Errorf("checking assignment: %w", err)
 	}
 	if !assigned {
 		return nil, newError(http.StatusForbidden, CodeCaseNotAssigned, "you are not assigned to this case")

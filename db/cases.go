@@ -53,6 +53,22 @@ func GetCase(ctx context.Context, q DBTX, id string) (*Case, error) {
 	return c, nil
 }
 
+// GetCaseForUser returns a case and whether the user is assigned to it, in
+// one query.
+func GetCaseForUser(ctx context.Context, q DBTX, caseID, userID string) (*Case, bool, error) {
+	rows, _ := q.Query(ctx, `
+		SELECT c.*, EXISTS (SELECT 1 FROM case_assignments a WHERE a.case_id = c.id AND a.user_id = $2) AS assigned
+		  FROM cases c WHERE c.id = $1`, caseID, userID)
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[struct {
+		Case
+		Assigned bool `db:"assigned"`
+	}])
+	if err != nil {
+		return nil, false, Translate(err)
+	}
+	return &r.Case, r.Assigned, nil
+}
+
 // ApproveCase moves a draft case to approved, recording who approved it.
 // Approving an approved case is a no-op; other states are ErrInvalid.
 func ApproveCase(ctx context.Context, q DBTX, caseID, approverID string) (*Case, error) {

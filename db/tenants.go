@@ -165,6 +165,26 @@ func ListGrants(ctx context.Context, q DBTX, userID string) ([]Grant, error) {
 	return grants, nil
 }
 
+// AuditorApplication returns the organization's application with that route
+// segment together with the user's auditor-bucket permissions on it (empty
+// when there is no grant), in one query: the authorization of every
+// application route. ErrNotFound when the organization has no such
+// application.
+func AuditorApplication(ctx context.Context, q DBTX, orgID, foreignID, userID string) (*Application, []string, error) {
+	var app Application
+	var perms []string
+	err := q.QueryRow(ctx, `
+		SELECT a.id, a.org_id, a.foreign_id, a.name, a.created_at, coalesce(g.permissions, '{}')
+		  FROM applications a
+		  LEFT JOIN application_grants g ON g.application_id = a.id AND g.user_id = $3 AND g.bucket = 'auditor'
+		 WHERE a.org_id = $1 AND a.foreign_id = $2`, orgID, foreignID, userID).
+		Scan(&app.ID, &app.OrgID, &app.ForeignID, &app.Name, &app.CreatedAt, &perms)
+	if err != nil {
+		return nil, nil, Translate(err)
+	}
+	return &app, perms, nil
+}
+
 // AuditorPermissions returns the caller's auditor-bucket permissions on an
 // application (empty when there is no grant).
 func AuditorPermissions(ctx context.Context, q DBTX, userID, applicationID string) ([]string, error) {

@@ -73,6 +73,17 @@ const ScopeGroupedSQL = `
 // ScopeArgs returns the query arguments of ScopeOrderedSQL and ScopeGroupedSQL.
 func (s ScopeQuery) ScopeArgs() []any { return s.args() }
 
+// queryArgs are the arguments StreamScope and StreamScopeGroups pass to
+// Query. A scope holds anything from a handful of rows to millions, so each
+// query is planned with its own parameters: QueryExecModeDescribeExec uses
+// the unnamed statement, never a cached one. With a cached statement,
+// PostgreSQL switches a connection to a generic plan after five executions,
+// and the generic plan, costed for a few hundred rows, sorts a
+// million-row scope on disk instead of reading it in index order.
+func (s ScopeQuery) queryArgs() []any {
+	return append([]any{pgx.QueryExecModeDescribeExec}, s.args()...)
+}
+
 // ScopeRow is one transaction in report order. StreamScope reuses the value
 // between calls: copy what must outlive the callback.
 type ScopeRow struct {
@@ -89,7 +100,7 @@ type ScopeRow struct {
 // StreamScope calls fn for every transaction in the scope, in report order,
 // holding one row in memory at a time.
 func StreamScope(ctx context.Context, q DBTX, s ScopeQuery, fn func(*ScopeRow) error) error {
-	rows, err := q.Query(ctx, ScopeOrderedSQL, s.args()...)
+	rows, err := q.Query(ctx, ScopeOrderedSQL, s.queryArgs()...)
 	if err != nil {
 		return fmt.Errorf("querying scope: %w", Translate(err))
 	}
@@ -121,7 +132,7 @@ type ScopeGroup struct {
 
 // StreamScopeGroups calls fn for every group of the scope, in report order.
 func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeQuery, fn func(*ScopeGroup) error) error {
-	rows, err := q.Query(ctx, ScopeGroupedSQL, s.args()...)
+	rows, err := q.Query(ctx, ScopeGroupedSQL, s.queryArgs()...)
 	if err != nil {
 		return fmt.Errorf("querying scope groups: %w", Translate(err))
 	}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/jobs"
+	"github.com/tally-compliance/tally/worker"
+)
+
+// largeRows is the API's TALLY_LARGE_REPORT_ROWS, which the bench pins.
+const largeRows = 200_000
+
+// insertReport does what POST case-reports does in its transaction, without
+// HTTP, authentication or the case checks: read the clock, estimate the
+// scope to pick the queue, InsertTx the job, insert the report, and write
+// report.created. It is the create row's baseline, and how the small-report
+// batches are queued.
+func (b *bench) insertReport(ctx context.Context, set *scopeSet, c *db.Case) (string, error) {
+	var id string
+	err := db.WithTx(ctx, b.base, func(tx pgx.Tx) error {
+		var now time.Time
+		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+			return fmt.Errorf("reading clock: %w", err)
+		}
+		scope := db.Scope{
+			CaseID: c.ID, PeriodStart: c.PeriodStart.UTC(), PeriodEnd: c.PeriodEnd.UTC(),
+			DisclosureFlags: nonNil(c.DisclosureFlags), ContractFilters: nonNil(c.ContractFilters), DataAsOf: now.UTC(),
+		}
+		id = db.NewID(db.PrefixReport)
+		est, err := db.EstimateScopeRows(ctx, tx, db.ScopeQuery{ApplicationID: set.app.ID, PeriodStart: scope.PeriodStart,
+			PeriodEnd: scope.PeriodEnd, ContractFilters: scope.ContractFilters, DataAsOf: scope.DataAsOf})
+		if err != nil {
+			return err
+		}
+		queue := jobs.QueueReports
+		if est > largeRows {
+			queue = jobs.QueueLarge
+		}
+		requestID := "bench_" + id
+		meta, _ := json.Marshal(map[string]string{"request_id": requestID})
+		res, err := b.inserter.InsertTx(ctx, tx, jobs.GenerateReportArgs{ReportID: id}, &river.InsertOpts{
+			Queue: queue, Metadata: meta, Tags: []string{"report", "transaction_summary"}, MaxAttempts: 5,
+		})
+		if err != nil {
+			return fmt.Errorf("enqueueing: %w", err)
+		}
+		rep, err := db.InsertReport(ctx, tx, db.InsertReportParams{
+			ID: id, OrgID: set.app.OrgID, ApplicationID: set.app.ID, CaseID: c.ID, Type: "transaction_summary",
+			Metadata: scope, CreatedBy: b.fx.auditor.ID, RequestID: requestID, JobID: res.Job.ID,
+		})
+		if err != nil {
+			return err
+		}
+		return db.InsertReportEvent(ctx, tx, rep, db.EventReportCreated, b.fx.auditor.ID,
+			map[string]any{"request_id": requestID, "job_id": res.Job.ID, "queue": queue})
+	})
+	return id, err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// copyScope runs COPY (ScopeOrderedSQL) TO STDOUT for the scope and reads
+// the output to the end; it returns the bytes and rows read.
+func copyScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeQuery) (bytes, rows int64, err error) {
+	sql, err := inlineArgs(db.ScopeOrderedSQL, q.ScopeArgs())
+	if err != nil {
+		return 0, 0, err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Release()
+	w := &countingWriter{}
+	tag, err := conn.Conn().PgConn().CopyTo(ctx, w, "COPY ("+sql+") TO STDOUT")
+	if err != nil {
+		return 0, 0, fmt.Errorf("COPY: %w", err)
+	}
+	return w.n, tag.RowsAffected(), nil
+}
+
+// groupScope runs ScopeGroupedSQL and reads every group. Like
+// db.StreamScopeGroups, it has the query planned with its own parameters
+// (no cached statement, whose generic plan would not fit every scope size).
+func groupScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeQuery) (int64, error) {
+	rows, err := pool.Query(ctx, db.ScopeGroupedSQL, append([]any{pgx.QueryExecModeDescribeExec}, q.ScopeArgs()...)...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var (
+		n                        int64
+		contract, currency, kind string
+		count, sum               int64
+	)
+	for rows.Next() {
+		if err := rows.Scan(&contract, &currency, &kind, &count, &sum); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, rows.Err()
+}
+
+type countingWriter struct{ n int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+var placeholder = regexp.MustCompile(`\$([0-9]+)`)
+
+// inlineArgs replaces the $n placeholders of sql with SQL literals of args,
+// for COPY, which takes no parameters. It handles the types ScopeArgs
+// returns; strings are quoted for standard_conforming_strings = on, which
+// checkStandardStrings verifies.
+func inlineArgs(sql string, args []any) (string, error) {
+	lits := make([]string, len(args))
+	for i, a := range args {
+		var err error
+		if lits[i], err = literal(a); err != nil {
+			return "", fmt.Errorf("argument $%d: %w", i+1, err)
+		}
+	}
+	var bad error
+	out := placeholder.ReplaceAllStringFunc(sql, func(m string) string {
+		n, _ := strconv.Atoi(m[1:])
+		if n < 1 || n > len(lits) {
+			bad = fmt.Errorf("placeholder %s has no argument", m)
+			return m
+		}
+		return lits[n-1]
+	})
+	return out, bad
+}
+
+func literal(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return quote(v)
+	case time.Time:
+		return "'" + v.UTC().Format(time.RFC3339Nano) + "'::timestamptz", nil
+	case []string:
+		if len(v) == 0 {
+			return "'{}'::text[]", nil
+		}
+		parts := make([]string, len(v))
+		for i, s := range v {
+			q, err := quote(s)
+			if err != nil {
+				return "", err
+			}
+			parts[i] = q
+		}
+		return "ARRAY[" + strings.Join(parts, ",") + "]::text[]", nil
+	}
+	return "", fmt.Errorf("no literal for %T", v)
+}
+
+func quote(s string) (string, error) {
+	if strings.ContainsRune(s, 0) {
+		return "", errors.New("string contains NUL")
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
+}
+
+func checkStandardStrings(ctx context.Context, pool *pgxpool.Pool) error {
+	var v string
+	if err := pool.QueryRow(ctx, `SHOW standard_conforming_strings`).Scan(&v); err != nil {
+		return err
+	}
+	if v != "on" {
+		return fmt.Errorf("standard_conforming_strings is %s; the COPY baseline quotes literals for on", v)
+	}
+	return nil
+}
+
+// noopQueue is the queue of the no-op baseline jobs; no Tally worker works it.
+const noopQueue = "bench_noop"
+
+// noopArgs is a job that does nothing.
+type noopArgs struct {
+	N int `json:"n"`
+}
+
+func (noopArgs) Kind() string { return "bench_noop" }
+
+func (noopArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: noopQueue} }
+
+// noopClient is a River client in the bench process with the fetch settings
+// of a tally-worker's reports queue, working no-op jobs. It has a pool of
+// its own, sized as a worker process's.
+type noopClient struct {
+	pool   *pgxpool.Pool
+	client *river.Client[pgx.Tx]
+}
+
+func (b *bench) startNoopClient(ctx context.Context, i int) (*noopClient, error) {
+	const concurrency = worker.DefaultSmallConcurrency
+	pool, err := db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: worker.MaxConns(concurrency, 1), ApplicationName: "tally-bench-noop"})
+	if err != nil {
+		return nil, err
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[noopArgs]) error { return nil }))
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		ID:                fmt.Sprintf("bench-noop-%d-%d", i, time.Now().UnixNano()),
+		Queues:            map[string]river.QueueConfig{noopQueue: {MaxWorkers: concurrency}},
+		Workers:           workers,
+		FetchCooldown:     worker.DefaultFetchCooldown,
+		FetchPollInterval: worker.DefaultFetchPollInterval,
+	})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := client.Start(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &noopClient{pool: pool, client: client}, nil
+}
+
+func (c *noopClient) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = c.client.Stop(ctx)
+	c.pool.Close()
+}

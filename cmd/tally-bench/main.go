@@ -1,0 +1,134 @@
+// Command tally-bench measures Tally against the limits of its own parts, in
+// one run on one machine: it creates a database and a bucket of its own,
+// seeds them, builds and starts the real tally-api and tally-worker
+// processes, drives them over HTTP as the portal does, and measures beside
+// each figure a baseline that does the same work without Tally (the same SQL
+// without HTTP, COPY of the same SELECT, River no-op jobs, a direct MinIO
+// GET). Each figure is the median of several runs; each run measures the
+// figure and its baseline back to back. It prints a Markdown table and
+// writes it, with the machine's description, to BENCHMARKS.md.
+//
+//	go run ./cmd/tally-bench            # full: 10k, 100k and 1M transactions (under 15 minutes)
+//	go run ./cmd/tally-bench -quick     # smaller sizes and shorter phases
+//
+// Configuration comes from the environment of scripts/services.sh
+// (DATABASE_URL names the server, whose database is left alone; S3_*).
+// Progress goes to stderr, the table to stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tally-compliance/tally/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "tally-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line.
+type options struct {
+	quick bool
+	runs  int
+	out   string
+	keep  bool
+
+	sizes        []int64       // transactions in scope of the time-to-ready reports
+	smallReports int           // reports in the small-report throughput batch
+	smallRows    int64         // transactions in scope of each small report
+	loadFor      time.Duration // measured duration of each load phase
+	warmup       time.Duration // unmeasured load before each phase
+	pickups      int           // reports created one at a time per pickup run
+}
+
+func parseOptions(args []string) (*options, error) {
+	fs := flag.NewFlagSet("tally-bench", flag.ContinueOnError)
+	o := &options{}
+	fs.BoolVar(&o.quick, "quick", false, "smaller sizes (10k and 100k transactions) and shorter load phases")
+	fs.IntVar(&o.runs, "runs", 3, "runs per figure; the table shows medians")
+	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
+	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if o.runs < 1 {
+		return nil, errors.New("-runs must be at least 1")
+	}
+	if o.quick {
+		o.sizes = []int64{10_000, 100_000}
+		o.smallReports, o.smallRows = 200, 1_000
+		o.loadFor, o.warmup = 2*time.Second, 500*time.Millisecond
+		o.pickups = 10
+	} else {
+		o.sizes = []int64{10_000, 100_000, 1_000_000}
+		o.smallReports, o.smallRows = 1_000, 1_000
+		o.loadFor, o.warmup = 5*time.Second, time.Second
+		o.pickups = 20
+	}
+	return o, nil
+}
+
+func run(ctx context.Context) error {
+	opts, err := parseOptions(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := newProgress(os.Stderr)
+	b := &bench{opts: opts, cfg: cfg, log: log}
+	defer b.close()
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	res, err := b.measure(ctx)
+	if err != nil {
+		return err
+	}
+	report := res.markdown(b.machine(ctx), opts)
+	fmt.Print(report.table)
+	if opts.out != "" {
+		if err := os.WriteFile(opts.out, []byte(report.document), 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", opts.out, err)
+		}
+		log.printf("wrote %s", opts.out)
+	}
+	log.printf("done in %s", log.elapsed().Round(time.Second))
+	return nil
+}
+
+// progress prints timestamped progress lines.
+type progress struct {
+	w     *os.File
+	start time.Time
+}
+
+func newProgress(w *os.File) *progress { return &progress{w: w, start: time.Now()} }
+
+func (p *progress) elapsed() time.Duration { return time.Since(p.start) }
+
+func (p *progress) printf(format string, args ...any) {
+	d := p.elapsed()
+	fmt.Fprintf(p.w, "[%02d:%02d] %s\n", int(d.Minutes()), int(d.Seconds())%60, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/ingest"
+	"github.com/tally-compliance/tally/report"
+	"github.com/tally-compliance/tally/storage"
+)
+
+// apiMaxConns is the API's default pool size (TALLY_API_DB_MAX_CONNS); the
+// baselines get a pool of the same size.
+const apiMaxConns = 16
+
+// bench is one benchmark run: its database, bucket, fixture and processes.
+type bench struct {
+	opts *options
+	cfg  *config.Config
+	log  *progress
+
+	adminURL  string // the server's database named by DATABASE_URL
+	dbName    string
+	dbURL     string
+	bucket    string
+	tmp       string // binaries and process logs
+	loadStart string
+
+	ctl      *pgxpool.Pool // setup and bookkeeping queries
+	base     *pgxpool.Pool // baselines: the API's pool size
+	inserter *river.Client[pgx.Tx]
+	minio    *minio.Client
+	portal   *config.Portal
+
+	fx      *fixture
+	bin     binaries
+	api     *proc
+	client  *apiClient
+	workers []*proc
+
+	lastSmallCPU cpuUse // CPU use of the last small-report batch
+}
+
+// scopeSet is one application with its seeded transactions and two approved
+// cases over all of them: one with line items (and every disclosure flag),
+// one with subtotals only.
+type scopeSet struct {
+	label    string
+	rows     int64
+	app      *db.Application
+	lineCase *db.Case
+	subCase  *db.Case
+	query    db.ScopeQuery // the scope both cases select, for the baselines
+}
+
+type fixture struct {
+	org     *db.Organization
+	auditor *db.User
+	token   string
+	create  *scopeSet   // POSTs of the create and polling rows
+	small   *scopeSet   // small reports and pickup latency
+	sizes   []*scopeSet // time to ready, memory, download
+}
+
+func (b *bench) setup(ctx context.Context) error {
+	b.loadStart = loadAvg()
+	stamp := time.Now().UTC().Format("20060102_150405")
+	b.adminURL = b.cfg.DatabaseURL.Reveal()
+	b.dbName = "tally_bench_" + stamp
+	b.bucket = "tally-bench-" + strings.ReplaceAll(stamp, "_", "-")
+	var err error
+	if b.dbURL, err = withDatabase(b.adminURL, b.dbName); err != nil {
+		return err
+	}
+	if b.tmp, err = os.MkdirTemp("", "tally-bench-"); err != nil {
+		return err
+	}
+
+	b.log.printf("building tally-api and tally-worker into %s", b.tmp)
+	if b.bin, err = buildBinaries(ctx, b.tmp); err != nil {
+		return err
+	}
+
+	b.log.printf("creating database %s and bucket %s", b.dbName, b.bucket)
+	if err := execAdmin(ctx, b.adminURL, "CREATE DATABASE "+pgx.Identifier{b.dbName}.Sanitize()); err != nil {
+		b.dbName = ""
+		return fmt.Errorf("creating the bench database: %w", err)
+	}
+	if b.ctl, err = db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: 4, ApplicationName: "tally-bench-ctl"}); err != nil {
+		return err
+	}
+	if b.base, err = db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: apiMaxConns, ApplicationName: "tally-bench-baseline"}); err != nil {
+		return err
+	}
+	if b.inserter, err = river.NewClient(riverpgxv5.New(b.base), &river.Config{}); err != nil {
+		return fmt.Errorf("creating River client: %w", err)
+	}
+	if b.portal, err = config.LoadPortal(""); err != nil {
+		return err
+	}
+	s3 := b.cfg.S3
+	if b.minio, err = minio.New(s3.Endpoint, &minio.Options{
+		Creds: credentials.NewStaticV4(s3.AccessKeyID, s3.SecretAccessKey.Reveal(), ""), Secure: s3.UseTLS, Region: s3.Region,
+	}); err != nil {
+		return fmt.Errorf("creating MinIO client: %w", err)
+	}
+	store, err := storage.New(b.storageOpts())
+	if err != nil {
+		return err
+	}
+	if err := store.EnsureBucket(ctx); err != nil {
+		b.bucket = ""
+		return fmt.Errorf("creating the bench bucket: %w", err)
+	}
+
+	b.log.printf("migrating")
+	if _, err := db.Migrate(ctx, b.ctl, nil); err != nil {
+		return err
+	}
+	if err := b.seed(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (b *bench) storageOpts() storage.Opts {
+	s3 := b.cfg.S3
+	return storage.Opts{Endpoint: s3.Endpoint, AccessKeyID: s3.AccessKeyID, SecretAccessKey: s3.SecretAccessKey.Reveal(),
+		Bucket: b.bucket, Region: s3.Region, UseTLS: s3.UseTLS}
+}
+
+// seed creates the organization, the auditor and one application per scope
+// size, each with its generated transactions and two cases.
+func (b *bench) seed(ctx context.Context) error {
+	fx := &fixture{}
+	var err error
+	if fx.org, err = db.CreateOrganization(ctx, b.ctl, "Bench Org"); err != nil {
+		return err
+	}
+	owner, err := db.CreateUser(ctx, b.ctl, db.CreateUserParams{OrgID: fx.org.ID, Email: "owner@bench.tally.test", Name: "Bench Owner",
+		OwnerPermissions: []string{db.PermReportsList, db.PermReportsDownload}})
+	if err != nil {
+		return err
+	}
+	if fx.auditor, err = db.CreateUser(ctx, b.ctl, db.CreateUserParams{OrgID: fx.org.ID, Email: "auditor@bench.tally.test", Name: "Bench Auditor"}); err != nil {
+		return err
+	}
+	if _, fx.token, err = db.CreateSession(ctx, b.ctl, fx.auditor.ID, 24*time.Hour); err != nil {
+		return err
+	}
+
+	type spec struct {
+		label string
+		rows  int64
+		dst   **scopeSet
+	}
+	specs := []spec{{"create", b.opts.smallRows, &fx.create}, {"small", b.opts.smallRows, &fx.small}}
+	fx.sizes = make([]*scopeSet, len(b.opts.sizes))
+	for i, n := range b.opts.sizes {
+		specs = append(specs, spec{countLabel(n), n, &fx.sizes[i]})
+	}
+	for i, sp := range specs {
+		set, err := b.seedSet(ctx, fx, owner, sp.label, sp.rows, uint64(i+1))
+		if err != nil {
+			return err
+		}
+		*sp.dst = set
+	}
+	// Autovacuum would get there on its own: the visibility map makes the
+	// subtotals an index-only scan, and the statistics route big reports to
+	// the large queue.
+	b.log.printf("VACUUM ANALYZE")
+	if _, err := b.ctl.Exec(ctx, `VACUUM ANALYZE transactions`); err != nil {
+		return fmt.Errorf("vacuuming: %w", err)
+	}
+	b.fx = fx
+	return nil
+}
+
+func (b *bench) seedSet(ctx context.Context, fx *fixture, owner *db.User, label string, rows int64, seed uint64) (*scopeSet, error) {
+	app, err := db.CreateApplication(ctx, b.ctl, db.CreateApplicationParams{OrgID: fx.org.ID, ForeignID: "bench-" + label, Name: "Bench " + label})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.GrantPermissions(ctx, b.ctl, fx.auditor.ID, app.ID,
+		[]string{db.PermReportsCreate, db.PermReportsList, db.PermReportsDownload}); err != nil {
+		return nil, err
+	}
+	gopts := ingest.GeneratorOpts{ApplicationID: app.ID, Seed: seed, Count: rows}
+	started := time.Now()
+	next := int64(250_000)
+	gopts.Progress = func(n int64) {
+		if n >= next {
+			b.log.printf("  %s: %d rows", label, n)
+			next += 250_000
+		}
+	}
+	b.log.printf("seeding %s: %d transactions", label, rows)
+	if _, err := ingest.Seed(ctx, b.ctl, gopts); err != nil {
+		return nil, err
+	}
+	b.log.printf("  seeded %s in %s", label, time.Since(started).Round(time.Millisecond))
+	gen, err := ingest.NewGenerator(gopts)
+	if err != nil {
+		return nil, err
+	}
+	start, end := gen.Period()
+	now := time.Now().UTC().Truncate(time.Second)
+	mkCase := func(title string, flags []string) (*db.Case, error) {
+		c, err := db.CreateCase(ctx, b.ctl, db.CreateCaseParams{
+			ApplicationID: app.ID, Title: title, PeriodStart: start, PeriodEnd: end,
+			DisclosureFlags: flags, ContractFilters: []string{},
+			AccessWindowStart: now.Add(-time.Hour), AccessWindowEnd: now.Add(7 * 24 * time.Hour),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := db.ApproveCase(ctx, b.ctl, c.ID, owner.ID); err != nil {
+			return nil, err
+		}
+		if err := db.AssignCase(ctx, b.ctl, c.ID, fx.auditor.ID); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	set := &scopeSet{label: label, rows: rows, app: app,
+		query: db.ScopeQuery{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: end, ContractFilters: []string{}, DataAsOf: now.Add(time.Hour)}}
+	if set.lineCase, err = mkCase("bench "+label+" line items", []string{report.FlagLineItems, report.FlagCounterpartyNames, report.FlagDescriptions}); err != nil {
+		return nil, err
+	}
+	if set.subCase, err = mkCase("bench "+label+" subtotals", []string{}); err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// close stops the processes and drops the database and bucket (unless -keep).
+func (b *bench) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b.stopWorkers()
+	if b.api != nil {
+		_ = b.api.stop(30 * time.Second)
+	}
+	if b.ctl != nil {
+		b.ctl.Close()
+	}
+	if b.base != nil {
+		b.base.Close()
+	}
+	if b.opts.keep {
+		b.log.printf("kept database %s and bucket %s (-keep); logs in %s", b.dbName, b.bucket, b.tmp)
+		return
+	}
+	if b.dbName != "" {
+		if err := execAdmin(ctx, b.adminURL, "DROP DATABASE IF EXISTS "+pgx.Identifier{b.dbName}.Sanitize()+" WITH (FORCE)"); err != nil {
+			b.log.printf("dropping database %s: %v", b.dbName, err)
+		}
+	}
+	if b.bucket != "" && b.minio != nil {
+		if err := removeBucket(ctx, b.minio, b.bucket); err != nil {
+			b.log.printf("removing bucket %s: %v", b.bucket, err)
+		}
+	}
+	if b.tmp != "" {
+		_ = os.RemoveAll(b.tmp)
+	}
+}
+
+// removeBucket deletes every object (in batches of 1,000) and the bucket.
+func removeBucket(ctx context.Context, c *minio.Client, bucket string) error {
+	objects := make(chan minio.ObjectInfo)
+	go func() {
+		defer close(objects)
+		for o := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+			if o.Err != nil {
+				return
+			}
+			objects <- o
+		}
+	}()
+	for e := range c.RemoveObjects(ctx, bucket, objects, minio.RemoveObjectsOptions{}) {
+		if e.Err != nil {
+			return e.Err
+		}
+	}
+	return c.RemoveBucket(ctx, bucket)
+}
+
+func execAdmin(ctx context.Context, url, sql string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", redact(url), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+// withDatabase returns the URL of another database on the same server.
+func withDatabase(raw, name string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", errors.New("DATABASE_URL must be a postgres:// URL")
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "the database"
+	}
+	return u.Redacted()
+}
+
+// countName names a row count for people: 1M, 100k, 1000.
+func countName(n int64) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1_000 && n%1_000 == 0:
+		return fmt.Sprintf("%dk", n/1_000)
+	}
+	return fmt.Sprint(n)
+}
+
+// countLabel names a row count in identifiers: 1m, 100k.
+func countLabel(n int64) string { return strings.ToLower(countName(n)) }
+
+func logPath(dir, name string) string { return filepath.Join(dir, name+".log") }

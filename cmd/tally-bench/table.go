@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// keptMarker starts the hand-written part of BENCHMARKS.md, which a new run
+// keeps: the findings behind the figures.
+const keptMarker = "<!-- Everything below this line is written by hand and kept by tally-bench. -->"
+
+// flatSlack is how much more a process's peak RSS may be for the largest
+// report than for the smallest and still count as flat.
+const flatSlack = 16 << 20
+
+// machine describes where the bench ran.
+type machine struct {
+	cpus     int
+	cpuModel string
+	memory   string
+	kernel   string
+	goVer    string
+	postgres string
+	date     time.Time
+	load     string // load averages before and after the run
+}
+
+func (b *bench) machine(ctx context.Context) machine {
+	m := machine{cpus: runtime.NumCPU(), goVer: runtime.Version(), date: time.Now().UTC()}
+	m.cpuModel = procField("/proc/cpuinfo", "model name")
+	if kb := procField("/proc/meminfo", "MemTotal"); kb != "" {
+		var n int64
+		fmt.Sscanf(kb, "%d", &n)
+		m.memory = fmt.Sprintf("%.1f GiB", float64(n)/(1<<20))
+	}
+	if v, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = "Linux " + strings.TrimSpace(string(v))
+	}
+	if b.ctl != nil {
+		_ = b.ctl.QueryRow(ctx, `SHOW server_version`).Scan(&m.postgres)
+	}
+	m.load = fmt.Sprintf("%s before, %s after", b.loadStart, loadAvg())
+	return m
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func procField(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+type rendered struct {
+	table    string // the Markdown table alone
+	document string // BENCHMARKS.md
+}
+
+type tableRow struct {
+	n                                       int
+	measure, value, baseline, ratio, target string
+	holds                                   string // "yes", "no" or "—"
+}
+
+func holds(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func (s series) max() float64 {
+	if len(s) == 0 {
+		return 0
+	}
+	return slices.Max(s)
+}
+
+func rate(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func msStr(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func secStr(v float64) string {
+	switch {
+	case v >= 10:
+		return fmt.Sprintf("%.1f s", v)
+	case v >= 1:
+		return fmt.Sprintf("%.2f s", v)
+	}
+	return fmt.Sprintf("%.0f ms", v*1000)
+}
+
+func ratioStr(v float64) string { return fmt.Sprintf("%.2f", v) }
+
+func (r *results) rows() []tableRow {
+	var out []tableRow
+	for _, c := range r.create {
+		row := tableRow{n: 1, measure: fmt.Sprintf("Create (POST case-reports), c=%d", c.conc),
+			value: fmt.Sprintf("%s req/s; p50 %s / p95 %s / p99 %s ms", rate(c.rate.med()), msStr(c.p50.med()), msStr(c.p95.med()), msStr(c.p99.med())),
+			baseline: fmt.Sprintf("same transaction, no HTTP: %s tx/s; p50 %s / p95 %s / p99 %s ms",
+				rate(c.baseRate.med()), msStr(c.bp50.med()), msStr(c.bp95.med()), msStr(c.bp99.med())),
+			ratio: ratioStr(c.ratio.med()), target: "—", holds: "—"}
+		if c.conc == 16 {
+			row.target = "p99 < 20 ms and ≥ 0.60"
+			row.holds = holds(c.p99.med() < 20 && c.ratio.med() >= 0.60)
+		}
+		out = append(out, row)
+	}
+	for i, rr := range r.ready {
+		last := i == len(r.ready)-1
+		line := tableRow{n: 2, measure: fmt.Sprintf("Time to ready, %s transactions, line items", countName(rr.size)),
+			value:    secStr(rr.line.med()),
+			baseline: fmt.Sprintf("COPY (same SELECT) TO STDOUT: %s", secStr(rr.copy.med())),
+			ratio:    ratioStr(rr.lineRatio.med()), target: "—", holds: "—"}
+		sub := tableRow{n: 2, measure: fmt.Sprintf("Time to ready, %s transactions, subtotals only", countName(rr.size)),
+			value:    secStr(rr.sub.med()),
+			baseline: fmt.Sprintf("same GROUP BY: %s", secStr(rr.group.med())),
+			ratio:    ratioStr(rr.subRatio.med()), target: "—", holds: "—"}
+		if last {
+			line.target, line.holds = "≤ 2× COPY", holds(rr.lineRatio.med() <= 2)
+			limit := 1.5*rr.group.med() + 0.1
+			sub.target = fmt.Sprintf("≤ 1.5× GROUP BY + 100 ms (%s)", secStr(limit))
+			sub.holds = holds(rr.sub.med() <= limit)
+		}
+		out = append(out, line, sub)
+	}
+	if n := len(r.ready); n > 0 {
+		big, small := r.ready[n-1], r.ready[0]
+		var others []string
+		for _, rr := range r.ready[:n-1] {
+			others = append(others, fmt.Sprintf("%s: %.1f MiB", countName(rr.size), rr.workerHWM.max()/(1<<20)))
+		}
+		// Flat: ten times the rows of the next smaller report add no more
+		// than flatSlack.
+		prev := small
+		if n > 1 {
+			prev = r.ready[n-2]
+		}
+		grow := big.workerHWM.max() - prev.workerHWM.max()
+		out = append(out, tableRow{n: 3, measure: fmt.Sprintf("Worker peak RSS (VmHWM), %s line items", countName(big.size)),
+			value:    fmt.Sprintf("%.1f MiB", big.workerHWM.max()/(1<<20)),
+			baseline: "same worker, smaller reports: " + strings.Join(others, ", "),
+			ratio:    ratioStr(big.workerHWM.max() / prev.workerHWM.max()),
+			target:   fmt.Sprintf("< 128 MiB, flat (≤ +16 MiB over %s)", countName(prev.size)),
+			holds:    holds(big.workerHWM.max() < 128<<20 && grow <= flatSlack)})
+	}
+	for _, s := range r.small {
+		row := tableRow{n: 4, measure: fmt.Sprintf("Small reports (%s transactions each), %d worker process(es)", countName(s.rows), s.workers),
+			value:    fmt.Sprintf("%s reports/s", rate(s.rate.med())),
+			baseline: fmt.Sprintf("River no-op jobs, %d client(s), same fetch settings: %s jobs/s", s.workers, rate(s.noop.med())),
+			ratio:    ratioStr(s.ratio.med()), target: "—", holds: "—"}
+		if s.workers == 2 {
+			row.target, row.holds = "≥ 0.25", holds(s.ratio.med() >= 0.25)
+		}
+		out = append(out, row)
+	}
+	if d := r.download; d != nil {
+		out = append(out, tableRow{n: 5, measure: fmt.Sprintf("Download, %s report (%.0f MB) through the API", countName(d.size), float64(d.bytes)/1e6),
+			value:    fmt.Sprintf("%s MB/s", rate(d.api.med())),
+			baseline: fmt.Sprintf("direct MinIO GET of the object: %s MB/s", rate(d.direct.med())),
+			ratio:    ratioStr(d.ratio.med()), target: "≥ 0.70", holds: holds(d.ratio.med() >= 0.70)})
+		grow := d.apiHWM.max() - d.apiSmallHWM.max()
+		out = append(out, tableRow{n: 5, measure: "API peak RSS (VmHWM) during that download",
+			value:    fmt.Sprintf("%.1f MiB", d.apiHWM.max()/(1<<20)),
+			baseline: fmt.Sprintf("downloading the %s report: %.1f MiB (idle before: %.1f MiB)", countName(d.smallSize), d.apiSmallHWM.max()/(1<<20), mib(d.apiIdle)),
+			ratio:    ratioStr(d.apiHWM.max() / d.apiSmallHWM.max()),
+			target:   "flat (≤ +16 MiB)", holds: holds(grow <= flatSlack)})
+	}
+	if p := r.poll; p != nil {
+		out = append(out, tableRow{n: 6, measure: fmt.Sprintf("Polling: GET list with If-None-Match (304), c=%d", p.conc),
+			value:    fmt.Sprintf("%s req/s; p99 %s ms", rate(p.rate.med()), msStr(p.p99.med())),
+			baseline: fmt.Sprintf("the list query alone (db.ListReports): %s q/s; p99 %s ms", rate(p.baseRate.med()), msStr(p.bp99.med())),
+			ratio:    ratioStr(p.ratio.med()), target: "—", holds: "—"})
+	}
+	if p := r.pickup; p != nil {
+		out = append(out, tableRow{n: 7, measure: "Pickup: insert → job start (idle fleet)",
+			value:    fmt.Sprintf("p50 %s / p99 %s ms", msStr(p.p50.med()), msStr(p.p99.med())),
+			baseline: fmt.Sprintf("River no-op job, same fetch settings: p50 %s / p99 %s ms", msStr(p.baseP50.med()), msStr(p.baseP99.med())),
+			ratio:    ratioStr(p.p50.med() / p.baseP50.med()), target: "p50 < 20 ms", holds: holds(p.p50.med() < 20)})
+	}
+	return out
+}
+
+func (r *results) markdown(m machine, o *options) rendered {
+	var t strings.Builder
+	t.WriteString("| # | Measure | Tally | Baseline, same run | Ratio | Target | Holds |\n")
+	t.WriteString("|---|---|---|---|---|---|---|\n")
+	for _, row := range r.rows() {
+		fmt.Fprintf(&t, "| %d | %s | %s | %s | %s | %s | %s |\n", row.n, row.measure, row.value, row.baseline, row.ratio, row.target, row.holds)
+	}
+
+	var d strings.Builder
+	d.WriteString("# Benchmarks\n\n")
+	d.WriteString("Written by `make bench` (`cmd/tally-bench`). Each figure is the median of the runs; each run measures\n")
+	d.WriteString("the figure and its baseline back to back on the same machine, and the ratio is the median of\n")
+	d.WriteString("the runs' ratios (Tally ÷ baseline: above 1 is slower for times, faster for rates).\n\n")
+	fmt.Fprintf(&d, "- Date: %s\n", m.date.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&d, "- Machine: %d CPU cores (%s), %s memory, %s\n", m.cpus, orUnknown(m.cpuModel), orUnknown(m.memory), orUnknown(m.kernel))
+	fmt.Fprintf(&d, "- Load averages (1, 5, 15 min; other work shares the cores): %s\n", m.load)
+	fmt.Fprintf(&d, "- Software: %s, PostgreSQL %s, MinIO (scripts/services.sh), everything on loopback\n", m.goVer, orUnknown(m.postgres))
+	fmt.Fprintf(&d, "- Command: `%s` (%d runs per figure%s)\n", command(o), o.runs, map[bool]string{true: ", quick mode", false: ""}[o.quick])
+	d.WriteString("- Processes: the real `tally-api` and `tally-worker` binaries, built by the bench, with the default\n")
+	d.WriteString("  configuration (worker concurrency 4, large-queue concurrency 1, fetch poll 1 s) except the per-user\n")
+	d.WriteString("  create limit, which is lifted; logs at info level to files.\n\n")
+	d.WriteString(t.String())
+	d.WriteString("\n## How each row is measured\n\n")
+	fmt.Fprintf(&d, "1. **Create**: closed loop for %s per phase (after %s of warm-up) at each concurrency, one auditor token,\n", o.loadFor, o.warmup)
+	d.WriteString("   no `Idempotency-Key`. No worker runs during this row, so none competes for the two cores; the queued\n")
+	d.WriteString("   jobs are deleted afterwards and the tables vacuumed and analyzed, as autovacuum would. Baseline:\n")
+	d.WriteString("   the handler's transaction (clock, scope estimate, River `InsertTx`, `db.InsertReport`,\n")
+	d.WriteString("   `db.InsertReportEvent` in `db.WithTx`) in a Go loop on a pool of the API's size.\n")
+	d.WriteString("2. **Time to ready**: POST, then GET the list with `If-None-Match` every 10 ms until the report is\n")
+	fmt.Fprintf(&d, "   `ready`, with one idle worker; each POST comes %s after the previous step. Line-items cases carry\n", pickupSpacing)
+	d.WriteString("   every disclosure flag. Baselines: `COPY (db.ScopeOrderedSQL with its arguments inlined as\n")
+	d.WriteString("   literals) TO STDOUT` read to the end, and `db.ScopeGroupedSQL` read to the end, planned with its\n")
+	d.WriteString("   own parameters.\n")
+	d.WriteString("3. **Worker memory**: VmHWM of the worker process, reset (`/proc/<pid>/clear_refs` = 5) before each\n")
+	d.WriteString("   line-items report and read after it; the largest over the runs. Flat means the largest report\n")
+	d.WriteString("   peaks at most 16 MiB above the report with ten times fewer rows.\n")
+	fmt.Fprintf(&d, "4. **Small reports**: %d line-items reports of %d transactions each are queued with no worker running;\n", o.smallReports, o.smallRows)
+	d.WriteString("   then 1 or 2 worker processes start, and the rate counts from the first report's `started_at` to the\n")
+	d.WriteString("   last one's `completed_at`. Baseline: as many River no-op jobs, worked by as many River clients in the\n")
+	d.WriteString("   bench process with a worker's fetch settings (MaxWorkers 4, FetchCooldown 20 ms, FetchPollInterval 1 s),\n")
+	d.WriteString("   from the first `attempted_at` to the last `finalized_at`.\n")
+	d.WriteString("5. **Download**: the largest line-items report through the API (bearer token, `report.downloaded`\n")
+	d.WriteString("   event, streaming from MinIO) vs a direct GET of the same object (minio-go `Core.GetObject`, the\n")
+	d.WriteString("   response body read as it is), both read by the bench into a 256 KiB buffer, three of each per\n")
+	d.WriteString("   run, interleaved. API memory: VmHWM reset before each download, compared with downloading the\n")
+	d.WriteString("   smallest report.\n")
+	d.WriteString("6. **Polling**: closed loop at concurrency 64 of GET list (limit 50) with the current ETag, every answer\n")
+	d.WriteString("   a 304. Baseline: `db.ListReports` alone at the same concurrency on a pool of the API's size.\n")
+	fmt.Fprintf(&d, "7. **Pickup**: %d reports per run, created one at a time through the API, each after the previous one is\n", o.pickups)
+	fmt.Fprintf(&d, "   ready plus %s; latency is `river_job.attempted_at − created_at` (created_at is the insert\n", pickupSpacing)
+	d.WriteString("   transaction's start, so the figure includes the rest of that transaction). Baseline: River no-op\n")
+	d.WriteString("   jobs inserted the same way, worked by a River client with the same fetch settings.\n")
+	if len(r.notes) > 0 {
+		d.WriteString("\n## Notes from this run\n\n")
+		for _, n := range r.notes {
+			fmt.Fprintf(&d, "- %s\n", n)
+		}
+	}
+	r.appendRunNotes(&d)
+	if kept := keptSection(o.out); kept != "" {
+		d.WriteString("\n" + kept)
+	} else {
+		d.WriteString("\n" + keptMarker + "\n")
+	}
+	return rendered{table: t.String(), document: d.String()}
+}
+
+// appendRunNotes lists errors seen during load phases and the sizes read.
+func (r *results) appendRunNotes(d *strings.Builder) {
+	var notes []string
+	for _, c := range r.create {
+		if c.errs > 0 || c.baseErrs > 0 {
+			notes = append(notes, fmt.Sprintf("create c=%d: %d API errors (first: %v), %d baseline errors (first: %v)",
+				c.conc, c.errs, c.firstErr, c.baseErrs, c.firstBaseErr))
+		}
+	}
+	if r.poll != nil && r.poll.errs > 0 {
+		notes = append(notes, fmt.Sprintf("polling: %d errors (first: %v)", r.poll.errs, r.poll.firstErr))
+	}
+	for _, rr := range r.ready {
+		notes = append(notes, fmt.Sprintf("%s transactions: report file %.1f MB, COPY output %.1f MB; the worker used %.2f s of CPU for the line-items report (ready in %s)",
+			countName(rr.size), float64(rr.fileBytes)/1e6, float64(rr.copyBytes)/1e6, rr.workerCPU.med(), secStr(rr.line.med())))
+	}
+	if r.pickup != nil {
+		notes = append(notes, fmt.Sprintf("pickup: the report's own started_at (after the worker loads and marks it running) is p50 %s ms after created_at",
+			msStr(r.pickup.start50.med())))
+	}
+	if len(notes) == 0 {
+		return
+	}
+	d.WriteString("\nRun details:\n\n")
+	for _, n := range notes {
+		fmt.Fprintf(d, "- %s\n", n)
+	}
+}
+
+// keptSection returns the hand-written part of an existing file, from the marker on.
+func keptSection(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	i := strings.Index(string(b), keptMarker)
+	if i < 0 {
+		return ""
+	}
+	return string(b[i:])
+}
+
+func command(o *options) string {
+	var args []string
+	if o.quick {
+		args = append(args, "-quick")
+	}
+	if o.runs != 3 {
+		args = append(args, fmt.Sprintf("-runs %d", o.runs))
+	}
+	if len(args) == 0 {
+		return "make bench"
+	}
+	return `make bench BENCH_ARGS="` + strings.Join(args, " ") + `"`
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
