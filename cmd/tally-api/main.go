@@ -65,8 +65,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Insert-only River client: no queues, never started.
-	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: logger})
+	// Insert-only River client: no queues, never started. River sends at most
+	// one insert notification per queue per FetchCooldown; the default
+	// (100 ms) would leave a report created right after another waiting for
+	// the workers' next poll, so notify within 5 ms.
+	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: logger, FetchCooldown: 5 * time.Millisecond})
 	if err != nil {
 		return fmt.Errorf("creating River client: %w", err)
 	}
