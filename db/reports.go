@@ -150,19 +150,6 @@ func MarkReportRunning(ctx context.Context, q DBTX, id string, jobID int64) (boo
 	return tag.RowsAffected() == 1, nil
 }
 
-// MarkReportPending moves a failed or canceled report back to pending, as when
-// an admin retries its job.
-func MarkReportPending(ctx context.Context, q DBTX, id string) (bool, error) {
-	tag, err := q.Exec(ctx, `
-		UPDATE reports SET status = 'pending', updated_at = now(),
-		       error_code = NULL, error_message = NULL, error_retryable = NULL
-		 WHERE id = $1 AND status IN ('failed', 'canceled')`, id)
-	if err != nil {
-		return false, fmt.Errorf("marking report pending: %w", Translate(err))
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
 // MarkReadyParams are what a finished build records.
 type MarkReadyParams struct {
 	ID          string
