@@ -43,8 +43,9 @@ func InsertReport(ctx context.Context, q DBTX, p InsertReportParams) (*Report, e
 	}
 	rows, _ := q.Query(ctx, `
 		WITH r AS (
-			INSERT INTO reports (id, org_id, application_id, case_id, type, metadata, created_by, request_id, job_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, 0)) RETURNING *)
+			INSERT INTO reports (id, org_id, application_id, case_id, type, metadata, created_by, request_id, job_id,
+			                     creation_snapshot)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, 0), pg_current_snapshot()) RETURNING *)
 		SELECT `+reportColumns+` FROM r JOIN users u ON u.id = r.created_by`,
 		p.ID, p.OrgID, p.ApplicationID, p.CaseID, p.Type, meta, p.CreatedBy, reqID, p.JobID)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
@@ -52,6 +53,22 @@ func InsertReport(ctx context.Context, q DBTX, p InsertReportParams) (*Report, e
 		return nil, fmt.Errorf("inserting report: %w", Translate(err))
 	}
 	return r, nil
+}
+
+// CreationSettled reports whether every transaction that was writing when
+// the report was created has ended. Until then, rows with an ingested_at
+// before the report's data_as_of may still appear, so a worker waits before
+// it reads. Transactions too old for the commit log count as ended.
+func CreationSettled(ctx context.Context, q DBTX, reportID string) (bool, error) {
+	var settled bool
+	err := q.QueryRow(ctx, `
+		SELECT coalesce(bool_and(pg_xact_status(x) IS DISTINCT FROM 'in progress'), true)
+		  FROM reports r, pg_snapshot_xip(r.creation_snapshot) x
+		 WHERE r.id = $1`, reportID).Scan(&settled)
+	if err != nil {
+		return false, fmt.Errorf("checking report creation snapshot: %w", Translate(err))
+	}
+	return settled, nil
 }
 
 // SetReportJob records the River job that builds a report.

@@ -167,6 +167,13 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 	}
 	logger.InfoContext(ctx, "generating report")
 
+	if err := w.waitCreationSettled(ctx, logger, rep.ID); err != nil {
+		var snooze *rivertype.JobSnoozeError
+		if errors.As(err, &snooze) {
+			return err // a long import is still writing: come back later
+		}
+		return w.fail(ctx, logger, job, rep, err)
+	}
 	file, err := w.build(ctx, rep)
 	if err != nil {
 		return w.fail(ctx, logger, job, rep, err)
@@ -189,6 +196,35 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 		slog.String("sha256", file.sha256),
 		slog.Duration("took", took))
 	return nil
+}
+
+// settleWait bounds how long a run waits for the transactions that were
+// writing when its report was created; after that the job is snoozed.
+const settleWait = 30 * time.Second
+
+// waitCreationSettled waits until every transaction that was writing when
+// the report was created has ended, so that the snapshot read next holds all
+// rows ingested before data_as_of, and a rerun reads the same ones.
+func (w *GenerateReportWorker) waitCreationSettled(ctx context.Context, logger *slog.Logger, reportID string) error {
+	deadline := time.Now().Add(settleWait)
+	for logged := false; ; {
+		settled, err := db.CreationSettled(ctx, w.Pool, reportID)
+		if err != nil || settled {
+			return err
+		}
+		if !logged {
+			logger.InfoContext(ctx, "waiting for transactions that were writing when the report was created")
+			logged = true
+		}
+		if time.Now().After(deadline) {
+			return river.JobSnooze(10 * time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // build streams the report's rows from a consistent snapshot into the
