@@ -250,10 +250,6 @@ func TestEndToEndEveryFlagCombination(t *testing.T) {
 	b.startWorker(t, nil)
 
 	flagNames := []string{"line_items", "counterparty_names", "descriptions"}
-	type want struct {
-		caseID string
-		scope  db.Scope
-	}
 	var cases []*db.Case
 	for mask := 0; mask < 8; mask++ {
 		var flags []string

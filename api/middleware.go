@@ -111,7 +111,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			attrs = append(attrs, slog.String("user_id", p.User.ID))
 		}
 		level := slog.LevelInfo
-		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
+		if isProbe(route) {
 			level = slog.LevelDebug
 		}
 		s.logger.LogAttrs(c.Request().Context(), level, "http request", attrs...)

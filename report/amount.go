@@ -47,13 +47,3 @@ func FormatAmount(dst []byte, minor int64, currency string) []byte {
 	}
 	return strconv.AppendUint(dst, frac, 10)
 }
-
-// addInt64 returns a+b and whether the sum fits in an int64.
-func addInt64(a, b int64) (int64, bool) {
-	s := a + b
-	// Overflow happened iff a and b have the same sign and s has the other.
-	if (a >= 0) == (b >= 0) && (s >= 0) != (a >= 0) {
-		return 0, false
-	}
-	return s, true
-}
