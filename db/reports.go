@@ -15,8 +15,8 @@ const reportColumns = `
 	r.created_at, r.updated_at, r.started_at, r.completed_at, r.expires_at, r.size_bytes, r.sha256,
 	r.content_type, r.object_key, r.job_id, r.error_code, r.error_message, r.error_retryable, r.request_id`
 
-// InsertReportParams are the fields of a new, pending report.
-type InsertReportParams struct {
+// CreateReportParams are the fields of a new, pending report.
+type CreateReportParams struct {
 	ID            string // empty means a fresh id
 	OrgID         string
 	ApplicationID string
@@ -28,8 +28,8 @@ type InsertReportParams struct {
 	JobID         int64 // zero: no job yet
 }
 
-// InsertReport inserts a pending report and returns it with its creator.
-func InsertReport(ctx context.Context, q DBTX, p InsertReportParams) (*Report, error) {
+// CreateReport inserts a pending report and returns it with its creator.
+func CreateReport(ctx context.Context, q DBTX, p CreateReportParams) (*Report, error) {
 	if p.ID == "" {
 		p.ID = NewID(PrefixReport)
 	}
@@ -167,8 +167,8 @@ func MarkReportRunning(ctx context.Context, q DBTX, id string, jobID int64) (boo
 	return tag.RowsAffected() == 1, nil
 }
 
-// MarkReadyParams are what a finished build records.
-type MarkReadyParams struct {
+// MarkReportReadyParams are what a finished build records.
+type MarkReportReadyParams struct {
 	ID          string
 	Metadata    map[string]any // merged into the report's metadata
 	SizeBytes   int64
@@ -180,7 +180,7 @@ type MarkReadyParams struct {
 
 // MarkReportReady records a finished file. It only changes a running report
 // and reports whether it did.
-func MarkReportReady(ctx context.Context, q DBTX, p MarkReadyParams) (bool, error) {
+func MarkReportReady(ctx context.Context, q DBTX, p MarkReportReadyParams) (bool, error) {
 	meta, err := json.Marshal(p.Metadata)
 	if err != nil {
 		return false, err

@@ -34,8 +34,8 @@ func CopyTransactions(ctx context.Context, q DBTX, src pgx.CopyFromSource) (int6
 	return n, nil
 }
 
-// ScopeQuery selects the transactions of a report's snapshot.
-type ScopeQuery struct {
+// ScopeParams selects the transactions of a report's snapshot.
+type ScopeParams struct {
 	ApplicationID   string
 	PeriodStart     time.Time // inclusive
 	PeriodEnd       time.Time // exclusive
@@ -43,7 +43,7 @@ type ScopeQuery struct {
 	DataAsOf        time.Time // rows ingested later are left out
 }
 
-func (s ScopeQuery) args() []any {
+func (s ScopeParams) args() []any {
 	filters := s.ContractFilters
 	if filters == nil {
 		filters = []string{}
@@ -71,7 +71,7 @@ const ScopeGroupedSQL = `
 	 ORDER BY contract_id, currency, kind`
 
 // ScopeArgs returns the query arguments of ScopeOrderedSQL and ScopeGroupedSQL.
-func (s ScopeQuery) ScopeArgs() []any { return s.args() }
+func (s ScopeParams) ScopeArgs() []any { return s.args() }
 
 // queryArgs are the arguments StreamScope and StreamScopeGroups pass to
 // Query. A scope holds anything from a handful of rows to millions, so each
@@ -80,7 +80,7 @@ func (s ScopeQuery) ScopeArgs() []any { return s.args() }
 // PostgreSQL switches a connection to a generic plan after five executions,
 // and the generic plan, costed for a few hundred rows, sorts a
 // million-row scope on disk instead of reading it in index order.
-func (s ScopeQuery) queryArgs() []any {
+func (s ScopeParams) queryArgs() []any {
 	return append([]any{pgx.QueryExecModeDescribeExec}, s.args()...)
 }
 
@@ -99,7 +99,7 @@ type ScopeRow struct {
 
 // StreamScope calls fn for every transaction in the scope, in report order,
 // holding one row in memory at a time.
-func StreamScope(ctx context.Context, q DBTX, s ScopeQuery, fn func(*ScopeRow) error) error {
+func StreamScope(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeRow) error) error {
 	rows, err := q.Query(ctx, ScopeOrderedSQL, s.queryArgs()...)
 	if err != nil {
 		return fmt.Errorf("querying scope: %w", Translate(err))
@@ -131,7 +131,7 @@ type ScopeGroup struct {
 }
 
 // StreamScopeGroups calls fn for every group of the scope, in report order.
-func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeQuery, fn func(*ScopeGroup) error) error {
+func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeGroup) error) error {
 	rows, err := q.Query(ctx, ScopeGroupedSQL, s.queryArgs()...)
 	if err != nil {
 		return fmt.Errorf("querying scope groups: %w", Translate(err))
@@ -154,7 +154,7 @@ func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeQuery, fn func(*Scope
 
 // EstimateScopeRows returns the planner's estimate of the rows in a scope:
 // cheap enough to route a job to a queue at request time.
-func EstimateScopeRows(ctx context.Context, q DBTX, s ScopeQuery) (int64, error) {
+func EstimateScopeRows(ctx context.Context, q DBTX, s ScopeParams) (int64, error) {
 	var plan []map[string]any
 	err := q.QueryRow(ctx, `EXPLAIN (FORMAT JSON) SELECT 1 FROM transactions`+scopeWhere, s.args()...).Scan(&plan)
 	if err != nil {

@@ -40,7 +40,7 @@ func (b *bench) insertReport(ctx context.Context, set *scopeSet, c *db.Case) (st
 			DisclosureFlags: nonNil(c.DisclosureFlags), ContractFilters: nonNil(c.ContractFilters), DataAsOf: now.UTC(),
 		}
 		id = db.NewID(db.PrefixReport)
-		est, err := db.EstimateScopeRows(ctx, tx, db.ScopeQuery{ApplicationID: set.app.ID, PeriodStart: scope.PeriodStart,
+		est, err := db.EstimateScopeRows(ctx, tx, db.ScopeParams{ApplicationID: set.app.ID, PeriodStart: scope.PeriodStart,
 			PeriodEnd: scope.PeriodEnd, ContractFilters: scope.ContractFilters, DataAsOf: scope.DataAsOf})
 		if err != nil {
 			return err
@@ -79,7 +79,7 @@ func nonNil(s []string) []string {
 
 // copyScope runs COPY (ScopeOrderedSQL) TO STDOUT for the scope and reads
 // the output to the end; it returns the bytes and rows read.
-func copyScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeQuery) (bytes, rows int64, err error) {
+func copyScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeParams) (bytes, rows int64, err error) {
 	sql, err := inlineArgs(db.ScopeOrderedSQL, q.ScopeArgs())
 	if err != nil {
 		return 0, 0, err
@@ -100,7 +100,7 @@ func copyScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeQuery) (bytes,
 // groupScope runs ScopeGroupedSQL and reads every group. Like
 // db.StreamScopeGroups, it has the query planned with its own parameters
 // (no cached statement, whose generic plan would not fit every scope size).
-func groupScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeQuery) (int64, error) {
+func groupScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeParams) (int64, error) {
 	rows, err := pool.Query(ctx, db.ScopeGroupedSQL, append([]any{pgx.QueryExecModeDescribeExec}, q.ScopeArgs()...)...)
 	if err != nil {
 		return 0, err
