@@ -103,7 +103,7 @@ type importSource struct {
 
 func (s *importSource) Next() bool {
 	t, err := s.r.Read()
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		if !s.done && s.progress != nil {
 			s.progress(s.rows)
 		}
