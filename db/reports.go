@@ -71,12 +71,6 @@ func CreationSettled(ctx context.Context, q DBTX, reportID string) (bool, error)
 	return settled, nil
 }
 
-// SetReportJob records the River job that builds a report.
-func SetReportJob(ctx context.Context, q DBTX, reportID string, jobID int64) error {
-	_, err := q.Exec(ctx, `UPDATE reports SET job_id = $2 WHERE id = $1`, reportID, jobID)
-	return Translate(err)
-}
-
 // GetReportParams selects one report. OrgID is always required; an empty
 // ApplicationID means any application of the organization.
 type GetReportParams struct {
