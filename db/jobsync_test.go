@@ -123,7 +123,7 @@ func (b *jobSyncBundle) discard(t *testing.T, jobID int64, message string) {
 // makeReady finishes the report the way a successful worker does.
 func (b *jobSyncBundle) makeReady(t *testing.T, reportID string) {
 	t.Helper()
-	ok, err := db.MarkReportReady(context.Background(), b.pool, db.MarkReadyParams{
+	ok, err := db.MarkReportReady(context.Background(), b.pool, db.MarkReportReadyParams{
 		ID: reportID, Metadata: map[string]any{"row_count": 1}, SizeBytes: 3,
 		SHA256: strings.Repeat("ab", 32), ContentType: "text/csv", ObjectKey: "k/" + reportID + ".csv",
 		ExpiresAt: time.Now().Add(24 * time.Hour)})
