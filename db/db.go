@@ -75,7 +75,9 @@ func Connect(ctx context.Context, url string, opts *PoolOpts) (*pgxpool.Pool, er
 }
 
 // WithTx runs fn in a transaction on q, committing when fn returns nil and
-// rolling back otherwise. On a pgx.Tx it nests as a savepoint.
+// rolling back otherwise. On a pgx.Tx it nests as a savepoint. An error of
+// fn is translated, so fn may return driver errors (River's *Tx calls) as
+// they come.
 func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
 	tx, err := q.Begin(ctx)
 	if err != nil {
@@ -83,7 +85,7 @@ func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if err := fn(tx); err != nil {
-		return err
+		return Translate(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("committing transaction: %w", Translate(err))
@@ -102,10 +104,11 @@ func Now(ctx context.Context, q DBTX) (time.Time, error) {
 }
 
 // Translate maps pgx and PostgreSQL errors to this package's sentinels,
-// keeping the original error in the chain for logs.
+// keeping the original error in the chain for logs. An error that already
+// holds a sentinel is returned as it is.
 func Translate(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || isTranslated(err) {
+		return err
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
@@ -140,4 +143,13 @@ func Translate(err error) error {
 func isConnectError(err error) bool {
 	var ce *pgconn.ConnectError
 	return errors.As(err, &ce)
+}
+
+func isTranslated(err error) bool {
+	for _, sentinel := range []error{ErrNotFound, ErrConflict, ErrInvalid, ErrUnavailable, ErrOutOfRange} {
+		if errors.Is(err, sentinel) {
+			return true
+		}
+	}
+	return false
 }
