@@ -69,7 +69,7 @@ func Connect(ctx context.Context, url string, opts *PoolOpts) (*pgxpool.Pool, er
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("pinging database: %w", Translate(err))
+		return nil, fmt.Errorf("pinging database: %w", translate(err))
 	}
 	return pool, nil
 }
@@ -81,14 +81,14 @@ func Connect(ctx context.Context, url string, opts *PoolOpts) (*pgxpool.Pool, er
 func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
 	tx, err := q.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("beginning transaction: %w", Translate(err))
+		return fmt.Errorf("beginning transaction: %w", translate(err))
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if err := fn(tx); err != nil {
-		return Translate(err)
+		return translate(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("committing transaction: %w", Translate(err))
+		return fmt.Errorf("committing transaction: %w", translate(err))
 	}
 	return nil
 }
@@ -98,15 +98,15 @@ func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
 func Now(ctx context.Context, q DBTX) (time.Time, error) {
 	var now time.Time
 	if err := q.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-		return time.Time{}, fmt.Errorf("reading clock: %w", Translate(err))
+		return time.Time{}, fmt.Errorf("reading clock: %w", translate(err))
 	}
 	return now.UTC(), nil
 }
 
-// Translate maps pgx and PostgreSQL errors to this package's sentinels,
+// translate maps pgx and PostgreSQL errors to this package's sentinels,
 // keeping the original error in the chain for logs. An error that already
 // holds a sentinel is returned as it is.
-func Translate(err error) error {
+func translate(err error) error {
 	if err == nil || isTranslated(err) {
 		return err
 	}

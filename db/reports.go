@@ -50,7 +50,7 @@ func CreateReport(ctx context.Context, q DBTX, p CreateReportParams) (*Report, e
 		p.ID, p.OrgID, p.ApplicationID, p.CaseID, p.Type, meta, p.CreatedBy, reqID, p.JobID)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
 	if err != nil {
-		return nil, fmt.Errorf("inserting report: %w", Translate(err))
+		return nil, fmt.Errorf("inserting report: %w", translate(err))
 	}
 	return r, nil
 }
@@ -66,7 +66,7 @@ func CreationSettled(ctx context.Context, q DBTX, reportID string) (bool, error)
 		  FROM reports r, pg_snapshot_xip(r.creation_snapshot) x
 		 WHERE r.id = $1`, reportID).Scan(&settled)
 	if err != nil {
-		return false, fmt.Errorf("checking report creation snapshot: %w", Translate(err))
+		return false, fmt.Errorf("checking report creation snapshot: %w", translate(err))
 	}
 	return settled, nil
 }
@@ -88,7 +88,7 @@ func GetReport(ctx context.Context, q DBTX, p GetReportParams) (*Report, error) 
 		p.ReportID, p.OrgID, p.ApplicationID)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	return r, nil
 }
@@ -98,7 +98,7 @@ func GetReportByID(ctx context.Context, q DBTX, id string) (*Report, error) {
 	rows, _ := q.Query(ctx, `SELECT `+reportColumns+` FROM reports r JOIN users u ON u.id = r.created_by WHERE r.id = $1`, id)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	return r, nil
 }
@@ -141,7 +141,7 @@ func ListReports(ctx context.Context, q DBTX, p ListReportsParams) ([]Report, er
 		p.OrgID, p.ApplicationID, p.Status, p.Type, p.CaseID, afterAt, afterID, p.Limit)
 	reports, err := pgx.CollectRows(rows, pgx.RowToStructByName[Report])
 	if err != nil {
-		return nil, fmt.Errorf("listing reports: %w", Translate(err))
+		return nil, fmt.Errorf("listing reports: %w", translate(err))
 	}
 	return reports, nil
 }
@@ -156,7 +156,7 @@ func MarkReportRunning(ctx context.Context, q DBTX, id string, jobID int64) (boo
 		       error_code = NULL, error_message = NULL, error_retryable = NULL
 		 WHERE id = $1 AND status IN ('pending', 'running', 'failed', 'canceled')`, id, jobID)
 	if err != nil {
-		return false, fmt.Errorf("marking report running: %w", Translate(err))
+		return false, fmt.Errorf("marking report running: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -185,7 +185,7 @@ func MarkReportReady(ctx context.Context, q DBTX, p MarkReportReadyParams) (bool
 		 WHERE id = $1 AND status = 'running'`,
 		p.ID, meta, p.SizeBytes, p.SHA256, p.ContentType, p.ObjectKey, p.ExpiresAt)
 	if err != nil {
-		return false, fmt.Errorf("marking report ready: %w", Translate(err))
+		return false, fmt.Errorf("marking report ready: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -197,7 +197,7 @@ func MarkReportFailed(ctx context.Context, q DBTX, id, code, message string, ret
 		       completed_at = now(), updated_at = now()
 		 WHERE id = $1 AND status IN ('pending', 'running')`, id, code, message, retryable)
 	if err != nil {
-		return false, fmt.Errorf("marking report failed: %w", Translate(err))
+		return false, fmt.Errorf("marking report failed: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -209,7 +209,7 @@ func MarkReportCanceled(ctx context.Context, q DBTX, id, message string) (bool, 
 		       completed_at = now(), updated_at = now()
 		 WHERE id = $1 AND status IN ('pending', 'running', 'failed')`, id, message)
 	if err != nil {
-		return false, fmt.Errorf("marking report canceled: %w", Translate(err))
+		return false, fmt.Errorf("marking report canceled: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -230,7 +230,7 @@ func ListExpiringReports(ctx context.Context, q DBTX, now time.Time, limit int) 
 		SELECT id, org_id, application_id, case_id, type, object_key FROM reports
 		 WHERE status = 'ready' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`, now, limit)
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[ExpiringReport])
-	return out, Translate(err)
+	return out, translate(err)
 }
 
 // MarkReportExpired sets a ready report expired, keeping its row and events.
@@ -241,7 +241,7 @@ func MarkReportExpired(ctx context.Context, q DBTX, id string) (bool, error) {
 		       error_retryable = false, updated_at = now()
 		 WHERE id = $1 AND status = 'ready'`, id)
 	if err != nil {
-		return false, fmt.Errorf("marking report expired: %w", Translate(err))
+		return false, fmt.Errorf("marking report expired: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -260,7 +260,7 @@ func GetIdempotencyKey(ctx context.Context, q DBTX, userID, key string) (*Idempo
 		WHERE user_id = $1 AND key = $2 AND created_at > now() - interval '24 hours'`, userID, key).
 		Scan(&r.RequestHash, &r.ReportID, &r.CreatedAt)
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	return &r, nil
 }
@@ -275,7 +275,7 @@ func ClaimIdempotencyKey(ctx context.Context, q DBTX, userID, key string, reques
 		   SET request_hash = EXCLUDED.request_hash, report_id = EXCLUDED.report_id, created_at = now()
 		 WHERE idempotency_keys.created_at <= now() - interval '24 hours'`, userID, key, requestHash, reportID)
 	if err != nil {
-		return fmt.Errorf("claiming idempotency key: %w", Translate(err))
+		return fmt.Errorf("claiming idempotency key: %w", translate(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrConflict

@@ -15,8 +15,8 @@ import (
 func WithSnapshotTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
 	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return fmt.Errorf("beginning snapshot transaction: %w", Translate(err))
+		return fmt.Errorf("beginning snapshot transaction: %w", translate(err))
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	return Translate(fn(tx))
+	return translate(fn(tx))
 }

@@ -97,7 +97,7 @@ func checkScope(s *db.Scope) error {
 func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
 	opts := report.SummaryOptsFromFlags(rep.ID, scope.DisclosureFlags)
 	sw := report.NewSummaryWriter(out, opts)
-	sq := db.ScopeQuery{
+	sq := db.ScopeParams{
 		ApplicationID:   rep.ApplicationID,
 		PeriodStart:     scope.PeriodStart,
 		PeriodEnd:       scope.PeriodEnd,

@@ -106,7 +106,7 @@ func (w *GenerateReportWorker) markFailed(ctx context.Context, job *river.Job[Ge
 		if err != nil || !marked {
 			return err
 		}
-		return db.InsertReportEvent(ctx, tx, rep, db.EventReportFailed, "", map[string]any{
+		return db.CreateReportEvent(ctx, tx, rep, db.EventReportFailed, "", map[string]any{
 			"code":      f.code,
 			"message":   f.message,
 			"retryable": f.retryable,

@@ -172,7 +172,7 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 			// Rescued or cancelled meanwhile: this run no longer owns the job.
 			return fmt.Errorf("%w: job %d is %s", errJobLost, job.ID, after.State)
 		}
-		ok, err := db.MarkReportReady(ctx, tx, db.MarkReadyParams{
+		ok, err := db.MarkReportReady(ctx, tx, db.MarkReportReadyParams{
 			ID: rep.ID,
 			Metadata: map[string]any{
 				"row_count": file.summary.RowCount,
@@ -202,7 +202,7 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 			}
 			return fmt.Errorf("report is %s, not running: not marking it ready", cur.Status)
 		}
-		return db.InsertReportEvent(ctx, tx, rep, db.EventReportGenerated, "", map[string]any{
+		return db.CreateReportEvent(ctx, tx, rep, db.EventReportGenerated, "", map[string]any{
 			"row_count":  file.summary.RowCount,
 			"size_bytes": file.size,
 			"sha256":     file.sha256,
