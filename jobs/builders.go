@@ -10,20 +10,24 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 )
 
 // buildFunc writes a report's file from its scope, reading on q (the
-// snapshot transaction), and returns what the file holds.
-type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error)
+// snapshot transaction), and returns what the file holds. portal is the
+// portal configuration, for builders that look at other report types.
+type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer, portal *config.Portal) (report.Summary, error)
 
 // builders maps a report type's builder (config's report_types[].builder)
 // to the function that writes its file.
 var builders = map[string]buildFunc{
-	"transaction_summary": writeTransactionSummary,
-	"activity_log":        writeActivityLog,
+	"transaction_summary":      writeTransactionSummary,
+	"activity_log":             writeActivityLog,
+	"transaction_summary_xlsx": writeTransactionSummaryXLSX, // formats.go
+	"case_attestation":         writeCaseAttestation,        // formats.go
 }
 
 // BuilderNames returns the names of the builders this worker knows, sorted.
@@ -69,8 +73,13 @@ func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*buil
 	}
 	err = db.WithSnapshotTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		written, err := w.Store.Write(ctx, file.key, file.contentType, func(out io.Writer) error {
+			if rt.BOM {
+				if _, err := io.WriteString(out, report.UTF8BOM); err != nil {
+					return err
+				}
+			}
 			var err error
-			file.summary, err = write(ctx, tx, rep, &scope, out)
+			file.summary, err = write(ctx, tx, rep, &scope, out, w.Portal)
 			return err
 		})
 		file.size, file.sha256 = written.Size, written.SHA256
@@ -94,7 +103,7 @@ func checkScope(s *db.Scope) error {
 	return nil
 }
 
-func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
+func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer, _ *config.Portal) (report.Summary, error) {
 	opts := report.SummaryOptsFromFlags(rep.ID, scope.DisclosureFlags)
 	sw := report.NewSummaryWriter(out, opts)
 	sq := db.ScopeParams{
@@ -134,7 +143,7 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 	return sum, nil
 }
 
-func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
+func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer, _ *config.Portal) (report.Summary, error) {
 	aw := report.NewActivityLogWriter(out)
 	var e report.Event
 	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, func(ev db.Event) error {

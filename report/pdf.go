@@ -116,8 +116,8 @@ func (a *AttestationWriter) Close() (Summary, error) {
 	pdf.SetFont(pdfFont, "B", 18)
 	pdf.CellFormat(0, 10, "Case attestation", "", 1, "L", false, 0, "")
 	pdf.SetFont(pdfFont, "", 10)
-	pdf.MultiCell(0, 5, "This document attests the transaction totals of the case's scope below, as recorded "+
-		"by Tally at the time data as of. It lists subtotals only, never single transactions.", "", "L", false)
+	pdf.MultiCell(0, 5, "This document attests the transaction totals of the case's scope below, counting the "+
+		"transactions Tally had recorded by the data-as-of time. It lists subtotals only, never single transactions.", "", "L", false)
 	pdf.Ln(3)
 
 	heading := func(text string) {

@@ -275,6 +275,15 @@ func (w *WorkbookWriter) subtotal(contract, currency, kind string, count int64, 
 	return nil
 }
 
+// Discard removes the temporary files without writing the workbook, when
+// the input failed.
+func (w *WorkbookWriter) Discard() {
+	if !w.closed {
+		w.closed = true
+		_ = w.f.Close()
+	}
+}
+
 // Close writes the Summary sheet and the workbook to the output, and
 // removes the temporary files. It does not close the output.
 func (w *WorkbookWriter) Close() (Summary, error) {
