@@ -141,7 +141,7 @@ func (b *jobSyncBundle) discard(t *testing.T, jobID int64, message string) {
 func (b *jobSyncBundle) makeReady(t *testing.T, reportID string) {
 	t.Helper()
 	ok, err := db.MarkReportReady(context.Background(), b.pool, db.MarkReadyParams{
-		ID: reportID, Metadata: map[string]any{"row_count": 1}, SizeBytes: 3,
+		ID: reportID, Metadata: db.ReadyMetadata{RowCount: 1}, SizeBytes: 3,
 		SHA256: strings.Repeat("ab", 32), ContentType: "text/csv", ObjectKey: "k/" + reportID + ".csv",
 		ExpiresAt: time.Now().Add(24 * time.Hour)})
 	if err != nil || !ok {

@@ -170,7 +170,7 @@ func MarkReportRunning(ctx context.Context, q DBTX, id string, jobID int64) (boo
 // MarkReadyParams are what a finished build records.
 type MarkReadyParams struct {
 	ID          string
-	Metadata    map[string]any // merged into the report's metadata
+	Metadata    ReadyMetadata // merged into the report's metadata
 	SizeBytes   int64
 	SHA256      string
 	ContentType string
@@ -181,6 +181,9 @@ type MarkReadyParams struct {
 // MarkReportReady records a finished file. It only changes a running report
 // and reports whether it did.
 func MarkReportReady(ctx context.Context, q DBTX, p MarkReadyParams) (bool, error) {
+	if p.Metadata.Totals == nil {
+		p.Metadata.Totals = map[string]CurrencyTotal{} // an object, as the API documents
+	}
 	meta, err := json.Marshal(p.Metadata)
 	if err != nil {
 		return false, err

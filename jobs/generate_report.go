@@ -405,9 +405,9 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 	}); err != nil {
 		return fmt.Errorf("recording job output: %w", err)
 	}
-	totals := file.summary.Totals
-	if totals == nil {
-		totals = map[string]report.CurrencyTotal{}
+	totals := make(map[string]db.CurrencyTotal, len(file.summary.Totals))
+	for currency, t := range file.summary.Totals {
+		totals[currency] = db.CurrencyTotal(t)
 	}
 	now := w.now()
 	var alreadyFinished bool
@@ -421,12 +421,8 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 			return fmt.Errorf("%w: job %d is %s", errJobLost, job.ID, after.State)
 		}
 		ok, err := db.MarkReportReady(ctx, tx, db.MarkReadyParams{
-			ID: rep.ID,
-			Metadata: map[string]any{
-				"row_count": file.summary.RowCount,
-				"totals":    totals,
-				"format":    file.format,
-			},
+			ID:          rep.ID,
+			Metadata:    db.ReadyMetadata{RowCount: file.summary.RowCount, Totals: totals, Format: file.format},
 			SizeBytes:   file.size,
 			SHA256:      file.sha256,
 			ContentType: file.contentType,
