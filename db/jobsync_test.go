@@ -182,7 +182,7 @@ type eventSummary struct {
 
 func (b *jobSyncBundle) events(t *testing.T, reportID string) []eventSummary {
 	t.Helper()
-	evs, err := db.ListReportEvents(context.Background(), b.pool, reportID)
+	evs, err := tallytest.ListReportEvents(context.Background(), b.pool, reportID)
 	if err != nil {
 		t.Fatal(err)
 	}

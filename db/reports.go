@@ -71,12 +71,6 @@ func CreationSettled(ctx context.Context, q DBTX, reportID string) (bool, error)
 	return settled, nil
 }
 
-// SetReportJob records the River job that builds a report.
-func SetReportJob(ctx context.Context, q DBTX, reportID string, jobID int64) error {
-	_, err := q.Exec(ctx, `UPDATE reports SET job_id = $2 WHERE id = $1`, reportID, jobID)
-	return Translate(err)
-}
-
 // GetReportParams selects one report. OrgID is always required; an empty
 // ApplicationID means any application of the organization.
 type GetReportParams struct {
@@ -207,18 +201,6 @@ func MarkReportFailed(ctx context.Context, q DBTX, id, code, message string, ret
 		 WHERE id = $1 AND status IN ('pending', 'running')`, id, code, message, retryable)
 	if err != nil {
 		return false, fmt.Errorf("marking report failed: %w", Translate(err))
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// MarkReportCanceled cancels a report that is not finished.
-func MarkReportCanceled(ctx context.Context, q DBTX, id, message string) (bool, error) {
-	tag, err := q.Exec(ctx, `
-		UPDATE reports SET status = 'canceled', error_code = 'canceled', error_message = $2, error_retryable = false,
-		       completed_at = now(), updated_at = now()
-		 WHERE id = $1 AND status IN ('pending', 'running', 'failed')`, id, message)
-	if err != nil {
-		return false, fmt.Errorf("marking report canceled: %w", Translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }

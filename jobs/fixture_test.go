@@ -246,7 +246,7 @@ func (b *testBundle) createReport(t *testing.T, c *db.Case, o reportOpts) (*db.R
 		if o.NoReport {
 			return nil
 		}
-		if err := db.SetReportJob(b.ctx, tx, rep.ID, jobID); err != nil {
+		if err := tallytest.SetReportJob(b.ctx, tx, rep.ID, jobID); err != nil {
 			return err
 		}
 		return db.InsertReportEvent(b.ctx, tx, rep, db.EventReportCreated, b.user.ID, nil)
@@ -359,7 +359,7 @@ func (b *testBundle) download(t *testing.T, r *db.Report) []byte {
 
 func (b *testBundle) events(t *testing.T, reportID string) []db.Event {
 	t.Helper()
-	evs, err := db.ListReportEvents(b.ctx, b.pool, reportID)
+	evs, err := tallytest.ListReportEvents(b.ctx, b.pool, reportID)
 	if err != nil {
 		t.Fatal(err)
 	}

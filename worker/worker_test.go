@@ -376,7 +376,7 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 	}
 	go func() { done <- w2.Run(runCtx) }()
 	r := waitStatus(old.ID, db.ReportExpired)
-	if _, err := b.store.Stat(ctx, *r.ObjectKey); err == nil {
+	if _, err := tallytest.Stat(ctx, b.store, *r.ObjectKey); err == nil {
 		t.Error("the expired report's file is still stored")
 	}
 	cancel()

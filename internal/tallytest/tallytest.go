@@ -240,7 +240,7 @@ func S3Opts(tb testing.TB) storage.Opts {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := store.RemoveBucket(ctx); err != nil {
+		if err := removeBucket(ctx, opts); err != nil {
 			tb.Errorf("removing test bucket %s: %v", opts.Bucket, err)
 		}
 	})
