@@ -41,9 +41,6 @@ const (
 	CodeBuildFailed = "build_failed"
 )
 
-// DefaultJobTimeout is the GenerateReportWorker timeout when JobTimeout is unset.
-const DefaultJobTimeout = 15 * time.Minute
-
 // failTimeout bounds the transaction that records a failure. It runs on a
 // context detached from the job's, which may already be past its deadline.
 const failTimeout = 10 * time.Second
@@ -81,7 +78,7 @@ type GenerateReportWorker struct {
 	// Logger is the base logger; each job logs with report_id, job_id,
 	// attempt and request_id. Nil discards.
 	Logger *slog.Logger
-	// JobTimeout bounds one attempt; zero means DefaultJobTimeout. It is
+	// JobTimeout bounds one attempt; zero means config.DefaultJobTimeout. It is
 	// never -1: a job without timeout would never be rescued after a crash.
 	JobTimeout time.Duration
 	// Metrics, when set, is told about ready and failed reports.
@@ -103,7 +100,7 @@ func (w *GenerateReportWorker) Timeout(*river.Job[GenerateReportArgs]) time.Dura
 	if w.JobTimeout > 0 {
 		return w.JobTimeout
 	}
-	return DefaultJobTimeout
+	return config.DefaultJobTimeout
 }
 
 func (w *GenerateReportWorker) now() time.Time {
