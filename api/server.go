@@ -91,7 +91,7 @@ func New(opts Opts) (*Server, error) {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	if s.requestTimeout <= 0 {
-		s.requestTimeout = 30 * time.Second
+		s.requestTimeout = config.DefaultRequestTimeout
 	}
 	if s.downloadTimeout <= 0 {
 		s.downloadTimeout = time.Hour
@@ -100,10 +100,10 @@ func New(opts Opts) (*Server, error) {
 		s.admissionWait = time.Second
 	}
 	if s.largeRows <= 0 {
-		s.largeRows = 200_000
+		s.largeRows = config.DefaultLargeReportRows
 	}
 	if s.maxAttempts <= 0 {
-		s.maxAttempts = 5
+		s.maxAttempts = config.DefaultMaxAttempts
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -120,7 +120,7 @@ func New(opts Opts) (*Server, error) {
 	}
 	perMinute := opts.CreatePerMinute
 	if perMinute <= 0 {
-		perMinute = 60
+		perMinute = config.DefaultCreateRatePerMinute
 	}
 	s.limiter = newUserLimiter(perMinute, 20)
 	s.metrics = newMetrics(s.registry)

@@ -14,6 +14,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/worker"
@@ -175,7 +176,7 @@ type noopClient struct {
 }
 
 func (b *bench) startNoopClient(ctx context.Context, i int) (*noopClient, error) {
-	const concurrency = worker.DefaultSmallConcurrency
+	const concurrency = config.DefaultSmallConcurrency
 	pool, err := db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: worker.MaxConns(concurrency, 1), ApplicationName: "tally-bench-noop"})
 	if err != nil {
 		return nil, err
@@ -187,7 +188,7 @@ func (b *bench) startNoopClient(ctx context.Context, i int) (*noopClient, error)
 		Queues:            map[string]river.QueueConfig{noopQueue: {MaxWorkers: concurrency}},
 		Workers:           workers,
 		FetchCooldown:     worker.DefaultFetchCooldown,
-		FetchPollInterval: worker.DefaultFetchPollInterval,
+		FetchPollInterval: config.DefaultFetchPollInterval,
 	})
 	if err != nil {
 		pool.Close()
