@@ -20,9 +20,6 @@ import (
 	"github.com/tally-compliance/tally/worker"
 )
 
-// largeRows is the API's TALLY_LARGE_REPORT_ROWS, which the bench pins.
-const largeRows = 200_000
-
 // insertReport creates a report the way POST case-reports does, through
 // jobs.CreateReport, without HTTP, authentication or the case checks. It is
 // the create row's baseline, and how the small-report batches are queued.
@@ -33,7 +30,7 @@ func (b *bench) insertReport(ctx context.Context, set *scopeSet, c *db.Case) (st
 	}
 	rep, err := jobs.CreateReport(ctx, b.base, b.inserter, jobs.CreateReportParams{
 		Application: set.app, Case: c, Type: typ, UserID: b.fx.auditor.ID,
-		RequestID: db.NewID("bench_"), LargeReportRows: largeRows, MaxAttempts: 5,
+		RequestID: db.NewID("bench_"), LargeReportRows: config.DefaultLargeReportRows, MaxAttempts: config.DefaultMaxAttempts,
 	})
 	if err != nil {
 		return "", err
