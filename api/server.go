@@ -49,8 +49,8 @@ type Opts struct {
 	LargeReportRows int64
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// NowFunc returns the current time; nil means time.Now.
+	NowFunc func() time.Time
 }
 
 // Server is the API.
@@ -85,7 +85,7 @@ func New(opts Opts) (*Server, error) {
 		pool: opts.Pool, river: opts.River, store: opts.Store, portal: opts.Portal, logger: opts.Logger,
 		requestTimeout: opts.RequestTimeout, downloadTimeout: opts.DownloadTimeout,
 		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows, maxAttempts: opts.MaxAttempts,
-		adminUser: opts.AdminUser, adminPassword: opts.AdminPassword, registry: opts.Registry, now: opts.Now,
+		adminUser: opts.AdminUser, adminPassword: opts.AdminPassword, registry: opts.Registry, now: opts.NowFunc,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
