@@ -4,7 +4,6 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
-	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -79,14 +78,26 @@ type Portal struct {
 	RetentionDays   int          `yaml:"retention_days"`
 }
 
-// Builders are the report builders the worker implements, each with the
-// one format it writes. jobs' registry must list the same names (a test
-// checks).
-var Builders = map[string]string{
-	"transaction_summary":      "csv",
-	"activity_log":             "csv",
-	"transaction_summary_xlsx": "xlsx",
-	"case_attestation":         "pdf",
+// Report builders, the code that writes a report type's file. A report type
+// of the portal configuration names one in its builder field.
+const (
+	BuilderTransactionSummary     = "transaction_summary"
+	BuilderActivityLog            = "activity_log"
+	BuilderTransactionSummaryXLSX = "transaction_summary_xlsx"
+	BuilderCaseAttestation        = "case_attestation"
+)
+
+// Builders are the report builders the worker implements, the one list that
+// portal configurations are checked against.
+var Builders = []string{BuilderTransactionSummary, BuilderActivityLog, BuilderTransactionSummaryXLSX, BuilderCaseAttestation}
+
+// BuilderFormats is the one format each builder writes; a report type must
+// name it.
+var BuilderFormats = map[string]string{
+	BuilderTransactionSummary:     "csv",
+	BuilderActivityLog:            "csv",
+	BuilderTransactionSummaryXLSX: "xlsx",
+	BuilderCaseAttestation:        "pdf",
 }
 
 var (
@@ -132,10 +143,9 @@ func ParsePortal(data []byte) (*Portal, error) {
 			return nil, fmt.Errorf("portal configuration: report type %q listed twice", t.Name)
 		}
 		seen[t.Name] = true
-		format, ok := Builders[t.Builder]
-		if !ok {
-			return nil, fmt.Errorf("portal configuration: report type %q: unknown builder %q (known: %v)",
-				t.Name, t.Builder, slices.Sorted(maps.Keys(Builders)))
+		format, ok := BuilderFormats[t.Builder]
+		if !ok || !slices.Contains(Builders, t.Builder) {
+			return nil, fmt.Errorf("portal configuration: report type %q: unknown builder %q (known: %v)", t.Name, t.Builder, Builders)
 		}
 		if t.Format != format {
 			return nil, fmt.Errorf("portal configuration: report type %q: builder %q writes format %q, not %q",

@@ -24,10 +24,10 @@ type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Sc
 // builders maps a report type's builder (config's report_types[].builder)
 // to the function that writes its file.
 var builders = map[string]buildFunc{
-	"transaction_summary":      writeTransactionSummary,
-	"activity_log":             writeActivityLog,
-	"transaction_summary_xlsx": writeTransactionSummaryXLSX, // formats.go
-	"case_attestation":         writeCaseAttestation,        // formats.go
+	config.BuilderTransactionSummary:     writeTransactionSummary,
+	config.BuilderActivityLog:            writeActivityLog,
+	config.BuilderTransactionSummaryXLSX: writeTransactionSummaryXLSX, // formats.go
+	config.BuilderCaseAttestation:        writeCaseAttestation,        // formats.go
 }
 
 // BuilderNames returns the names of the builders this worker knows, sorted.

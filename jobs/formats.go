@@ -75,7 +75,7 @@ func writeTransactionSummaryXLSX(ctx context.Context, q db.DBTX, rep *db.Report,
 
 // dataFileBuilder is the builder whose files an attestation vouches for:
 // the transaction summary CSV, the case's data file of record.
-const dataFileBuilder = "transaction_summary"
+const dataFileBuilder = config.BuilderTransactionSummary
 
 // writeCaseAttestation writes the case attestation PDF from the scope's
 // groups (never line items). Its data files are the case's reports of

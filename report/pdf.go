@@ -152,7 +152,7 @@ func (a *AttestationWriter) Close() (Summary, error) {
 		header: []string{"Currency", "Transactions", "Amount"}, fits: fits}
 	totalCols.begin()
 	for _, l := range lines {
-		totalCols.row(l.currency, strconv.FormatInt(l.count, 10), string(FormatAmount(nil, l.minor, l.currency)))
+		totalCols.row(l.currency, strconv.FormatInt(l.count, 10), string(formatAmount(nil, l.minor, l.currency)))
 	}
 	if len(lines) == 0 {
 		pdf.CellFormat(0, pdfLine, "No transactions in scope.", "", 1, "L", false, 0, "")
@@ -190,7 +190,7 @@ func (a *AttestationWriter) Close() (Summary, error) {
 		t.begin()
 		for ; i < len(a.groups) && a.groups[i].contract == contract; i++ {
 			g := a.groups[i]
-			t.row(g.currency, g.kind, strconv.FormatInt(g.count, 10), string(FormatAmount(nil, g.minor, g.currency)))
+			t.row(g.currency, g.kind, strconv.FormatInt(g.count, 10), string(formatAmount(nil, g.minor, g.currency)))
 		}
 		pdf.Ln(3)
 	}

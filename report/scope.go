@@ -96,7 +96,7 @@ func (g *groupTotals) lines(rowCount int64) ([]currencyLine, Summary, error) {
 			return nil, Summary{}, fmt.Errorf("%w: total of %s", ErrAmountOverflow, c)
 		}
 		out = append(out, currencyLine{currency: c, count: t.count, minor: v})
-		sum.Totals[c] = CurrencyTotal{Count: t.count, Amount: string(FormatAmount(nil, v, c))}
+		sum.Totals[c] = CurrencyTotal{Count: t.count, Amount: string(formatAmount(nil, v, c))}
 	}
 	return out, sum, nil
 }

@@ -131,9 +131,9 @@ func (w *WorkbookWriter) init() error {
 
 // amount returns the cell of an amount and its note.
 func (w *WorkbookWriter) amount(minor int64, currency string) (excelize.Cell, string) {
-	exp := Exponent(currency)
+	exp := exponent(currency)
 	if minor < -MaxNumericMinor || minor > MaxNumericMinor {
-		return excelize.Cell{Value: string(FormatAmount(nil, minor, currency))}, AmountAsTextNote
+		return excelize.Cell{Value: string(formatAmount(nil, minor, currency))}, AmountAsTextNote
 	}
 	// float64(minor) is exact and the division correctly rounded, so the
 	// double is the nearest to the decimal, which has at most 15 digits.
