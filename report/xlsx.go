@@ -2,6 +2,7 @@ package report
 
 import (
 	"archive/zip"
+	"bufio"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -384,6 +385,8 @@ type sortedZip struct {
 	out     io.Writer
 	dir     string
 	tmp     *os.File
+	buf     *bufio.Writer // over tmp
+	size    int64         // bytes written to buf
 	entries []spooledEntry
 	cur     *spooledEntry
 	fw      *flate.Writer
@@ -408,23 +411,30 @@ func (z *sortedZip) Create(name string) (io.Writer, error) {
 			return nil, z.fail(err)
 		}
 		z.tmp = tmp
+		z.buf = bufio.NewWriterSize((*spoolCounter)(z), 1<<20)
 	}
-	off, err := z.tmp.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return nil, z.fail(err)
-	}
-	z.cur = &spooledEntry{name: name, off: off}
+	z.cur = &spooledEntry{name: name, off: z.size + int64(z.buf.Buffered())}
 	if z.fw == nil {
-		if z.fw, err = flate.NewWriter(z.tmp, flate.DefaultCompression); err != nil {
+		var err error
+		if z.fw, err = flate.NewWriter(z.buf, flate.DefaultCompression); err != nil {
 			return nil, z.fail(err)
 		}
 	} else {
-		z.fw.Reset(z.tmp)
+		z.fw.Reset(z.buf)
 	}
 	return (*entryWriter)(z), nil
 }
 
 type entryWriter sortedZip
+
+// spoolCounter writes to the temporary file and counts the bytes.
+type spoolCounter sortedZip
+
+func (c *spoolCounter) Write(p []byte) (int, error) {
+	n, err := c.tmp.Write(p)
+	c.size += int64(n)
+	return n, err
+}
 
 func (e *entryWriter) Write(p []byte) (int, error) {
 	z := (*sortedZip)(e)
@@ -450,11 +460,7 @@ func (z *sortedZip) endEntry() error {
 	if err := z.fw.Close(); err != nil {
 		return z.fail(err)
 	}
-	end, err := z.tmp.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return z.fail(err)
-	}
-	z.cur.csize = end - z.cur.off
+	z.cur.csize = z.size + int64(z.buf.Buffered()) - z.cur.off
 	z.entries = append(z.entries, *z.cur)
 	z.cur = nil
 	return nil
@@ -469,6 +475,11 @@ func (z *sortedZip) AddFS(fs.FS) error {
 func (z *sortedZip) Close() error {
 	if err := z.endEntry(); err != nil {
 		return err
+	}
+	if z.buf != nil {
+		if err := z.buf.Flush(); err != nil {
+			return z.fail(err)
+		}
 	}
 	slices.SortFunc(z.entries, func(a, b spooledEntry) int {
 		switch {
