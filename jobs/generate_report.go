@@ -230,33 +230,10 @@ func (w *GenerateReportWorker) waitCreationSettled(ctx context.Context, logger *
 // build streams the report's rows from a consistent snapshot into the
 // object store, hashing and counting the bytes on the way.
 func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*builtFile, error) {
-	rt, ok := w.Portal.ReportType(rep.Type)
-	if !ok {
-		return nil, permanent(CodeUnknownReportType,
-			fmt.Sprintf("report type %q is not offered by this portal", rep.Type), nil)
-	}
-	scope, err := rep.Scope()
-	if err == nil {
-		err = checkScope(&scope)
-	}
+	rt, write, err := reportWriter(w.Portal, rep)
 	if err != nil {
-		return nil, permanent(CodeBuildFailed, "the report's scope snapshot is unreadable", err)
+		return nil, err
 	}
-	var write func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error)
-	switch rt.Builder {
-	case "transaction_summary":
-		write = func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error) {
-			return writeTransactionSummary(ctx, q, rep, &scope, out)
-		}
-	case "activity_log":
-		write = func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error) {
-			return writeActivityLog(ctx, q, rep, &scope, out)
-		}
-	default:
-		return nil, permanent(CodeUnknownReportType,
-			fmt.Sprintf("report type %q uses builder %q, which this worker does not know", rep.Type, rt.Builder), nil)
-	}
-
 	file := &builtFile{
 		key:         storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, rt.Format),
 		format:      rt.Format,
