@@ -34,6 +34,9 @@ const (
 	CodeDatabaseUnavailable = "database_unavailable"
 	// CodeAmountOverflow: a subtotal or total does not fit in 64-bit minor units.
 	CodeAmountOverflow = "amount_overflow"
+	// CodeUnknownCurrency: a transaction's currency is not an ISO 4217 code
+	// with a minor unit, so its amounts cannot be written exactly.
+	CodeUnknownCurrency = "unknown_currency"
 	// CodeUnknownReportType: the report's type is not in the portal configuration.
 	CodeUnknownReportType = "unknown_report_type"
 	// CodeBuildFailed: any other failure, including a timeout and an
@@ -167,13 +170,6 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 	}
 	logger.InfoContext(ctx, "generating report")
 
-	if err := w.waitCreationSettled(ctx, logger, rep.ID); err != nil {
-		var snooze *rivertype.JobSnoozeError
-		if errors.As(err, &snooze) {
-			return err // a long import is still writing: come back later
-		}
-		return w.fail(ctx, logger, job, rep, err)
-	}
 	file, err := w.build(ctx, rep)
 	if err != nil {
 		return w.fail(ctx, logger, job, rep, err)
@@ -196,35 +192,6 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 		slog.String("sha256", file.sha256),
 		slog.Duration("took", took))
 	return nil
-}
-
-// settleWait bounds how long a run waits for the transactions that were
-// writing when its report was created; after that the job is snoozed.
-const settleWait = 30 * time.Second
-
-// waitCreationSettled waits until every transaction that was writing when
-// the report was created has ended, so that the snapshot read next holds all
-// rows ingested before data_as_of, and a rerun reads the same ones.
-func (w *GenerateReportWorker) waitCreationSettled(ctx context.Context, logger *slog.Logger, reportID string) error {
-	deadline := time.Now().Add(settleWait)
-	for logged := false; ; {
-		settled, err := db.CreationSettled(ctx, w.Pool, reportID)
-		if err != nil || settled {
-			return err
-		}
-		if !logged {
-			logger.InfoContext(ctx, "waiting for transactions that were writing when the report was created")
-			logged = true
-		}
-		if time.Now().After(deadline) {
-			return river.JobSnooze(10 * time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // build streams the report's rows from a consistent snapshot into the
@@ -316,6 +283,7 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 		PeriodEnd:       scope.PeriodEnd,
 		ContractFilters: scope.ContractFilters,
 		DataAsOf:        scope.DataAsOf,
+		Snapshot:        deref(rep.CreationSnapshot),
 	}
 	var err error
 	if opts.LineItems {
@@ -350,7 +318,7 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
 	aw := report.NewActivityLogWriter(out)
 	var e report.Event
-	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, func(ev db.Event) error {
+	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, deref(rep.CreationSnapshot), func(ev db.Event) error {
 		e = report.Event{OccurredAt: ev.OccurredAt, Kind: ev.Kind, ReportID: ev.ReportID, ReportType: ev.ReportType,
 			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName)}
 		return aw.WriteEvent(&e)
@@ -579,11 +547,15 @@ func (f *failure) Unwrap() error { return f.err }
 
 func classify(err error, timeout time.Duration) *failure {
 	var f *failure
+	var unknownCurrency *report.UnknownCurrencyError
 	switch {
 	case errors.As(err, &f):
 		return f
 	case errors.Is(err, report.ErrAmountOverflow), errors.Is(err, db.ErrOutOfRange):
 		return permanent(CodeAmountOverflow, "a subtotal or total of the report does not fit in 64-bit minor units", err)
+	case errors.As(err, &unknownCurrency):
+		return permanent(CodeUnknownCurrency, fmt.Sprintf("the report's transactions include currency %q, "+
+			"which is not an ISO 4217 code with a minor unit: their amounts cannot be written exactly", unknownCurrency.Currency), err)
 	case errors.Is(err, storage.ErrUnavailable):
 		return &failure{code: CodeStorageUnavailable, message: "the file store was unavailable", retryable: true, outage: true, err: err}
 	case errors.Is(err, storage.ErrNotFound):

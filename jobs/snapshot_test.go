@@ -142,12 +142,13 @@ func (b *testBundle) createReportNow(t *testing.T, c *db.Case, typ string) *db.R
 }
 
 // TestReportsArePureFunctionsOfTheirSnapshots interleaves, at random,
-// imports that commit at once, imports that fail and roll back, imports held
-// open (in their transaction, or before it begins) across report creations
-// and then committed or rolled back, and report creations of every builder,
-// while a worker generates the reports. Once every import has ended, each
-// report's file is written again from what the report stores, and must equal
-// the file the worker wrote, byte for byte. TALLY_TEST_SEED replays a run.
+// imports that commit at once, imports that fail and roll back, and imports
+// held open (in their transaction, or before it begins) across report
+// creations, often until the worker has built those reports, then committed
+// or rolled back; with report creations of every builder. Once every import
+// has ended, each report's file is written again from what the report
+// stores, and must equal the file the worker wrote, byte for byte.
+// TALLY_TEST_SEED replays a run.
 func TestReportsArePureFunctionsOfTheirSnapshots(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
@@ -188,30 +189,58 @@ func TestReportsArePureFunctionsOfTheirSnapshots(t *testing.T) {
 		return sb.String(), ids
 	}
 
-	// An import held open inside its transaction, rows written.
-	var held []pgx.Tx
-	// An import running in the background, stopped at a gate: before its
-	// transaction begins (validated) or while it copies.
+	// An import held open inside its transaction, rows written; or running
+	// in the background, stopped at a gate: before its transaction begins
+	// (validated) or while it copies. during lists the reports created
+	// while it was open.
+	type held struct {
+		tx     pgx.Tx
+		during []string
+	}
 	type gated struct {
 		release chan struct{}
 		done    chan error
+		during  []string
 	}
+	var open []*held
 	var gates, started []*gated
 	var mu sync.Mutex // guards committed against the background imports
 	stats := map[string]int{}
 	var reports []*db.Report
 
+	// outlive makes an import slower than the reports created while it was
+	// open, half the time: it ends only once the worker has finished them
+	// (or after a few seconds, should the worker wait for the import).
+	outlive := func(during []string) {
+		if len(during) == 0 || rng.IntN(2) == 0 {
+			return
+		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var unfinished int
+			err := b.pool.QueryRow(ctx, `SELECT count(*) FROM reports WHERE id = ANY ($1) AND status IN ('pending', 'running')`,
+				during).Scan(&unfinished)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if unfinished == 0 {
+				stats["outlived its reports"]++
+				return
+			}
+		}
+		stats["waited for by its reports"]++
+	}
 	endHeld := func(i int) {
-		tx := held[i]
-		held = append(held[:i], held[i+1:]...)
+		h := open[i]
+		open = append(open[:i], open[i+1:]...)
+		outlive(h.during)
 		if rng.IntN(3) == 0 {
-			if err := tx.Rollback(ctx); err != nil {
+			if err := h.tx.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
 			stats["held rolled back"]++
 			return
 		}
-		if err := tx.Commit(ctx); err != nil {
+		if err := h.tx.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
 		stats["held committed"]++
@@ -219,6 +248,7 @@ func TestReportsArePureFunctionsOfTheirSnapshots(t *testing.T) {
 	releaseGate := func(i int) {
 		g := gates[i]
 		gates = append(gates[:i], gates[i+1:]...)
+		outlive(g.during)
 		close(g.release)
 		stats["gated released"]++
 	}
@@ -234,8 +264,15 @@ func TestReportsArePureFunctionsOfTheirSnapshots(t *testing.T) {
 			case 2:
 				typ = "activity_log"
 			}
-			reports = append(reports, b.createReportNow(t, c, typ))
-			if len(held)+len(gates) > 0 {
+			rep := b.createReportNow(t, c, typ)
+			reports = append(reports, rep)
+			for _, h := range open {
+				h.during = append(h.during, rep.ID)
+			}
+			for _, g := range gates {
+				g.during = append(g.during, rep.ID)
+			}
+			if len(open)+len(gates) > 0 {
 				stats["reports created during an import"]++
 			}
 		case k == 4:
@@ -261,8 +298,8 @@ func TestReportsArePureFunctionsOfTheirSnapshots(t *testing.T) {
 			}
 			stats["failed and rolled back"]++
 		case k == 6 || k == 7:
-			if len(held) >= 3 {
-				endHeld(rng.IntN(len(held)))
+			if len(open) >= 3 {
+				endHeld(rng.IntN(len(open)))
 				continue
 			}
 			tx, err := b.pool.Begin(ctx)
@@ -274,11 +311,11 @@ func TestReportsArePureFunctionsOfTheirSnapshots(t *testing.T) {
 			if _, err := ingest.Import(ctx, tx, b.app.ID, strings.NewReader(f), nil); err != nil {
 				t.Fatal(err)
 			}
-			held = append(held, tx)
+			open = append(open, &held{tx: tx})
 			stats["held open"]++
 		case k == 8:
-			if len(held) > 0 {
-				endHeld(rng.IntN(len(held)))
+			if len(open) > 0 {
+				endHeld(rng.IntN(len(open)))
 			}
 		case k == 9 || k == 10:
 			if len(gates) >= 3 {
@@ -314,8 +351,8 @@ func TestReportsArePureFunctionsOfTheirSnapshots(t *testing.T) {
 			}
 		}
 	}
-	for len(held) > 0 {
-		endHeld(rng.IntN(len(held)))
+	for len(open) > 0 {
+		endHeld(rng.IntN(len(open)))
 	}
 	for len(gates) > 0 {
 		releaseGate(rng.IntN(len(gates)))
