@@ -1,74 +1,111 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/tally-compliance/tally/db"
 )
 
-// Me is the body of GET /auth/me.
-type Me struct {
-	User         MeUser          `json:"user"`
-	Organization MeOrganization  `json:"organization"`
-	Permissions  MeOwner         `json:"permissions"`
-	Applications []MeApplication `json:"applications"`
-}
+// Authentication resolves the bearer token to a typed principal in the
+// request's context; authorization then checks, per route (see routes.go),
+// the caller's auditor bucket on the application or their owner-level
+// permissions.
 
-// MeUser is the caller.
-type MeUser struct {
-	ID    string `json:"id"`
-	Email string `json:"email"`
-	Name  string `json:"name"`
-}
-
-// MeOrganization is the caller's organization.
-type MeOrganization struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-// MeOwner holds the caller's owner-level permissions.
-type MeOwner struct {
-	Owner []string `json:"owner"`
-}
-
-// MeApplication is an application the caller has a grant on.
-type MeApplication struct {
-	ID          string              `json:"id"`
-	ForeignID   string              `json:"foreign_id"`
-	Name        string              `json:"name"`
-	Permissions map[string][]string `json:"permissions"`
-}
-
-// me handles GET /auth/me.
-func (s *Server) me(c echo.Context) error {
-	p := principal(c)
-	grants, err := db.ListGrants(c.Request().Context(), s.pool, p.User.ID)
-	if err != nil {
-		return fmt.Errorf("loading grants: %w", err)
+// authenticate resolves the bearer token to a principal.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Values(echo.HeaderAuthorization)
+		if len(h) == 0 {
+			return newError(http.StatusUnauthorized, CodeMissingToken, "an Authorization: Bearer <token> header is required")
+		}
+		token, ok := bearerToken(h)
+		if !ok {
+			return newError(http.StatusUnauthorized, CodeInvalidToken, "the Authorization header must be a single \"Bearer <token>\"")
+		}
+		p, err := db.Authenticate(c.Request().Context(), s.pool, token)
+		if err != nil {
+			if errors.Is(err, db.ErrNotFound) {
+				return newError(http.StatusUnauthorized, CodeInvalidToken, "the token is unknown, expired or revoked")
+			}
+			return fmt.Errorf("authenticating: %w", err)
+		}
+		c.Set(ctxPrincipal, p)
+		return next(c)
 	}
-	out := Me{
-		User:         MeUser{ID: p.User.ID, Email: p.User.Email, Name: p.User.Name},
-		Organization: MeOrganization{ID: p.Organization.ID, Name: p.Organization.Name},
-		Permissions:  MeOwner{Owner: nonNil(p.OwnerPermissions)},
-		Applications: make([]MeApplication, 0, len(grants)),
-	}
-	for _, g := range grants {
-		out.Applications = append(out.Applications, MeApplication{
-			ID: g.ApplicationID, ForeignID: g.ForeignID, Name: g.Name,
-			Permissions: map[string][]string{g.Bucket: nonNil(g.Permissions)},
-		})
-	}
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, out)
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
+// bearerToken extracts the token from exactly one well-formed header value.
+func bearerToken(values []string) (string, bool) {
+	if len(values) != 1 {
+		return "", false
 	}
-	return s
+	scheme, token, ok := strings.Cut(values[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(token, db.TokenPrefix) || len(token) > 200 {
+		return "", false
+	}
+	for i := 0; i < len(token); i++ {
+		b := token[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '-') {
+			return "", false
+		}
+	}
+	return token, true
+}
+
+func principal(c echo.Context) *db.Principal {
+	p, _ := c.Get(ctxPrincipal).(*db.Principal)
+	return p
+}
+
+func application(c echo.Context) *db.Application {
+	a, _ := c.Get(ctxApp).(*db.Application)
+	return a
+}
+
+// requireAuditor resolves :foreignId inside the caller's organization (404
+// for anything else, exactly as for an application that does not exist) and
+// checks perm in the caller's auditor bucket on it (403).
+func (s *Server) requireAuditor(perm string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			p := principal(c)
+			ctx := c.Request().Context()
+			foreignID := c.Param("foreignId")
+			if len(foreignID) > 63 {
+				return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
+			}
+			app, perms, err := db.AuditorApplication(ctx, s.pool, p.Organization.ID, foreignID, p.User.ID)
+			if err != nil {
+				if errors.Is(err, db.ErrNotFound) {
+					return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
+				}
+				return fmt.Errorf("loading application and grants: %w", err)
+			}
+			if !slices.Contains(perms, perm) {
+				return newError(http.StatusForbidden, CodePermissionDenied,
+					"this action needs %s in your auditor bucket for this application", perm)
+			}
+			c.Set(ctxApp, app)
+			return next(c)
+		}
+	}
+}
+
+// requireOwner checks an owner-level permission of the caller's organization.
+func (s *Server) requireOwner(perm string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !slices.Contains(principal(c).OwnerPermissions, perm) {
+				return newError(http.StatusForbidden, CodePermissionDenied,
+					"this action needs the owner-level permission %s", perm)
+			}
+			return next(c)
+		}
+	}
 }

@@ -18,18 +18,21 @@ type cursor struct {
 	Filter    string    `json:"f"`
 }
 
+// filterKey names the filters a cursor was issued for: a short hash of the
+// application id (empty for the organization's list), status, type and case
+// id, so that a cursor cannot be replayed under other filters.
 func filterKey(scope, status, typ, caseID string) string {
 	h := sha256.Sum256([]byte(scope + "\x00" + status + "\x00" + typ + "\x00" + caseID))
 	return base64.RawURLEncoding.EncodeToString(h[:9])
 }
 
-// EncodeCursor returns the opaque cursor after r for the given filter key.
+// encodeCursor returns the opaque cursor after r for the given filter key.
 func encodeCursor(r *db.Report, filter string) string {
 	b, _ := json.Marshal(cursor{CreatedAt: r.CreatedAt.UTC(), ID: r.ID, Filter: filter})
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// DecodeCursor parses a cursor and checks it belongs to the same filters.
+// decodeCursor parses a cursor and checks it belongs to the same filters.
 func decodeCursor(s, filter string) (*db.ReportCursor, error) {
 	bad := &Error{Status: http.StatusUnprocessableEntity, Code: CodeInvalidCursor,
 		Message: "cursor is invalid or was issued for other filters", Fields: []FieldError{{Field: "cursor", Message: "invalid"}}}

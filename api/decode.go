@@ -95,7 +95,7 @@ func DecodeCreateReport(body []byte) (*CreateReportRequest, error) {
 	if _, err := dec.Token(); err != nil { // the closing brace
 		return nil, malformed(err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, newError(http.StatusBadRequest, CodeMalformedJSON, "unexpected data after the JSON object")
 	}
 	if !seen["case_id"] || (req.CaseID == "" && isStringField(fields, "case_id")) {

@@ -85,7 +85,7 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 
 	if c.Request().Method == http.MethodGet {
 		details := map[string]any{"request_id": requestID(c), "bytes": length, "offset": offset, "partial": partial}
-		if err := db.InsertReportEvent(ctx, s.pool, r, db.EventReportDownloaded, p.User.ID, details); err != nil {
+		if err := db.CreateReportEvent(ctx, s.pool, r, db.EventReportDownloaded, p.User.ID, details); err != nil {
 			return fmt.Errorf("recording download: %w", err)
 		}
 		s.metrics.downloads.WithLabelValues(r.Type).Inc()

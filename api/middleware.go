@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +22,7 @@ import (
 //
 //	request id → security headers → access log + metrics → recover →
 //	admission (fail fast when saturated) → timeout → body limit →
-//	authentication → per-route authorization.
+//	authentication → per-route authorization (both in auth.go).
 
 const (
 	ctxRequestID = "tally.request_id"
@@ -124,7 +123,7 @@ func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				if r == http.ErrAbortHandler {
+				if err, ok := r.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 					panic(r)
 				}
 				s.logger.ErrorContext(c.Request().Context(), "panic in handler",
@@ -206,99 +205,6 @@ func bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 			req.Body = http.MaxBytesReader(c.Response(), req.Body, maxBody)
 		}
 		return next(c)
-	}
-}
-
-// authenticate resolves the bearer token to a principal.
-func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		h := c.Request().Header.Values(echo.HeaderAuthorization)
-		if len(h) == 0 {
-			return newError(http.StatusUnauthorized, CodeMissingToken, "an Authorization: Bearer <token> header is required")
-		}
-		token, ok := bearerToken(h)
-		if !ok {
-			return newError(http.StatusUnauthorized, CodeInvalidToken, "the Authorization header must be a single \"Bearer <token>\"")
-		}
-		p, err := db.Authenticate(c.Request().Context(), s.pool, token)
-		if err != nil {
-			if errors.Is(err, db.ErrNotFound) {
-				return newError(http.StatusUnauthorized, CodeInvalidToken, "the token is unknown, expired or revoked")
-			}
-			return fmt.Errorf("authenticating: %w", err)
-		}
-		c.Set(ctxPrincipal, p)
-		return next(c)
-	}
-}
-
-// bearerToken extracts the token from exactly one well-formed header value.
-func bearerToken(values []string) (string, bool) {
-	if len(values) != 1 {
-		return "", false
-	}
-	scheme, token, ok := strings.Cut(values[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(token, db.TokenPrefix) || len(token) > 200 {
-		return "", false
-	}
-	for i := 0; i < len(token); i++ {
-		b := token[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '-') {
-			return "", false
-		}
-	}
-	return token, true
-}
-
-func principal(c echo.Context) *db.Principal {
-	p, _ := c.Get(ctxPrincipal).(*db.Principal)
-	return p
-}
-
-func application(c echo.Context) *db.Application {
-	a, _ := c.Get(ctxApp).(*db.Application)
-	return a
-}
-
-// requireAuditor resolves :foreignId inside the caller's organization (404
-// for anything else, exactly as for an application that does not exist) and
-// checks perm in the caller's auditor bucket on it (403).
-func (s *Server) requireAuditor(perm string) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			p := principal(c)
-			ctx := c.Request().Context()
-			foreignID := c.Param("foreignId")
-			if len(foreignID) > 63 {
-				return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
-			}
-			app, perms, err := db.AuditorApplication(ctx, s.pool, p.Organization.ID, foreignID, p.User.ID)
-			if err != nil {
-				if errors.Is(err, db.ErrNotFound) {
-					return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
-				}
-				return fmt.Errorf("loading application and grants: %w", err)
-			}
-			if !slices.Contains(perms, perm) {
-				return newError(http.StatusForbidden, CodePermissionDenied,
-					"this action needs %s in your auditor bucket for this application", perm)
-			}
-			c.Set(ctxApp, app)
-			return next(c)
-		}
-	}
-}
-
-// requireOwner checks an owner-level permission of the caller's organization.
-func (s *Server) requireOwner(perm string) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if !slices.Contains(principal(c).OwnerPermissions, perm) {
-				return newError(http.StatusForbidden, CodePermissionDenied,
-					"this action needs the owner-level permission %s", perm)
-			}
-			return next(c)
-		}
 	}
 }
 

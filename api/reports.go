@@ -13,19 +13,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
-	"github.com/riverqueue/river"
 
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/jobs"
 )
 
 // createReport handles POST /api/applications/:foreignId/case-reports: it
-// checks the case, then writes the report, its job and the report.created
-// event in one transaction, and answers 202 at once.
+// checks the request and the case, replays an earlier request with the same
+// Idempotency-Key, and otherwise has jobs.CreateReport write the report, its
+// job and the report.created event in one transaction; it answers 202 at
+// once.
 func (s *Server) createReport(c echo.Context) error {
 	ctx := c.Request().Context()
 	p, app := principal(c), application(c)
@@ -61,8 +60,7 @@ func (s *Server) createReport(c echo.Context) error {
 			if err != nil {
 				return err
 			}
-			c.Response().Header().Set("Idempotent-Replayed", "true")
-			return c.JSON(http.StatusAccepted, toAPIReport(r))
+			return replayed(c, r)
 		}
 	}
 
@@ -71,57 +69,12 @@ func (s *Server) createReport(c echo.Context) error {
 		return err
 	}
 
-	var report *db.Report
-	replayed := false
-	err = db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		var now time.Time
-		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-			return fmt.Errorf("reading clock: %w", db.Translate(err))
-		}
-		scope := db.Scope{
-			CaseID: cs.ID, PeriodStart: cs.PeriodStart.UTC(), PeriodEnd: cs.PeriodEnd.UTC(),
-			DisclosureFlags: nonNil(cs.DisclosureFlags), ContractFilters: nonNil(cs.ContractFilters),
-			DataAsOf: now.UTC(),
-		}
-		reportID := db.NewID(db.PrefixReport)
-		queue := jobs.QueueReports
-		if typ.Builder == "transaction_summary" {
-			est, err := db.EstimateScopeRows(ctx, tx, db.ScopeQuery{ApplicationID: app.ID, PeriodStart: scope.PeriodStart,
-				PeriodEnd: scope.PeriodEnd, ContractFilters: scope.ContractFilters, DataAsOf: scope.DataAsOf})
-			if err != nil {
-				return err
-			}
-			if est > s.largeRows {
-				queue = jobs.QueueLarge
-			}
-		}
-		jobMeta, _ := json.Marshal(map[string]string{"request_id": requestID(c)})
-		res, err := s.river.InsertTx(ctx, tx, jobs.GenerateReportArgs{ReportID: reportID}, &river.InsertOpts{
-			Queue: queue, Metadata: jobMeta, Tags: []string{"report", typ.Name}, MaxAttempts: s.maxAttempts,
-		})
-		if err != nil {
-			return fmt.Errorf("enqueueing report job: %w", db.Translate(err))
-		}
-		report, err = db.InsertReport(ctx, tx, db.InsertReportParams{
-			ID: reportID, OrgID: app.OrgID, ApplicationID: app.ID, CaseID: cs.ID, Type: typ.Name,
-			Metadata: scope, CreatedBy: p.User.ID, RequestID: requestID(c), JobID: res.Job.ID,
-		})
-		if err != nil {
-			return err
-		}
-		if idemKey != "" {
-			if err := db.ClaimIdempotencyKey(ctx, tx, p.User.ID, idemKey, reqHash, report.ID); err != nil {
-				if errors.Is(err, db.ErrConflict) {
-					replayed = true // a concurrent request with this key won; answer with its report
-					return errRollback
-				}
-				return err
-			}
-		}
-		details := map[string]any{"request_id": requestID(c), "job_id": res.Job.ID, "queue": queue}
-		return db.InsertReportEvent(ctx, tx, report, db.EventReportCreated, p.User.ID, details)
+	report, err := jobs.CreateReport(ctx, s.pool, s.river, jobs.CreateReportParams{
+		Application: app, Case: cs, Type: typ, UserID: p.User.ID, RequestID: requestID(c),
+		IdempotencyKey: idemKey, RequestHash: reqHash, LargeReportRows: s.largeRows, MaxAttempts: s.maxAttempts,
 	})
-	if replayed {
+	if errors.Is(err, jobs.ErrIdempotencyConflict) {
+		// A concurrent request with this key won; answer with its report.
 		r, err := s.replay(ctx, p, app, idemKey, reqHash)
 		if err != nil {
 			return err
@@ -129,11 +82,10 @@ func (s *Server) createReport(c echo.Context) error {
 		if r == nil {
 			return newError(http.StatusConflict, CodeIdempotencyInProgress, "a request with this Idempotency-Key is in progress; retry")
 		}
-		c.Response().Header().Set("Idempotent-Replayed", "true")
-		return c.JSON(http.StatusAccepted, toAPIReport(r))
+		return replayed(c, r)
 	}
 	if err != nil {
-		return fmt.Errorf("creating report: %w", err)
+		return err
 	}
 	s.metrics.created.WithLabelValues(report.Type).Inc()
 	s.logger.InfoContext(ctx, "report created", slog.String("request_id", requestID(c)),
@@ -141,7 +93,12 @@ func (s *Server) createReport(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, toAPIReport(report))
 }
 
-var errRollback = errors.New("rollback")
+// replayed answers with the report an earlier request with the same
+// Idempotency-Key created.
+func replayed(c echo.Context, r *db.Report) error {
+	c.Response().Header().Set("Idempotent-Replayed", "true")
+	return c.JSON(http.StatusAccepted, toAPIReport(r))
+}
 
 func validIdempotencyKey(k string) bool {
 	if len(k) == 0 || len(k) > 255 {

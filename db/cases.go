@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -98,7 +99,7 @@ func setCaseStatus(ctx context.Context, q DBTX, caseID, status, approverID strin
 	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Case])
 	if err != nil {
 		err = Translate(err)
-		if err == ErrNotFound && status == CaseApproved {
+		if errors.Is(err, ErrNotFound) && status == CaseApproved {
 			if _, gerr := GetCase(ctx, q, caseID); gerr == nil {
 				return nil, fmt.Errorf("%w: only a draft case can be approved", ErrInvalid)
 			}

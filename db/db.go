@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -88,6 +89,16 @@ func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
 		return fmt.Errorf("committing transaction: %w", Translate(err))
 	}
 	return nil
+}
+
+// Now returns the database's clock: on a transaction, the time it began,
+// which every now() of that transaction's statements also reads.
+func Now(ctx context.Context, q DBTX) (time.Time, error) {
+	var now time.Time
+	if err := q.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+		return time.Time{}, fmt.Errorf("reading clock: %w", Translate(err))
+	}
+	return now.UTC(), nil
 }
 
 // Translate maps pgx and PostgreSQL errors to this package's sentinels,

@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// InsertEventParams are the fields of an activity event.
-type InsertEventParams struct {
+// CreateEventParams are the fields of an activity event.
+type CreateEventParams struct {
 	OrgID         string
 	ApplicationID string
 	CaseID        string
@@ -21,8 +21,8 @@ type InsertEventParams struct {
 	Details       map[string]any
 }
 
-// InsertEvent appends an activity event.
-func InsertEvent(ctx context.Context, q DBTX, p InsertEventParams) error {
+// CreateEvent appends an activity event.
+func CreateEvent(ctx context.Context, q DBTX, p CreateEventParams) error {
 	details := []byte("{}")
 	if p.Details != nil {
 		var err error
@@ -44,9 +44,9 @@ func InsertEvent(ctx context.Context, q DBTX, p InsertEventParams) error {
 	return nil
 }
 
-// InsertReportEvent appends an event about r.
-func InsertReportEvent(ctx context.Context, q DBTX, r *Report, kind, actorID string, details map[string]any) error {
-	return InsertEvent(ctx, q, InsertEventParams{
+// CreateReportEvent appends an event about r.
+func CreateReportEvent(ctx context.Context, q DBTX, r *Report, kind, actorID string, details map[string]any) error {
+	return CreateEvent(ctx, q, CreateEventParams{
 		OrgID: r.OrgID, ApplicationID: r.ApplicationID, CaseID: r.CaseID, ReportID: r.ID,
 		ReportType: r.Type, Kind: kind, ActorID: actorID, Details: details,
 	})
@@ -69,7 +69,7 @@ type Event struct {
 
 // ListCaseEvents calls fn for each event about a case's reports that
 // belongs to a report's snapshot, oldest first, without loading them all.
-// Like transactions (see ScopeQuery), an event belongs when the transaction
+// Like transactions (see ScopeParams), an event belongs when the transaction
 // that wrote it is visible in snapshot (the report's creation snapshot) and
 // it occurred at or before asOf; an empty snapshot leaves asOf alone to
 // decide, for reports created before snapshots were recorded.

@@ -15,18 +15,11 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/internal/tallytest"
+	"github.com/tally-compliance/tally/jobs"
 )
-
-// syncArgs has the shape of jobs.GenerateReportArgs. The trigger under test
-// keys on exactly this kind string and args field, and db (a leaf) does not
-// import jobs.
-type syncArgs struct {
-	ReportID string `json:"report_id"`
-}
-
-func (syncArgs) Kind() string { return "generate_report" }
 
 // otherArgs is a different kind that happens to carry a report id.
 type otherArgs struct {
@@ -77,28 +70,18 @@ func setupJobSync(t *testing.T) *jobSyncBundle {
 	return &jobSyncBundle{pool: pool, client: client, app: app, user: user, kase: kase}
 }
 
-// newReport inserts a pending report and its generate_report job in one
-// transaction, as the API does.
+// newReport creates a pending report and its generate_report job the way
+// the API does (jobs.CreateReport), which also records report.created.
 func (b *jobSyncBundle) newReport(t *testing.T) (reportID string, jobID int64) {
 	t.Helper()
-	ctx := context.Background()
-	reportID = db.NewID(db.PrefixReport)
-	err := db.WithTx(ctx, b.pool, func(tx pgx.Tx) error {
-		res, err := b.client.InsertTx(ctx, tx, syncArgs{ReportID: reportID}, nil)
-		if err != nil {
-			return err
-		}
-		jobID = res.Job.ID
-		_, err = db.InsertReport(ctx, tx, db.InsertReportParams{
-			ID: reportID, OrgID: b.app.OrgID, ApplicationID: b.app.ID, CaseID: b.kase.ID,
-			Type: "transaction_summary", Metadata: map[string]any{}, CreatedBy: b.user.ID, JobID: jobID,
-		})
-		return err
+	rep, err := jobs.CreateReport(context.Background(), b.pool, b.client, jobs.CreateReportParams{
+		Application: b.app, Case: b.kase, Type: config.ReportType{Name: "transaction_summary", Builder: "transaction_summary"},
+		UserID: b.user.ID, LargeReportRows: 200_000,
 	})
 	if err != nil {
-		t.Fatalf("inserting report and job: %v", err)
+		t.Fatalf("creating report: %v", err)
 	}
-	return reportID, jobID
+	return rep.ID, *rep.JobID
 }
 
 // exec runs one statement and fails the test on error.
@@ -140,7 +123,7 @@ func (b *jobSyncBundle) discard(t *testing.T, jobID int64, message string) {
 // makeReady finishes the report the way a successful worker does.
 func (b *jobSyncBundle) makeReady(t *testing.T, reportID string) {
 	t.Helper()
-	ok, err := db.MarkReportReady(context.Background(), b.pool, db.MarkReadyParams{
+	ok, err := db.MarkReportReady(context.Background(), b.pool, db.MarkReportReadyParams{
 		ID: reportID, Metadata: map[string]any{"row_count": 1}, SizeBytes: 3,
 		SHA256: strings.Repeat("ab", 32), ContentType: "text/csv", ObjectKey: "k/" + reportID + ".csv",
 		ExpiresAt: time.Now().Add(24 * time.Hour)})
@@ -553,8 +536,8 @@ func TestJobSyncTriggerIgnoresOtherKinds(t *testing.T) {
 	if diff := cmp.Diff(reportState{Status: "pending", JobID: jobID}, got); diff != "" {
 		t.Errorf("report mismatch (-want +got):\n%s", diff)
 	}
-	if evs := b.events(t, reportID); len(evs) != 0 {
-		t.Errorf("events: got %v, want none", evs)
+	if diff := cmp.Diff([]eventSummary{{Kind: db.EventReportCreated, JobID: jobID, ActorID: &b.user.ID}}, b.events(t, reportID)); diff != "" {
+		t.Errorf("events mismatch (-want +got):\n%s", diff)
 	}
 }
 
@@ -598,7 +581,7 @@ func TestJobSyncTriggerRoundTrip(t *testing.T) {
 	for _, ev := range b.events(t, reportID) {
 		kinds = append(kinds, ev.Kind)
 	}
-	if diff := cmp.Diff([]string{db.EventReportCanceled, db.EventReportRequeued, db.EventReportFailed, db.EventReportRequeued}, kinds); diff != "" {
+	if diff := cmp.Diff([]string{db.EventReportCreated, db.EventReportCanceled, db.EventReportRequeued, db.EventReportFailed, db.EventReportRequeued}, kinds); diff != "" {
 		t.Errorf("events mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -5,7 +5,19 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 )
+
+// EnqueueJob inserts a River job in tx, so that it exists only if tx
+// commits. Driver errors become this package's sentinels, as for any query.
+func EnqueueJob(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+	res, err := client.InsertTx(ctx, tx, args, opts)
+	if err != nil {
+		return nil, fmt.Errorf("enqueueing %s job: %w", args.Kind(), Translate(err))
+	}
+	return res, nil
+}
 
 // QueueCount is the number of River jobs of one queue in one state.
 type QueueCount struct {

@@ -16,8 +16,8 @@ const reportColumns = `
 	r.content_type, r.object_key, r.job_id, r.error_code, r.error_message, r.error_retryable, r.request_id,
 	r.creation_snapshot::text AS creation_snapshot`
 
-// InsertReportParams are the fields of a new, pending report.
-type InsertReportParams struct {
+// CreateReportParams are the fields of a new, pending report.
+type CreateReportParams struct {
 	ID            string // empty means a fresh id
 	OrgID         string
 	ApplicationID string
@@ -29,14 +29,14 @@ type InsertReportParams struct {
 	JobID         int64 // zero: no job yet
 }
 
-// InsertReport inserts a pending report and returns it with its creator.
+// CreateReport inserts a pending report and returns it with its creator.
 //
 // It records the report's creation snapshot: the transactions whose rows
 // the report holds are those visible in it, the ones that had committed
 // when the report was created. The report's own transaction is marked in
 // progress in it, whether or not it had written before, so that nothing
 // written alongside the report (its report.created event) ever counts.
-func InsertReport(ctx context.Context, q DBTX, p InsertReportParams) (*Report, error) {
+func CreateReport(ctx context.Context, q DBTX, p CreateReportParams) (*Report, error) {
 	if p.ID == "" {
 		p.ID = NewID(PrefixReport)
 	}
@@ -68,12 +68,6 @@ func InsertReport(ctx context.Context, q DBTX, p InsertReportParams) (*Report, e
 		return nil, fmt.Errorf("inserting report: %w", Translate(err))
 	}
 	return r, nil
-}
-
-// SetReportJob records the River job that builds a report.
-func SetReportJob(ctx context.Context, q DBTX, reportID string, jobID int64) error {
-	_, err := q.Exec(ctx, `UPDATE reports SET job_id = $2 WHERE id = $1`, reportID, jobID)
-	return Translate(err)
 }
 
 // GetReportParams selects one report. OrgID is always required; an empty
@@ -166,8 +160,8 @@ func MarkReportRunning(ctx context.Context, q DBTX, id string, jobID int64) (boo
 	return tag.RowsAffected() == 1, nil
 }
 
-// MarkReadyParams are what a finished build records.
-type MarkReadyParams struct {
+// MarkReportReadyParams are what a finished build records.
+type MarkReportReadyParams struct {
 	ID          string
 	Metadata    map[string]any // merged into the report's metadata
 	SizeBytes   int64
@@ -179,7 +173,7 @@ type MarkReadyParams struct {
 
 // MarkReportReady records a finished file. It only changes a running report
 // and reports whether it did.
-func MarkReportReady(ctx context.Context, q DBTX, p MarkReadyParams) (bool, error) {
+func MarkReportReady(ctx context.Context, q DBTX, p MarkReportReadyParams) (bool, error) {
 	meta, err := json.Marshal(p.Metadata)
 	if err != nil {
 		return false, err

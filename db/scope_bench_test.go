@@ -18,7 +18,7 @@ const benchScopeRows = 100_000
 
 // setupScopeBench seeds one application with benchScopeRows generated
 // transactions and returns the pool and the scope over all of them.
-func setupScopeBench(b *testing.B) (*pgxpool.Pool, db.ScopeQuery) {
+func setupScopeBench(b *testing.B) (*pgxpool.Pool, db.ScopeParams) {
 	b.Helper()
 	ctx := context.Background()
 	pool := tallytest.DB(b)
@@ -42,7 +42,7 @@ func setupScopeBench(b *testing.B) (*pgxpool.Pool, db.ScopeQuery) {
 		b.Fatal(err)
 	}
 	start, end := gen.Period()
-	return pool, db.ScopeQuery{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: end, DataAsOf: time.Now()}
+	return pool, db.ScopeParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: end, DataAsOf: time.Now()}
 }
 
 func reportRowsPerSecond(b *testing.B, rows int64) {

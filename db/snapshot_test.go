@@ -47,7 +47,7 @@ func TestInsertReportSnapshot(t *testing.T) {
 		if !pgSees {
 			t.Errorf("PostgreSQL's snapshot does not show the own transaction visible: the test misses its case")
 		}
-		rep, err = db.InsertReport(ctx, tx, db.InsertReportParams{OrgID: b.app.OrgID, ApplicationID: b.app.ID,
+		rep, err = db.CreateReport(ctx, tx, db.CreateReportParams{OrgID: b.app.OrgID, ApplicationID: b.app.ID,
 			CaseID: b.kase.ID, Type: "transaction_summary", Metadata: map[string]any{}, CreatedBy: b.user.ID})
 		return err
 	})

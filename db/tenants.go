@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -192,7 +193,7 @@ func AuditorPermissions(ctx context.Context, q DBTX, userID, applicationID strin
 	err := q.QueryRow(ctx, `SELECT permissions FROM application_grants WHERE user_id = $1 AND application_id = $2 AND bucket = 'auditor'`,
 		userID, applicationID).Scan(&perms)
 	if err != nil {
-		if err = Translate(err); err == ErrNotFound {
+		if err = Translate(err); errors.Is(err, ErrNotFound) {
 			return nil, nil
 		}
 		return nil, err

@@ -38,7 +38,7 @@ func CopyTransactions(ctx context.Context, q DBTX, src pgx.CopyFromSource) (int6
 	return n, nil
 }
 
-// ScopeQuery selects the transactions of a report's snapshot.
+// ScopeParams selects the transactions of a report's snapshot.
 //
 // A row belongs to a report when the transaction that wrote it had
 // committed when the report was created (visible in Snapshot, the report's
@@ -47,7 +47,7 @@ func CopyTransactions(ctx context.Context, q DBTX, src pgx.CopyFromSource) (int6
 // the worker now or by a rebuild years later, selects the same rows, and
 // nothing waits for transactions that were still open: their rows are not
 // the report's, whatever their ingested_at.
-type ScopeQuery struct {
+type ScopeParams struct {
 	ApplicationID   string
 	PeriodStart     time.Time // inclusive
 	PeriodEnd       time.Time // exclusive
@@ -59,7 +59,7 @@ type ScopeQuery struct {
 	Snapshot string
 }
 
-func (s ScopeQuery) args() []any {
+func (s ScopeParams) args() []any {
 	filters := s.ContractFilters
 	if filters == nil {
 		filters = []string{}
@@ -71,7 +71,7 @@ func (s ScopeQuery) args() []any {
 	return []any{s.ApplicationID, s.PeriodStart, s.PeriodEnd, filters, s.DataAsOf, snapshot}
 }
 
-// scopeWhere selects a ScopeQuery's rows. The xact < xmin clause is implied
+// scopeWhere selects a ScopeParams' rows. The xact < xmin clause is implied
 // by pg_visible_in_snapshot; it is there for the planner, which estimates it
 // from xact's statistics (nearly every row), where it would guess a third of
 // the rows for the function alone and then sort large scopes instead of
@@ -98,7 +98,7 @@ const ScopeGroupedSQL = `
 	 ORDER BY contract_id, currency, kind`
 
 // ScopeArgs returns the query arguments of ScopeOrderedSQL and ScopeGroupedSQL.
-func (s ScopeQuery) ScopeArgs() []any { return s.args() }
+func (s ScopeParams) ScopeArgs() []any { return s.args() }
 
 // queryArgs are the arguments StreamScope and StreamScopeGroups pass to
 // Query. A scope holds anything from a handful of rows to millions, so each
@@ -107,7 +107,7 @@ func (s ScopeQuery) ScopeArgs() []any { return s.args() }
 // PostgreSQL switches a connection to a generic plan after five executions,
 // and the generic plan, costed for a few hundred rows, sorts a
 // million-row scope on disk instead of reading it in index order.
-func (s ScopeQuery) queryArgs() []any {
+func (s ScopeParams) queryArgs() []any {
 	return append([]any{pgx.QueryExecModeDescribeExec}, s.args()...)
 }
 
@@ -126,7 +126,7 @@ type ScopeRow struct {
 
 // StreamScope calls fn for every transaction in the scope, in report order,
 // holding one row in memory at a time.
-func StreamScope(ctx context.Context, q DBTX, s ScopeQuery, fn func(*ScopeRow) error) error {
+func StreamScope(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeRow) error) error {
 	rows, err := q.Query(ctx, ScopeOrderedSQL, s.queryArgs()...)
 	if err != nil {
 		return fmt.Errorf("querying scope: %w", Translate(err))
@@ -158,7 +158,7 @@ type ScopeGroup struct {
 }
 
 // StreamScopeGroups calls fn for every group of the scope, in report order.
-func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeQuery, fn func(*ScopeGroup) error) error {
+func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeGroup) error) error {
 	rows, err := q.Query(ctx, ScopeGroupedSQL, s.queryArgs()...)
 	if err != nil {
 		return fmt.Errorf("querying scope groups: %w", Translate(err))
@@ -181,7 +181,7 @@ func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeQuery, fn func(*Scope
 
 // EstimateScopeRows returns the planner's estimate of the rows in a scope:
 // cheap enough to route a job to a queue at request time.
-func EstimateScopeRows(ctx context.Context, q DBTX, s ScopeQuery) (int64, error) {
+func EstimateScopeRows(ctx context.Context, q DBTX, s ScopeParams) (int64, error) {
 	var plan []map[string]any
 	err := q.QueryRow(ctx, `EXPLAIN (FORMAT JSON) SELECT 1 FROM transactions`+scopeWhere, s.args()...).Scan(&plan)
 	if err != nil {
@@ -200,13 +200,4 @@ func CountTransactions(ctx context.Context, q DBTX, applicationID string) (int64
 	var n int64
 	err := q.QueryRow(ctx, `SELECT count(*) FROM transactions WHERE application_id = $1`, applicationID).Scan(&n)
 	return n, Translate(err)
-}
-
-// Now returns the database's now(): in a transaction, when it began.
-func Now(ctx context.Context, q DBTX) (time.Time, error) {
-	var now time.Time
-	if err := q.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-		return time.Time{}, fmt.Errorf("reading the database clock: %w", Translate(err))
-	}
-	return now, nil
 }

@@ -20,7 +20,7 @@ func TestStreamScopeNotPrepared(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	q := db.ScopeQuery{ApplicationID: "app_none", PeriodStart: time.Unix(0, 0), PeriodEnd: time.Now(), DataAsOf: time.Now()}
+	q := db.ScopeParams{ApplicationID: "app_none", PeriodStart: time.Unix(0, 0), PeriodEnd: time.Now(), DataAsOf: time.Now()}
 	for range 6 {
 		if err := db.StreamScope(ctx, conn, q, func(*db.ScopeRow) error { return nil }); err != nil {
 			t.Fatal(err)

@@ -131,7 +131,7 @@ func (r *Reader) Line() int { return r.line }
 func (r *Reader) readHeader() error {
 	rec, err := r.csv.Read()
 	r.limit.reset()
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return &LineError{Line: 1, Reason: "the file is empty; want the header " + Header}
 	}
 	if err != nil {
@@ -150,7 +150,7 @@ func (r *Reader) readHeader() error {
 // readError turns an error of the CSV reader into a *LineError when it is
 // about the file's contents.
 func (r *Reader) readError(err error) error {
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return io.EOF
 	}
 	if errors.Is(err, errRecordTooLong) {
@@ -339,7 +339,7 @@ func ValidateCSV(r io.Reader, fn func(line int, t *db.Transaction) error) (int, 
 		t, err := cr.Read()
 		var le *LineError
 		switch {
-		case err == io.EOF:
+		case errors.Is(err, io.EOF):
 			if verr.Invalid > 0 {
 				return rows, &verr
 			}

@@ -115,7 +115,7 @@ func TestSeedDemoCreatesAWorkingTenant(t *testing.T) {
 			t.Errorf("case %d: access window [%v, %v) is not open now for 30 days", i, c.AccessWindowStart, c.AccessWindowEnd)
 		}
 		var inScope int64
-		err = db.StreamScopeGroups(ctx, pool, db.ScopeQuery{ApplicationID: demo.Application.ID, PeriodStart: c.PeriodStart,
+		err = db.StreamScopeGroups(ctx, pool, db.ScopeParams{ApplicationID: demo.Application.ID, PeriodStart: c.PeriodStart,
 			PeriodEnd: c.PeriodEnd, ContractFilters: c.ContractFilters, DataAsOf: now}, func(g *db.ScopeGroup) error {
 			inScope += g.Count
 			return nil

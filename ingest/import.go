@@ -43,7 +43,7 @@ type ImportResult struct {
 // behind either; an external_id imported before is ErrAlreadyImported.
 //
 // The rows count for the reports created after that transaction commits,
-// never for those created while it is open (see db.ScopeQuery). Their
+// never for those created while it is open (see db.ScopeParams). Their
 // ingested_at, informational, is the transaction's now(): the database's
 // clock, not this process's.
 func Import(ctx context.Context, q db.DBTX, applicationID string, f io.ReadSeeker, opts *ImportOpts) (*ImportResult, error) {
@@ -105,7 +105,7 @@ type importSource struct {
 
 func (s *importSource) Next() bool {
 	t, err := s.r.Read()
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		if !s.done && s.progress != nil {
 			s.progress(s.rows)
 		}

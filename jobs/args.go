@@ -1,5 +1,7 @@
 // Package jobs defines Tally's River job kinds (their arguments and their
-// workers). Arguments hold ids only: never secrets, never data.
+// workers) and CreateReport, the one operation that creates a report
+// together with the job that builds it. Arguments hold ids only: never
+// secrets, never data.
 package jobs
 
 import (

@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -191,23 +192,26 @@ func (b *testBundle) createCase(t *testing.T, o caseOpts) *db.Case {
 	return c
 }
 
+// scopeOf is the snapshot of c as of dataAsOf, as the fixture pins it.
 func scopeOf(c *db.Case, dataAsOf time.Time) db.Scope {
 	return db.Scope{CaseID: c.ID, PeriodStart: c.PeriodStart, PeriodEnd: c.PeriodEnd,
 		DisclosureFlags: c.DisclosureFlags, ContractFilters: c.ContractFilters, DataAsOf: dataAsOf}
 }
 
 type reportOpts struct {
-	Type        string // "": transaction_summary
+	Type        string // "": transaction_summary; a type the portal does not know is created as is
 	MaxAttempts int    // 0: 5
-	Metadata    any    // nil: the case's scope as of the fixture's data_as_of
+	Metadata    any    // nil: the production snapshot with data_as_of pinned to the fixture's
 	RequestID   string
-	ReportID    string // "": fresh
-	Queue       string // "": the kind's default, reports
-	NoReport    bool   // insert only the job, for a report that does not exist
+	Queue       string // "" or QueueReports: below the large-report threshold; QueueLarge: above it
+	NoReport    bool   // insert only a job, for a report that does not exist
 }
 
-// createReport does what the API does: in one transaction, the pending
-// report with its scope snapshot, the River job, and report.created.
+// createReport creates a report the way the API does, through
+// jobs.CreateReport, and returns it with its job's id. It runs in a
+// transaction of the fixture's so that, before anything commits (and a
+// worker can see it), the snapshot's data_as_of is pinned to the fixture's:
+// the seeded rows sit on both sides of it, so every expected file is fixed.
 func (b *testBundle) createReport(t *testing.T, c *db.Case, o reportOpts) (*db.Report, int64) {
 	t.Helper()
 	if o.Type == "" {
@@ -216,45 +220,62 @@ func (b *testBundle) createReport(t *testing.T, c *db.Case, o reportOpts) (*db.R
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = 5
 	}
-	if o.Metadata == nil {
-		o.Metadata = scopeOf(c, b.dataAsOf)
+	if o.NoReport {
+		res, err := b.inserter.Insert(b.ctx, jobs.GenerateReportArgs{ReportID: db.NewID(db.PrefixReport)},
+			&river.InsertOpts{MaxAttempts: o.MaxAttempts})
+		if err != nil {
+			t.Fatalf("inserting a job without a report: %v", err)
+		}
+		return nil, res.Job.ID
 	}
-	if o.ReportID == "" {
-		o.ReportID = db.NewID(db.PrefixReport)
+	typ, ok := b.portal.ReportType(o.Type)
+	if !ok {
+		typ = config.ReportType{Name: o.Type}
+	}
+	threshold := int64(1 << 40) // no scope reaches it
+	if o.Queue == jobs.QueueLarge {
+		threshold = -1 // every estimate exceeds it
 	}
 	var rep *db.Report
-	var jobID int64
 	err := db.WithTx(b.ctx, b.pool, func(tx pgx.Tx) error {
-		if !o.NoReport {
-			var err error
-			rep, err = db.InsertReport(b.ctx, tx, db.InsertReportParams{ID: o.ReportID, OrgID: b.org.ID, ApplicationID: b.app.ID,
-				CaseID: c.ID, Type: o.Type, Metadata: o.Metadata, CreatedBy: b.user.ID, RequestID: o.RequestID})
-			if err != nil {
-				return err
-			}
-		}
-		meta := []byte(`{}`)
-		if o.RequestID != "" {
-			meta, _ = json.Marshal(map[string]string{"request_id": o.RequestID})
-		}
-		res, err := b.inserter.InsertTx(b.ctx, tx, jobs.GenerateReportArgs{ReportID: o.ReportID},
-			&river.InsertOpts{MaxAttempts: o.MaxAttempts, Metadata: meta, Queue: o.Queue})
+		var err error
+		rep, err = jobs.CreateReport(b.ctx, tx, b.inserter, jobs.CreateReportParams{
+			Application: b.app, Case: c, Type: typ, UserID: b.user.ID, RequestID: o.RequestID,
+			LargeReportRows: threshold, MaxAttempts: o.MaxAttempts,
+		})
 		if err != nil {
 			return err
 		}
-		jobID = res.Job.ID
-		if o.NoReport {
-			return nil
+		meta := o.Metadata
+		if meta == nil {
+			scope, err := rep.Scope()
+			if err != nil {
+				return err
+			}
+			scope.DataAsOf = b.dataAsOf
+			meta = scope
 		}
-		if err := db.SetReportJob(b.ctx, tx, rep.ID, jobID); err != nil {
+		data, err := json.Marshal(meta)
+		if err != nil {
 			return err
 		}
-		return db.InsertReportEvent(b.ctx, tx, rep, db.EventReportCreated, b.user.ID, nil)
+		if _, err := tx.Exec(b.ctx, `UPDATE reports SET metadata = $2 WHERE id = $1`, rep.ID, data); err != nil {
+			return err
+		}
+		rep.Metadata = data
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("creating report: %v", err)
 	}
-	return rep, jobID
+	job, err := b.inserter.JobGet(b.ctx, *rep.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := cmp.Or(o.Queue, jobs.QueueReports); job.Queue != want {
+		t.Fatalf("report job queue %s, want %s", job.Queue, want)
+	}
+	return rep, job.ID
 }
 
 // fastRetry retries almost at once, so that tests do not wait for River's

@@ -113,27 +113,16 @@ func rebuild(t *testing.T, b *testBundle, rep *db.Report) []byte {
 	return buf.Bytes()
 }
 
-// createReportNow creates a report as the API does, in one transaction
-// whose now() is the report's data_as_of.
+// createReportNow creates a report as the API does: its data_as_of is the
+// creating transaction's now().
 func (b *testBundle) createReportNow(t *testing.T, c *db.Case, typ string) *db.Report {
 	t.Helper()
-	var rep *db.Report
-	err := db.WithTx(b.ctx, b.pool, func(tx pgx.Tx) error {
-		var now time.Time
-		if err := tx.QueryRow(b.ctx, `SELECT now()`).Scan(&now); err != nil {
-			return err
-		}
-		id := db.NewID(db.PrefixReport)
-		res, err := b.inserter.InsertTx(b.ctx, tx, jobs.GenerateReportArgs{ReportID: id}, nil)
-		if err != nil {
-			return err
-		}
-		rep, err = db.InsertReport(b.ctx, tx, db.InsertReportParams{ID: id, OrgID: b.org.ID, ApplicationID: b.app.ID,
-			CaseID: c.ID, Type: typ, Metadata: scopeOf(c, now.UTC()), CreatedBy: b.user.ID, JobID: res.Job.ID})
-		if err != nil {
-			return err
-		}
-		return db.InsertReportEvent(b.ctx, tx, rep, db.EventReportCreated, b.user.ID, nil)
+	rt, ok := b.portal.ReportType(typ)
+	if !ok {
+		t.Fatalf("report type %s unknown", typ)
+	}
+	rep, err := jobs.CreateReport(b.ctx, b.pool, b.inserter, jobs.CreateReportParams{
+		Application: b.app, Case: c, Type: rt, UserID: b.user.ID, LargeReportRows: 1 << 40,
 	})
 	if err != nil {
 		t.Fatalf("creating report: %v", err)

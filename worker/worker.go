@@ -56,8 +56,9 @@ func MaxConns(small, large int) int32 {
 	return int32(small + large + MaintenanceWorkers + RiverInternalConns)
 }
 
-// Opts configure a Worker. Pool, Store and Portal are required; zero values
-// of the other fields mean the defaults above.
+// Opts configure a Worker. Pool, Store and Portal are required; a zero
+// duration or count means the default above, and each other field says what
+// its zero value means.
 type Opts struct {
 	// Pool is the database, sized with MaxConns.
 	Pool *pgxpool.Pool
@@ -78,8 +79,10 @@ type Opts struct {
 	// starts before their contexts are cancelled and they return to the
 	// queue for another worker.
 	ShutdownTimeout time.Duration
-	// MaxAttempts is the attempts of jobs this client inserts (the periodic
-	// ones). Report jobs get theirs from the client that inserts them.
+	// MaxAttempts is River's attempt budget for jobs this client inserts
+	// without one of their own. The only job it inserts, the periodic
+	// expire_reports, sets its own (3); report jobs get theirs from the
+	// client that inserts them (the API's, see jobs.CreateReport).
 	MaxAttempts int
 	// FetchCooldown is the minimum time between two fetches of a queue.
 	FetchCooldown time.Duration
@@ -101,10 +104,12 @@ type Opts struct {
 	// TestOnly starts River's maintenance services at once instead of
 	// staggering them. For tests.
 	TestOnly bool
-	// AfterUploadFunc is passed to jobs.GenerateReportWorker. For tests.
 	// MaxSnoozes is passed to jobs.GenerateReportWorker: how many outage
-	// snoozes a report job gets before outages spend attempts.
-	MaxSnoozes      int
+	// snoozes a report job gets before outages spend attempts; zero means
+	// jobs.DefaultMaxSnoozes, negative none.
+	MaxSnoozes int
+	// AfterUploadFunc is passed to jobs.GenerateReportWorker: it runs after a
+	// file is uploaded and before the finishing transaction. For tests.
 	AfterUploadFunc func(ctx context.Context, job *river.Job[jobs.GenerateReportArgs]) error
 }
 

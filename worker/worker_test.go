@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -296,22 +295,14 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scope := db.Scope{CaseID: c.ID, PeriodStart: c.PeriodStart, PeriodEnd: c.PeriodEnd, DataAsOf: time.Now()}
 	inserter, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	typ, _ := b.portal.ReportType("transaction_summary")
 	newReport := func() *db.Report {
-		var rep *db.Report
-		err := db.WithTx(ctx, b.pool, func(tx pgx.Tx) error {
-			var err error
-			if rep, err = db.InsertReport(ctx, tx, db.InsertReportParams{OrgID: org.ID, ApplicationID: app.ID, CaseID: c.ID,
-				Type: "transaction_summary", Metadata: scope, CreatedBy: user.ID}); err != nil {
-				return err
-			}
-			_, err = inserter.InsertTx(ctx, tx, jobs.GenerateReportArgs{ReportID: rep.ID}, nil)
-			return err
-		})
+		rep, err := jobs.CreateReport(ctx, b.pool, inserter, jobs.CreateReportParams{
+			Application: app, Case: c, Type: typ, UserID: user.ID, LargeReportRows: 200_000})
 		if err != nil {
 			t.Fatal(err)
 		}

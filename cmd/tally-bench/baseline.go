@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -23,63 +22,27 @@ import (
 // largeRows is the API's TALLY_LARGE_REPORT_ROWS, which the bench pins.
 const largeRows = 200_000
 
-// insertReport does what POST case-reports does in its transaction, without
-// HTTP, authentication or the case checks: read the clock, estimate the
-// scope to pick the queue, InsertTx the job, insert the report, and write
-// report.created. It is the create row's baseline, and how the small-report
-// batches are queued.
+// insertReport creates a report the way POST case-reports does, through
+// jobs.CreateReport, without HTTP, authentication or the case checks. It is
+// the create row's baseline, and how the small-report batches are queued.
 func (b *bench) insertReport(ctx context.Context, set *scopeSet, c *db.Case) (string, error) {
-	var id string
-	err := db.WithTx(ctx, b.base, func(tx pgx.Tx) error {
-		var now time.Time
-		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-			return fmt.Errorf("reading clock: %w", err)
-		}
-		scope := db.Scope{
-			CaseID: c.ID, PeriodStart: c.PeriodStart.UTC(), PeriodEnd: c.PeriodEnd.UTC(),
-			DisclosureFlags: nonNil(c.DisclosureFlags), ContractFilters: nonNil(c.ContractFilters), DataAsOf: now.UTC(),
-		}
-		id = db.NewID(db.PrefixReport)
-		est, err := db.EstimateScopeRows(ctx, tx, db.ScopeQuery{ApplicationID: set.app.ID, PeriodStart: scope.PeriodStart,
-			PeriodEnd: scope.PeriodEnd, ContractFilters: scope.ContractFilters, DataAsOf: scope.DataAsOf})
-		if err != nil {
-			return err
-		}
-		queue := jobs.QueueReports
-		if est > largeRows {
-			queue = jobs.QueueLarge
-		}
-		requestID := "bench_" + id
-		meta, _ := json.Marshal(map[string]string{"request_id": requestID})
-		res, err := b.inserter.InsertTx(ctx, tx, jobs.GenerateReportArgs{ReportID: id}, &river.InsertOpts{
-			Queue: queue, Metadata: meta, Tags: []string{"report", "transaction_summary"}, MaxAttempts: 5,
-		})
-		if err != nil {
-			return fmt.Errorf("enqueueing: %w", err)
-		}
-		rep, err := db.InsertReport(ctx, tx, db.InsertReportParams{
-			ID: id, OrgID: set.app.OrgID, ApplicationID: set.app.ID, CaseID: c.ID, Type: "transaction_summary",
-			Metadata: scope, CreatedBy: b.fx.auditor.ID, RequestID: requestID, JobID: res.Job.ID,
-		})
-		if err != nil {
-			return err
-		}
-		return db.InsertReportEvent(ctx, tx, rep, db.EventReportCreated, b.fx.auditor.ID,
-			map[string]any{"request_id": requestID, "job_id": res.Job.ID, "queue": queue})
-	})
-	return id, err
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
+	typ, ok := b.portal.ReportType("transaction_summary")
+	if !ok {
+		return "", errors.New("the portal configuration has no transaction_summary report type")
 	}
-	return s
+	rep, err := jobs.CreateReport(ctx, b.base, b.inserter, jobs.CreateReportParams{
+		Application: set.app, Case: c, Type: typ, UserID: b.fx.auditor.ID,
+		RequestID: db.NewID("bench_"), LargeReportRows: largeRows, MaxAttempts: 5,
+	})
+	if err != nil {
+		return "", err
+	}
+	return rep.ID, nil
 }
 
 // copyScope runs COPY (ScopeOrderedSQL) TO STDOUT for the scope and reads
 // the output to the end; it returns the bytes and rows read.
-func copyScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeQuery) (bytes, rows int64, err error) {
+func copyScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeParams) (bytes, rows int64, err error) {
 	sql, err := inlineArgs(db.ScopeOrderedSQL, q.ScopeArgs())
 	if err != nil {
 		return 0, 0, err
@@ -100,7 +63,7 @@ func copyScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeQuery) (bytes,
 // groupScope runs ScopeGroupedSQL and reads every group. Like
 // db.StreamScopeGroups, it has the query planned with its own parameters
 // (no cached statement, whose generic plan would not fit every scope size).
-func groupScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeQuery) (int64, error) {
+func groupScope(ctx context.Context, pool *pgxpool.Pool, q db.ScopeParams) (int64, error) {
 	rows, err := pool.Query(ctx, db.ScopeGroupedSQL, append([]any{pgx.QueryExecModeDescribeExec}, q.ScopeArgs()...)...)
 	if err != nil {
 		return 0, err

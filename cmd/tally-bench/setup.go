@@ -65,7 +65,7 @@ type scopeSet struct {
 	app      *db.Application
 	lineCase *db.Case
 	subCase  *db.Case
-	query    db.ScopeQuery // the scope both cases select, for the baselines
+	query    db.ScopeParams // the scope both cases select, for the baselines
 }
 
 type fixture struct {
@@ -245,7 +245,7 @@ func (b *bench) seedSet(ctx context.Context, fx *fixture, owner *db.User, label 
 		return nil, err
 	}
 	set := &scopeSet{label: label, rows: rows, app: app,
-		query: db.ScopeQuery{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: end, ContractFilters: []string{},
+		query: db.ScopeParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: end, ContractFilters: []string{},
 			DataAsOf: now.Add(time.Hour), Snapshot: snapshot}}
 	if set.lineCase, err = mkCase("bench "+label+" line items", []string{report.FlagLineItems, report.FlagCounterpartyNames, report.FlagDescriptions}); err != nil {
 		return nil, err
