@@ -39,7 +39,7 @@ func CreateCase(ctx context.Context, q DBTX, p CreateCaseParams) (*Case, error) 
 		flags, filters, p.AccessWindowStart.UTC(), p.AccessWindowEnd.UTC())
 	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Case])
 	if err != nil {
-		return nil, fmt.Errorf("inserting case: %w", Translate(err))
+		return nil, fmt.Errorf("inserting case: %w", translate(err))
 	}
 	return c, nil
 }
@@ -49,7 +49,7 @@ func GetCase(ctx context.Context, q DBTX, id string) (*Case, error) {
 	rows, _ := q.Query(ctx, `SELECT * FROM cases WHERE id = $1`, id)
 	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Case])
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	return c, nil
 }
@@ -65,7 +65,7 @@ func GetCaseForUser(ctx context.Context, q DBTX, caseID, userID string) (*Case, 
 		Assigned bool `db:"assigned"`
 	}])
 	if err != nil {
-		return nil, false, Translate(err)
+		return nil, false, translate(err)
 	}
 	return &r.Case, r.Assigned, nil
 }
@@ -98,7 +98,7 @@ func setCaseStatus(ctx context.Context, q DBTX, caseID, status, approverID strin
 	}
 	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Case])
 	if err != nil {
-		err = Translate(err)
+		err = translate(err)
 		if errors.Is(err, ErrNotFound) && status == CaseApproved {
 			if _, gerr := GetCase(ctx, q, caseID); gerr == nil {
 				return nil, fmt.Errorf("%w: only a draft case can be approved", ErrInvalid)
@@ -118,13 +118,13 @@ func AssignCase(ctx context.Context, q DBTX, caseID, userID string) error {
 		 WHERE c.id = $1 AND m.user_id = $2
 		ON CONFLICT DO NOTHING`, caseID, userID)
 	if err != nil {
-		return fmt.Errorf("assigning case: %w", Translate(err))
+		return fmt.Errorf("assigning case: %w", translate(err))
 	}
 	if tag.RowsAffected() == 0 {
 		var ok bool
 		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM case_assignments WHERE case_id = $1 AND user_id = $2)`,
 			caseID, userID).Scan(&ok); err != nil {
-			return Translate(err)
+			return translate(err)
 		}
 		if !ok {
 			return fmt.Errorf("%w: case or user not found in the same organization", ErrNotFound)
@@ -138,5 +138,5 @@ func IsAssigned(ctx context.Context, q DBTX, caseID, userID string) (bool, error
 	var ok bool
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM case_assignments WHERE case_id = $1 AND user_id = $2)`,
 		caseID, userID).Scan(&ok)
-	return ok, Translate(err)
+	return ok, translate(err)
 }

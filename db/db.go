@@ -69,24 +69,26 @@ func Connect(ctx context.Context, url string, opts *PoolOpts) (*pgxpool.Pool, er
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("pinging database: %w", Translate(err))
+		return nil, fmt.Errorf("pinging database: %w", translate(err))
 	}
 	return pool, nil
 }
 
 // WithTx runs fn in a transaction on q, committing when fn returns nil and
-// rolling back otherwise. On a pgx.Tx it nests as a savepoint.
+// rolling back otherwise. On a pgx.Tx it nests as a savepoint. An error of
+// fn is translated, so fn may return driver errors (River's *Tx calls) as
+// they come.
 func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
 	tx, err := q.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("beginning transaction: %w", Translate(err))
+		return fmt.Errorf("beginning transaction: %w", translate(err))
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if err := fn(tx); err != nil {
-		return err
+		return translate(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("committing transaction: %w", Translate(err))
+		return fmt.Errorf("committing transaction: %w", translate(err))
 	}
 	return nil
 }
@@ -96,16 +98,17 @@ func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
 func Now(ctx context.Context, q DBTX) (time.Time, error) {
 	var now time.Time
 	if err := q.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-		return time.Time{}, fmt.Errorf("reading clock: %w", Translate(err))
+		return time.Time{}, fmt.Errorf("reading clock: %w", translate(err))
 	}
 	return now.UTC(), nil
 }
 
-// Translate maps pgx and PostgreSQL errors to this package's sentinels,
-// keeping the original error in the chain for logs.
-func Translate(err error) error {
-	if err == nil {
-		return nil
+// translate maps pgx and PostgreSQL errors to this package's sentinels,
+// keeping the original error in the chain for logs. An error that already
+// holds a sentinel is returned as it is.
+func translate(err error) error {
+	if err == nil || isTranslated(err) {
+		return err
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
@@ -140,4 +143,13 @@ func Translate(err error) error {
 func isConnectError(err error) bool {
 	var ce *pgconn.ConnectError
 	return errors.As(err, &ce)
+}
+
+func isTranslated(err error) bool {
+	for _, sentinel := range []error{ErrNotFound, ErrConflict, ErrInvalid, ErrUnavailable, ErrOutOfRange} {
+		if errors.Is(err, sentinel) {
+			return true
+		}
+	}
+	return false
 }

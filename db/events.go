@@ -39,7 +39,7 @@ func CreateEvent(ctx context.Context, q DBTX, p CreateEventParams) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		p.OrgID, p.ApplicationID, p.CaseID, p.ReportID, p.ReportType, p.Kind, actor, details)
 	if err != nil {
-		return fmt.Errorf("inserting %s event: %w", p.Kind, Translate(err))
+		return fmt.Errorf("inserting %s event: %w", p.Kind, translate(err))
 	}
 	return nil
 }
@@ -86,7 +86,7 @@ func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, 
 		   AND ($3::pg_snapshot IS NULL OR pg_visible_in_snapshot(e.xact, $3::pg_snapshot))
 		 ORDER BY e.occurred_at, e.id`, caseID, asOf, snap)
 	if err != nil {
-		return Translate(err)
+		return translate(err)
 	}
 	defer rows.Close()
 	scan := pgx.RowToStructByName[Event]
@@ -99,7 +99,7 @@ func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, 
 			return err
 		}
 	}
-	return Translate(rows.Err())
+	return translate(rows.Err())
 }
 
 // ListReportEvents returns the events of one report, oldest first.
@@ -110,5 +110,5 @@ func ListReportEvents(ctx context.Context, q DBTX, reportID string) ([]Event, er
 		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
 		 WHERE e.report_id = $1 ORDER BY e.occurred_at, e.id`, reportID)
 	evs, err := pgx.CollectRows(rows, pgx.RowToStructByName[Event])
-	return evs, Translate(err)
+	return evs, translate(err)
 }

@@ -14,7 +14,7 @@ import (
 func EnqueueJob(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
 	res, err := client.InsertTx(ctx, tx, args, opts)
 	if err != nil {
-		return nil, fmt.Errorf("enqueueing %s job: %w", args.Kind(), Translate(err))
+		return nil, fmt.Errorf("enqueueing %s job: %w", args.Kind(), translate(err))
 	}
 	return res, nil
 }
@@ -36,7 +36,7 @@ func QueueCounts(ctx context.Context, q DBTX) ([]QueueCount, error) {
 		 GROUP BY queue, state`)
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[QueueCount])
 	if err != nil {
-		return nil, fmt.Errorf("counting queue jobs: %w", Translate(err))
+		return nil, fmt.Errorf("counting queue jobs: %w", translate(err))
 	}
 	return out, nil
 }
@@ -49,7 +49,7 @@ func QueueOldestAvailable(ctx context.Context, q DBTX) (map[string]float64, erro
 		 WHERE state = 'available'
 		 GROUP BY queue`)
 	if err != nil {
-		return nil, fmt.Errorf("reading oldest available jobs: %w", Translate(err))
+		return nil, fmt.Errorf("reading oldest available jobs: %w", translate(err))
 	}
 	defer rows.Close()
 	out := map[string]float64{}
@@ -61,5 +61,5 @@ func QueueOldestAvailable(ctx context.Context, q DBTX) (map[string]float64, erro
 		}
 		out[queue] = max(age, 0)
 	}
-	return out, Translate(rows.Err())
+	return out, translate(rows.Err())
 }

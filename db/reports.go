@@ -65,7 +65,7 @@ func CreateReport(ctx context.Context, q DBTX, p CreateReportParams) (*Report, e
 		p.ID, p.OrgID, p.ApplicationID, p.CaseID, p.Type, meta, p.CreatedBy, reqID, p.JobID)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
 	if err != nil {
-		return nil, fmt.Errorf("inserting report: %w", Translate(err))
+		return nil, fmt.Errorf("inserting report: %w", translate(err))
 	}
 	return r, nil
 }
@@ -87,7 +87,7 @@ func GetReport(ctx context.Context, q DBTX, p GetReportParams) (*Report, error) 
 		p.ReportID, p.OrgID, p.ApplicationID)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	return r, nil
 }
@@ -97,7 +97,7 @@ func GetReportByID(ctx context.Context, q DBTX, id string) (*Report, error) {
 	rows, _ := q.Query(ctx, `SELECT `+reportColumns+` FROM reports r JOIN users u ON u.id = r.created_by WHERE r.id = $1`, id)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	return r, nil
 }
@@ -140,7 +140,7 @@ func ListReports(ctx context.Context, q DBTX, p ListReportsParams) ([]Report, er
 		p.OrgID, p.ApplicationID, p.Status, p.Type, p.CaseID, afterAt, afterID, p.Limit)
 	reports, err := pgx.CollectRows(rows, pgx.RowToStructByName[Report])
 	if err != nil {
-		return nil, fmt.Errorf("listing reports: %w", Translate(err))
+		return nil, fmt.Errorf("listing reports: %w", translate(err))
 	}
 	return reports, nil
 }
@@ -155,7 +155,7 @@ func MarkReportRunning(ctx context.Context, q DBTX, id string, jobID int64) (boo
 		       error_code = NULL, error_message = NULL, error_retryable = NULL
 		 WHERE id = $1 AND status IN ('pending', 'running', 'failed', 'canceled')`, id, jobID)
 	if err != nil {
-		return false, fmt.Errorf("marking report running: %w", Translate(err))
+		return false, fmt.Errorf("marking report running: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -184,7 +184,7 @@ func MarkReportReady(ctx context.Context, q DBTX, p MarkReportReadyParams) (bool
 		 WHERE id = $1 AND status = 'running'`,
 		p.ID, meta, p.SizeBytes, p.SHA256, p.ContentType, p.ObjectKey, p.ExpiresAt)
 	if err != nil {
-		return false, fmt.Errorf("marking report ready: %w", Translate(err))
+		return false, fmt.Errorf("marking report ready: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -196,7 +196,7 @@ func MarkReportFailed(ctx context.Context, q DBTX, id, code, message string, ret
 		       completed_at = now(), updated_at = now()
 		 WHERE id = $1 AND status IN ('pending', 'running')`, id, code, message, retryable)
 	if err != nil {
-		return false, fmt.Errorf("marking report failed: %w", Translate(err))
+		return false, fmt.Errorf("marking report failed: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -208,7 +208,7 @@ func MarkReportCanceled(ctx context.Context, q DBTX, id, message string) (bool, 
 		       completed_at = now(), updated_at = now()
 		 WHERE id = $1 AND status IN ('pending', 'running', 'failed')`, id, message)
 	if err != nil {
-		return false, fmt.Errorf("marking report canceled: %w", Translate(err))
+		return false, fmt.Errorf("marking report canceled: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -229,7 +229,7 @@ func ListExpiringReports(ctx context.Context, q DBTX, now time.Time, limit int) 
 		SELECT id, org_id, application_id, case_id, type, object_key FROM reports
 		 WHERE status = 'ready' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`, now, limit)
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[ExpiringReport])
-	return out, Translate(err)
+	return out, translate(err)
 }
 
 // MarkReportExpired sets a ready report expired, keeping its row and events.
@@ -240,7 +240,7 @@ func MarkReportExpired(ctx context.Context, q DBTX, id string) (bool, error) {
 		       error_retryable = false, updated_at = now()
 		 WHERE id = $1 AND status = 'ready'`, id)
 	if err != nil {
-		return false, fmt.Errorf("marking report expired: %w", Translate(err))
+		return false, fmt.Errorf("marking report expired: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -259,7 +259,7 @@ func GetIdempotencyKey(ctx context.Context, q DBTX, userID, key string) (*Idempo
 		WHERE user_id = $1 AND key = $2 AND created_at > now() - interval '24 hours'`, userID, key).
 		Scan(&r.RequestHash, &r.ReportID, &r.CreatedAt)
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	return &r, nil
 }
@@ -274,7 +274,7 @@ func ClaimIdempotencyKey(ctx context.Context, q DBTX, userID, key string, reques
 		   SET request_hash = EXCLUDED.request_hash, report_id = EXCLUDED.report_id, created_at = now()
 		 WHERE idempotency_keys.created_at <= now() - interval '24 hours'`, userID, key, requestHash, reportID)
 	if err != nil {
-		return fmt.Errorf("claiming idempotency key: %w", Translate(err))
+		return fmt.Errorf("claiming idempotency key: %w", translate(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrConflict

@@ -19,7 +19,7 @@ func CreateOrganization(ctx context.Context, q DBTX, name string) (*Organization
 		NewID(PrefixOrganization), name)
 	org, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Organization])
 	if err != nil {
-		return nil, fmt.Errorf("inserting organization: %w", Translate(err))
+		return nil, fmt.Errorf("inserting organization: %w", translate(err))
 	}
 	return org, nil
 }
@@ -37,7 +37,7 @@ func CreateApplication(ctx context.Context, q DBTX, p CreateApplicationParams) (
 		NewID(PrefixApplication), p.OrgID, p.ForeignID, p.Name)
 	app, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Application])
 	if err != nil {
-		return nil, fmt.Errorf("inserting application: %w", Translate(err))
+		return nil, fmt.Errorf("inserting application: %w", translate(err))
 	}
 	return app, nil
 }
@@ -48,7 +48,7 @@ func GetApplicationByForeignID(ctx context.Context, q DBTX, orgID, foreignID str
 	rows, _ := q.Query(ctx, `SELECT * FROM applications WHERE org_id = $1 AND foreign_id = $2`, orgID, foreignID)
 	app, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Application])
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	return app, nil
 }
@@ -70,7 +70,7 @@ func CreateUser(ctx context.Context, q DBTX, p CreateUserParams) (*User, error) 
 		var err error
 		u, err = pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[User])
 		if err != nil {
-			return fmt.Errorf("inserting user: %w", Translate(err))
+			return fmt.Errorf("inserting user: %w", translate(err))
 		}
 		perms := p.OwnerPermissions
 		if perms == nil {
@@ -78,7 +78,7 @@ func CreateUser(ctx context.Context, q DBTX, p CreateUserParams) (*User, error) 
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO memberships (org_id, user_id, permissions) VALUES ($1, $2, $3)`,
 			p.OrgID, u.ID, perms); err != nil {
-			return fmt.Errorf("inserting membership: %w", Translate(err))
+			return fmt.Errorf("inserting membership: %w", translate(err))
 		}
 		return nil
 	})
@@ -90,7 +90,7 @@ func GetUserByEmail(ctx context.Context, q DBTX, email string) (*User, error) {
 	rows, _ := q.Query(ctx, `SELECT * FROM users WHERE lower(email) = lower($1)`, email)
 	u, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[User])
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	return u, nil
 }
@@ -102,7 +102,7 @@ func SetOwnerPermissions(ctx context.Context, q DBTX, userID string, perms []str
 	}
 	tag, err := q.Exec(ctx, `UPDATE memberships SET permissions = $2 WHERE user_id = $1`, userID, perms)
 	if err != nil {
-		return fmt.Errorf("updating membership: %w", Translate(err))
+		return fmt.Errorf("updating membership: %w", translate(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -123,7 +123,7 @@ func GrantPermissions(ctx context.Context, q DBTX, userID, applicationID string,
 		   SET permissions = ARRAY(SELECT DISTINCT unnest(application_grants.permissions || EXCLUDED.permissions) ORDER BY 1),
 		       updated_at = now()`, userID, applicationID, perms)
 	if err != nil {
-		return fmt.Errorf("granting permissions: %w", Translate(err))
+		return fmt.Errorf("granting permissions: %w", translate(err))
 	}
 	if tag.RowsAffected() == 0 { // no membership: the user does not exist
 		return fmt.Errorf("granting permissions: user %s: %w", userID, ErrNotFound)
@@ -141,14 +141,14 @@ func RevokePermissions(ctx context.Context, q DBTX, userID, applicationID string
 			       updated_at = now()
 			 WHERE user_id = $1 AND application_id = $2 AND bucket = 'auditor'`, userID, applicationID, perms)
 		if err != nil {
-			return fmt.Errorf("revoking permissions: %w", Translate(err))
+			return fmt.Errorf("revoking permissions: %w", translate(err))
 		}
 		if tag.RowsAffected() == 0 {
 			return ErrNotFound
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM application_grants WHERE user_id = $1 AND application_id = $2 AND permissions = '{}'`,
 			userID, applicationID)
-		return Translate(err)
+		return translate(err)
 	})
 }
 
@@ -161,7 +161,7 @@ func ListGrants(ctx context.Context, q DBTX, userID string) ([]Grant, error) {
 		 WHERE g.user_id = $1 ORDER BY a.foreign_id`, userID)
 	grants, err := pgx.CollectRows(rows, pgx.RowToStructByName[Grant])
 	if err != nil {
-		return nil, fmt.Errorf("listing grants: %w", Translate(err))
+		return nil, fmt.Errorf("listing grants: %w", translate(err))
 	}
 	return grants, nil
 }
@@ -181,7 +181,7 @@ func AuditorApplication(ctx context.Context, q DBTX, orgID, foreignID, userID st
 		 WHERE a.org_id = $1 AND a.foreign_id = $2`, orgID, foreignID, userID).
 		Scan(&app.ID, &app.OrgID, &app.ForeignID, &app.Name, &app.CreatedAt, &perms)
 	if err != nil {
-		return nil, nil, Translate(err)
+		return nil, nil, translate(err)
 	}
 	return &app, perms, nil
 }
@@ -193,7 +193,7 @@ func AuditorPermissions(ctx context.Context, q DBTX, userID, applicationID strin
 	err := q.QueryRow(ctx, `SELECT permissions FROM application_grants WHERE user_id = $1 AND application_id = $2 AND bucket = 'auditor'`,
 		userID, applicationID).Scan(&perms)
 	if err != nil {
-		if err = Translate(err); errors.Is(err, ErrNotFound) {
+		if err = translate(err); errors.Is(err, ErrNotFound) {
 			return nil, nil
 		}
 		return nil, err
@@ -222,7 +222,7 @@ func CreateSession(ctx context.Context, q DBTX, userID string, ttl time.Duration
 	_, err = q.Exec(ctx, `INSERT INTO sessions (id, token_hash, user_id, expires_at) VALUES ($1, $2, $3, now() + $4::interval)`,
 		sessionID, HashToken(token), userID, ttl)
 	if err != nil {
-		return "", "", fmt.Errorf("inserting session: %w", Translate(err))
+		return "", "", fmt.Errorf("inserting session: %w", translate(err))
 	}
 	return sessionID, token, nil
 }
@@ -237,7 +237,7 @@ func RevokeSession(ctx context.Context, q DBTX, idOrToken string) error {
 		tag, err = q.Exec(ctx, `UPDATE sessions SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1`, idOrToken)
 	}
 	if err != nil {
-		return fmt.Errorf("revoking session: %w", Translate(err))
+		return fmt.Errorf("revoking session: %w", translate(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -263,12 +263,12 @@ func Authenticate(ctx context.Context, q DBTX, token string) (*Principal, error)
 		Scan(&p.SessionID, &lastUsed, &p.User.ID, &p.User.Email, &p.User.Name, &p.User.CreatedAt,
 			&p.Organization.ID, &p.Organization.Name, &p.Organization.CreatedAt, &p.OwnerPermissions)
 	if err != nil {
-		return nil, Translate(err)
+		return nil, translate(err)
 	}
 	if lastUsed == nil || time.Since(*lastUsed) > time.Minute {
 		if _, err := q.Exec(ctx, `UPDATE sessions SET last_used_at = now()
 			WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, p.SessionID); err != nil {
-			return nil, fmt.Errorf("touching session: %w", Translate(err))
+			return nil, fmt.Errorf("touching session: %w", translate(err))
 		}
 	}
 	return &p, nil

@@ -33,7 +33,7 @@ func TransactionValues(t *Transaction) []any {
 func CopyTransactions(ctx context.Context, q DBTX, src pgx.CopyFromSource) (int64, error) {
 	n, err := q.CopyFrom(ctx, pgx.Identifier{"transactions"}, TransactionColumns, src)
 	if err != nil {
-		return 0, fmt.Errorf("copying transactions: %w", Translate(err))
+		return 0, fmt.Errorf("copying transactions: %w", translate(err))
 	}
 	return n, nil
 }
@@ -129,7 +129,7 @@ type ScopeRow struct {
 func StreamScope(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeRow) error) error {
 	rows, err := q.Query(ctx, ScopeOrderedSQL, s.queryArgs()...)
 	if err != nil {
-		return fmt.Errorf("querying scope: %w", Translate(err))
+		return fmt.Errorf("querying scope: %w", translate(err))
 	}
 	defer rows.Close()
 	var r ScopeRow
@@ -143,7 +143,7 @@ func StreamScope(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeRow) 
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading scope: %w", Translate(err))
+		return fmt.Errorf("reading scope: %w", translate(err))
 	}
 	return nil
 }
@@ -161,7 +161,7 @@ type ScopeGroup struct {
 func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeGroup) error) error {
 	rows, err := q.Query(ctx, ScopeGroupedSQL, s.queryArgs()...)
 	if err != nil {
-		return fmt.Errorf("querying scope groups: %w", Translate(err))
+		return fmt.Errorf("querying scope groups: %w", translate(err))
 	}
 	defer rows.Close()
 	var g ScopeGroup
@@ -174,7 +174,7 @@ func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeParams, fn func(*Scop
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading scope groups: %w", Translate(err))
+		return fmt.Errorf("reading scope groups: %w", translate(err))
 	}
 	return nil
 }
@@ -185,7 +185,7 @@ func EstimateScopeRows(ctx context.Context, q DBTX, s ScopeParams) (int64, error
 	var plan []map[string]any
 	err := q.QueryRow(ctx, `EXPLAIN (FORMAT JSON) SELECT 1 FROM transactions`+scopeWhere, s.args()...).Scan(&plan)
 	if err != nil {
-		return 0, fmt.Errorf("estimating scope: %w", Translate(err))
+		return 0, fmt.Errorf("estimating scope: %w", translate(err))
 	}
 	if len(plan) == 0 {
 		return 0, nil
@@ -199,5 +199,5 @@ func EstimateScopeRows(ctx context.Context, q DBTX, s ScopeParams) (int64, error
 func CountTransactions(ctx context.Context, q DBTX, applicationID string) (int64, error) {
 	var n int64
 	err := q.QueryRow(ctx, `SELECT count(*) FROM transactions WHERE application_id = $1`, applicationID).Scan(&n)
-	return n, Translate(err)
+	return n, translate(err)
 }

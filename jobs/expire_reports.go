@@ -95,7 +95,7 @@ func (w *ExpireReportsWorker) expire(ctx context.Context, job *river.Job[ExpireR
 		if ok, err = db.MarkReportExpired(ctx, tx, r.ID); err != nil || !ok {
 			return err
 		}
-		return db.InsertEvent(ctx, tx, db.InsertEventParams{
+		return db.CreateEvent(ctx, tx, db.CreateEventParams{
 			OrgID: r.OrgID, ApplicationID: r.ApplicationID, CaseID: r.CaseID, ReportID: r.ID,
 			ReportType: r.Type, Kind: db.EventReportExpired,
 			Details: map[string]any{"job_id": job.ID},

@@ -235,7 +235,7 @@ func TestGenerateReportActivityLog(t *testing.T) {
 	_, stop := startWorker(t, b.workerOpts(t))
 	first, _ := b.createReport(t, c, reportOpts{})
 	b.waitReport(t, first.ID, 30*time.Second, db.ReportReady)
-	if err := db.InsertReportEvent(b.ctx, b.pool, first, db.EventReportDownloaded, bo.ID, nil); err != nil {
+	if err := db.CreateReportEvent(b.ctx, b.pool, first, db.EventReportDownloaded, bo.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	b.createReport(t, other, reportOpts{})
@@ -245,7 +245,7 @@ func TestGenerateReportActivityLog(t *testing.T) {
 	asOf := time.Now().UTC().Truncate(time.Microsecond)
 	time.Sleep(5 * time.Millisecond)
 	// After data_as_of: left out.
-	if err := db.InsertReportEvent(b.ctx, b.pool, first, db.EventReportDownloaded, b.user.ID, nil); err != nil {
+	if err := db.CreateReportEvent(b.ctx, b.pool, first, db.EventReportDownloaded, b.user.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -207,7 +207,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 
 	client, err := river.NewClient(riverpgxv5.New(opts.Pool), &river.Config{
 		ID:     opts.ID,
-		Logger: logger.With(slog.String("component", "river")),
+		Logger: riverLogger(logger),
 		Queues: map[string]river.QueueConfig{
 			jobs.QueueReports: {MaxWorkers: opts.SmallConcurrency},
 			jobs.QueueLarge:   {MaxWorkers: opts.LargeConcurrency},
@@ -312,11 +312,14 @@ func (w *Worker) refreshQueueStats(ctx context.Context) {
 	}
 }
 
-// errorHandler logs job errors and panics; River then retries or discards
-// the job as usual.
+// errorHandler logs panics, and job errors that the job did not log itself
+// (jobs.IsLogged); River then retries or discards the job as usual.
 type errorHandler struct{ logger *slog.Logger }
 
 func (h *errorHandler) HandleError(ctx context.Context, job *rivertype.JobRow, err error) *river.ErrorHandlerResult {
+	if jobs.IsLogged(err) {
+		return nil
+	}
 	h.logger.WarnContext(ctx, "job failed",
 		slog.String("kind", job.Kind), slog.Int64("job_id", job.ID),
 		slog.Int("attempt", job.Attempt), slog.Int("max_attempts", job.MaxAttempts),

@@ -1,0 +1,191 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/report"
+	"github.com/tally-compliance/tally/storage"
+)
+
+// buildFunc writes a report's file from its scope, reading on q (the
+// snapshot transaction), and returns what the file holds.
+type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error)
+
+// builders maps a report type's builder (config's report_types[].builder)
+// to the function that writes its file.
+var builders = map[string]buildFunc{
+	"transaction_summary": writeTransactionSummary,
+	"activity_log":        writeActivityLog,
+}
+
+// BuilderNames returns the names of the builders this worker knows, sorted.
+func BuilderNames() []string {
+	return slices.Sorted(maps.Keys(builders))
+}
+
+// builtFile describes an uploaded report file.
+type builtFile struct {
+	key         string
+	format      string
+	contentType string
+	size        int64
+	sha256      string
+	summary     report.Summary
+}
+
+// WriteReport writes rep's file to out, as GenerateReportWorker builds it,
+// and says what the file holds. The file depends only on what the report
+// stores (its type, scope metadata and creation snapshot), so writing it
+// again at any later time gives the same bytes: this is how a stored file
+// is checked against its report. Run it in db.WithSnapshotTx, so that the
+// rows and the totals come from one snapshot.
+func WriteReport(ctx context.Context, q db.DBTX, portal *config.Portal, rep *db.Report, out io.Writer) (report.Summary, error) {
+	_, write, err := reportWriter(portal, rep)
+	if err != nil {
+		return report.Summary{}, err
+	}
+	return write(ctx, q, out)
+}
+
+// reportWriter returns rep's report type and the function that writes its
+// file, or a permanent failure when the type or the scope is unusable.
+func reportWriter(portal *config.Portal, rep *db.Report) (config.ReportType, writeFunc, error) {
+	rt, ok := portal.ReportType(rep.Type)
+	if !ok {
+		return rt, nil, permanent(CodeUnknownReportType,
+			fmt.Sprintf("report type %q is not offered by this portal", rep.Type), nil)
+	}
+	scope, err := rep.Scope()
+	if err == nil {
+		err = checkScope(&scope)
+	}
+	if err != nil {
+		return rt, nil, permanent(CodeBuildFailed, "the report's scope snapshot is unreadable", err)
+	}
+	build, ok := builders[rt.Builder]
+	if !ok {
+		return rt, nil, permanent(CodeUnknownReportType,
+			fmt.Sprintf("report type %q uses builder %q, which this worker does not know", rep.Type, rt.Builder), nil)
+	}
+	return rt, func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error) {
+		return build(ctx, q, rep, &scope, out)
+	}, nil
+}
+
+// writeFunc writes one report's file to out, reading on q.
+type writeFunc func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error)
+
+// build streams the report's file, written from a consistent snapshot of
+// its scope, into the object store.
+func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*builtFile, error) {
+	rt, write, err := reportWriter(w.Portal, rep)
+	if err != nil {
+		return nil, err
+	}
+
+	file := &builtFile{
+		key:         storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, rt.Format),
+		format:      rt.Format,
+		contentType: rt.ContentType(),
+	}
+	err = db.WithSnapshotTx(ctx, w.Pool, func(tx pgx.Tx) error {
+		written, err := w.Store.Write(ctx, file.key, file.contentType, func(out io.Writer) error {
+			var err error
+			file.summary, err = write(ctx, tx, out)
+			return err
+		})
+		file.size, file.sha256 = written.Size, written.SHA256
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return file, nil
+}
+
+func checkScope(s *db.Scope) error {
+	switch {
+	case s.CaseID == "":
+		return errors.New("scope has no case_id")
+	case s.PeriodStart.IsZero() || s.PeriodEnd.IsZero() || !s.PeriodEnd.After(s.PeriodStart):
+		return errors.New("scope has no valid period")
+	case s.DataAsOf.IsZero():
+		return errors.New("scope has no data_as_of")
+	}
+	return nil
+}
+
+func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
+	opts := report.SummaryOptsFromFlags(rep.ID, scope.DisclosureFlags)
+	sw := report.NewSummaryWriter(out, opts)
+	sq := db.ScopeParams{
+		ApplicationID:   rep.ApplicationID,
+		PeriodStart:     scope.PeriodStart,
+		PeriodEnd:       scope.PeriodEnd,
+		ContractFilters: scope.ContractFilters,
+		DataAsOf:        scope.DataAsOf,
+		Snapshot:        deref(rep.CreationSnapshot),
+	}
+	var err error
+	if opts.LineItems {
+		var t report.Transaction
+		err = db.StreamScope(ctx, q, sq, func(r *db.ScopeRow) error {
+			t = report.Transaction{
+				ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, OccurredAt: r.OccurredAt,
+				ExternalID: r.ExternalID, Counterparty: r.Counterparty, Description: r.Description,
+				AmountMinor: r.AmountMinor,
+			}
+			return sw.WriteTransaction(&t)
+		})
+	} else {
+		// Subtotals only: let the database aggregate (an index-only scan);
+		// the bytes are the same as from the rows.
+		var g report.Group
+		err = db.StreamScopeGroups(ctx, q, sq, func(r *db.ScopeGroup) error {
+			g = report.Group{ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, Count: r.Count, SumMinor: r.SumMinor}
+			return sw.WriteGroup(&g)
+		})
+	}
+	if err != nil {
+		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
+	}
+	sum, err := sw.Close()
+	if err != nil {
+		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
+	}
+	return sum, nil
+}
+
+func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
+	aw := report.NewActivityLogWriter(out)
+	var e report.Event
+	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, deref(rep.CreationSnapshot), func(ev db.Event) error {
+		e = report.Event{OccurredAt: ev.OccurredAt, Kind: ev.Kind, ReportID: ev.ReportID, ReportType: ev.ReportType,
+			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName)}
+		return aw.WriteEvent(&e)
+	})
+	if err != nil {
+		return report.Summary{}, fmt.Errorf("writing activity log: %w", err)
+	}
+	sum, err := aw.Close()
+	if err != nil {
+		return report.Summary{}, fmt.Errorf("writing activity log: %w", err)
+	}
+	return sum, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
