@@ -23,8 +23,8 @@ type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Sc
 // builders maps a report type's builder (config's report_types[].builder)
 // to the function that writes its file.
 var builders = map[string]buildFunc{
-	"transaction_summary": writeTransactionSummary,
-	"activity_log":        writeActivityLog,
+	config.BuilderTransactionSummary: writeTransactionSummary,
+	config.BuilderActivityLog:        writeActivityLog,
 }
 
 // BuilderNames returns the names of the builders this worker knows, sorted.

@@ -2,16 +2,16 @@ package report
 
 import "strconv"
 
-// FormatAmount appends to dst the exact decimal value of minor units of
+// formatAmount appends to dst the exact decimal value of minor units of
 // currency, with as many fraction digits as the currency's exponent: 1234 EUR
 // is "12.34", -5 EUR is "-0.05", 1234 JPY is "1234", 1234 KWD is "1.234".
 // It works on integers only, so every int64, math.MinInt64 included, is exact.
 //
 // The currency must be one Exponent knows; the writers check that first and
-// fail with ErrUnknownCurrency. Given another code, FormatAmount writes the
-// minor units as they are, without a decimal point: exact, but not in the
-// currency's major unit.
-func FormatAmount(dst []byte, minor int64, currency string) []byte {
+// fail with an UnknownCurrencyError. Given another code, formatAmount writes
+// the minor units as they are, without a decimal point: exact, but not in
+// the currency's major unit.
+func formatAmount(dst []byte, minor int64, currency string) []byte {
 	u := uint64(minor)
 	if minor < 0 {
 		dst = append(dst, '-')
