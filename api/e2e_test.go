@@ -460,7 +460,11 @@ func TestEndToEndInFlightImportIsNotInTheReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rebuilt bytes.Buffer
-	if _, err := jobs.WriteReport(ctx, b.pool, portal, row, &rebuilt); err != nil {
+	err = db.WithSnapshotTx(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := jobs.WriteReport(ctx, tx, portal, row, &rebuilt)
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(rebuilt.Bytes(), got) {

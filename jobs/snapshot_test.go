@@ -100,10 +100,7 @@ func TestGenerateReportIgnoresForeignWriters(t *testing.T) {
 func rebuild(t *testing.T, b *testBundle, rep *db.Report) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	err := db.WithTx(b.ctx, b.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(b.ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`); err != nil {
-			return err
-		}
+	err := db.WithSnapshotTx(b.ctx, b.pool, func(tx pgx.Tx) error {
 		_, err := jobs.WriteReport(b.ctx, tx, b.portal, rep, &buf)
 		return err
 	})
