@@ -32,6 +32,7 @@ func scopeParams(rep *db.Report, scope *db.Scope) db.ScopeParams {
 		PeriodEnd:       scope.PeriodEnd,
 		ContractFilters: scope.ContractFilters,
 		DataAsOf:        scope.DataAsOf,
+		Snapshot:        deref(rep.CreationSnapshot),
 	}
 }
 

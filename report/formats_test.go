@@ -119,7 +119,8 @@ func cellAmount(t *testing.T, raw, currency, note string) string {
 	if err != nil {
 		t.Fatalf("amount %q: %v", raw, err)
 	}
-	return strconv.FormatFloat(v, 'f', report.Exponent(currency), 64)
+	exp, _ := report.Exponent(currency)
+	return strconv.FormatFloat(v, 'f', exp, 64)
 }
 
 // TestWorkbookMatchesCSV reads the workbook back with excelize: every

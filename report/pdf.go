@@ -64,6 +64,9 @@ func (a *AttestationWriter) WriteGroup(g *Group) error {
 	if a.closed {
 		return ErrWriterClosed
 	}
+	if _, ok := Exponent(g.Currency); !ok {
+		return &UnknownCurrencyError{Currency: g.Currency}
+	}
 	a.rowCount += g.Count
 	a.totals.add(g.Currency, g.Count, g.SumMinor)
 	a.groups = append(a.groups, subtotalLine{contract: g.ContractID, currency: g.Currency, kind: g.Kind, count: g.Count, minor: g.SumMinor})

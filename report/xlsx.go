@@ -132,7 +132,7 @@ func (w *WorkbookWriter) init() error {
 
 // amount returns the cell of an amount and its note.
 func (w *WorkbookWriter) amount(minor int64, currency string) (excelize.Cell, string) {
-	exp := exponent(currency)
+	exp, _ := Exponent(currency) // checked when its group began
 	if minor < -MaxNumericMinor || minor > MaxNumericMinor {
 		return excelize.Cell{Value: string(formatAmount(nil, minor, currency))}, AmountAsTextNote
 	}
@@ -199,6 +199,9 @@ func (w *WorkbookWriter) WriteTransaction(t *Transaction) error {
 		if err := w.endGroup(); err != nil {
 			return err
 		}
+		if err := w.checkCurrency(t.Currency); err != nil {
+			return err
+		}
 		w.inGroup = true
 		w.contract, w.currency, w.kind = t.ContractID, t.Currency, t.Kind
 	}
@@ -249,10 +252,22 @@ func (w *WorkbookWriter) WriteGroup(g *Group) error {
 	if err := w.endGroup(); err != nil {
 		return err
 	}
+	if err := w.checkCurrency(g.Currency); err != nil {
+		return err
+	}
 	var sum int128
 	sum.add(g.SumMinor)
 	w.rowCount += g.Count
 	return w.subtotal(g.ContractID, g.Currency, g.Kind, g.Count, sum)
+}
+
+// checkCurrency fails the writer, as SummaryWriter does, when Exponent
+// does not know the currency.
+func (w *WorkbookWriter) checkCurrency(currency string) error {
+	if _, ok := Exponent(currency); !ok {
+		w.err = &UnknownCurrencyError{Currency: currency}
+	}
+	return w.err
 }
 
 func (w *WorkbookWriter) endGroup() error {
