@@ -115,6 +115,11 @@ type Scope struct {
 	DisclosureFlags []string  `json:"disclosure_flags"`
 	ContractFilters []string  `json:"contract_filters"`
 	DataAsOf        time.Time `json:"data_as_of"`
+	// PseudonymKeyID names the master key the report's counterparty
+	// pseudonyms were derived from. The worker records it when the report
+	// becomes ready, so that a rebuild after a key rotation uses the same
+	// key; empty until then.
+	PseudonymKeyID string `json:"pseudonym_key_id,omitempty"`
 }
 
 // HasFlag reports whether the scope carries disclosure flag f.

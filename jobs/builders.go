@@ -1,7 +1,9 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +18,9 @@ import (
 )
 
 // buildFunc writes a report's file from its scope, reading on q (the
-// snapshot transaction), and returns what the file holds.
-type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error)
+// snapshot transaction), and returns what the file holds. pseudonymKey is
+// the report's key for counterparty pseudonyms.
+type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer) (report.Summary, error)
 
 // builders maps a report type's builder (config's report_types[].builder)
 // to the function that writes its file.
@@ -39,6 +42,8 @@ type builtFile struct {
 	size        int64
 	sha256      string
 	summary     report.Summary
+	// pseudonymKeyID names the master key of the file's pseudonyms.
+	pseudonymKeyID string
 }
 
 // build streams the report's file, written from a consistent snapshot of
@@ -62,15 +67,28 @@ func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*buil
 			fmt.Sprintf("report type %q uses builder %q, which this worker does not know", rep.Type, rt.Builder), nil)
 	}
 
+	// A report keeps the pseudonym key it was first built with: a rebuild
+	// after a rotation writes the same bytes.
+	if w.PseudonymKeys == nil {
+		return nil, permanent(CodeBuildFailed, "the worker has no pseudonym keys", nil)
+	}
+	keyID := cmp.Or(scope.PseudonymKeyID, w.PseudonymKeys.CurrentID())
+	pseudonymKey, err := w.PseudonymKeys.ReportKey(keyID, rep.ID)
+	if err != nil {
+		return nil, permanent(CodeBuildFailed,
+			fmt.Sprintf("the report's pseudonym key %q is not configured on this worker", keyID), err)
+	}
+
 	file := &builtFile{
-		key:         storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, rt.Format),
-		format:      rt.Format,
-		contentType: rt.ContentType(),
+		key:            storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, rt.Format),
+		format:         rt.Format,
+		contentType:    rt.ContentType(),
+		pseudonymKeyID: keyID,
 	}
 	err = db.WithSnapshotTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		written, err := w.Store.Write(ctx, file.key, file.contentType, func(out io.Writer) error {
 			var err error
-			file.summary, err = write(ctx, tx, rep, &scope, out)
+			file.summary, err = write(ctx, tx, rep, &scope, pseudonymKey, out)
 			return err
 		})
 		file.size, file.sha256 = written.Size, written.SHA256
@@ -94,8 +112,8 @@ func checkScope(s *db.Scope) error {
 	return nil
 }
 
-func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
-	opts := report.SummaryOptsFromFlags(rep.ID, scope.DisclosureFlags)
+func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer) (report.Summary, error) {
+	opts := report.SummaryOptsFromFlags(pseudonymKey, scope.DisclosureFlags)
 	sw := report.NewSummaryWriter(out, opts)
 	sq := db.ScopeParams{
 		ApplicationID:   rep.ApplicationID,
@@ -134,12 +152,22 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 	return sum, nil
 }
 
-func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
+func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, _ []byte, out io.Writer) (report.Summary, error) {
 	aw := report.NewActivityLogWriter(out)
 	var e report.Event
 	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, func(ev db.Event) error {
+		var req struct {
+			ClientIP  string `json:"client_ip"`
+			UserAgent string `json:"user_agent"`
+		}
+		if len(ev.Details) > 0 {
+			if err := json.Unmarshal(ev.Details, &req); err != nil {
+				return fmt.Errorf("reading details of event %d: %w", ev.ID, err)
+			}
+		}
 		e = report.Event{OccurredAt: ev.OccurredAt, Kind: ev.Kind, ReportID: ev.ReportID, ReportType: ev.ReportType,
-			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName)}
+			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName),
+			ClientIP: req.ClientIP, UserAgent: req.UserAgent}
 		return aw.WriteEvent(&e)
 	})
 	if err != nil {

@@ -37,6 +37,10 @@ type GenerateReportWorker struct {
 	Store ObjectStore
 	// Portal gives report types (builder, format) and the retention.
 	Portal *config.Portal
+	// PseudonymKeys key counterparty pseudonyms. A report records the id of
+	// the key it was built with (metadata.pseudonym_key_id) and is rebuilt
+	// with that key; a report without one gets the current key.
+	PseudonymKeys *report.PseudonymKeys
 	// Logger is the base logger; each job logs with report_id, job_id,
 	// attempt and request_id. Nil discards.
 	Logger *slog.Logger
@@ -175,9 +179,10 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 		ok, err := db.MarkReportReady(ctx, tx, db.MarkReportReadyParams{
 			ID: rep.ID,
 			Metadata: map[string]any{
-				"row_count": file.summary.RowCount,
-				"totals":    totals,
-				"format":    file.format,
+				"row_count":        file.summary.RowCount,
+				"totals":           totals,
+				"format":           file.format,
+				"pseudonym_key_id": file.pseudonymKeyID,
 			},
 			SizeBytes:   file.size,
 			SHA256:      file.sha256,
