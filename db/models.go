@@ -42,6 +42,9 @@ const (
 	EventReportCanceled   = "report.canceled"
 	EventReportExpired    = "report.expired"
 	EventReportRequeued   = "report.requeued"
+	// EventReportDownloadRefused is an auditor's download refused by the
+	// case rules (revoked, closed, not assigned, access window closed).
+	EventReportDownloadRefused = "report.download_refused"
 )
 
 // TransactionKinds lists the allowed values of transactions.kind.
