@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,7 @@ type setupOpts struct {
 	createPerMinute          float64
 	maxInFlight              int
 	maxAttempts              int
+	trustedProxies           []netip.Prefix
 }
 
 func setup(t *testing.T) *testBundle {
@@ -73,7 +75,7 @@ func setupWith(t *testing.T, o setupOpts) *testBundle {
 	srv, err := api.New(api.Opts{
 		Pool: pool, River: rc, Store: store, Portal: portal, Logger: tallytest.Logger(t),
 		AdminUser: o.adminUser, AdminPassword: o.adminPassword, CreatePerMinute: o.createPerMinute,
-		MaxInFlight: o.maxInFlight, MaxAttempts: o.maxAttempts,
+		MaxInFlight: o.maxInFlight, MaxAttempts: o.maxAttempts, TrustedProxies: o.trustedProxies,
 	})
 	if err != nil {
 		t.Fatal(err)
