@@ -318,7 +318,7 @@ func TestDownloadCaseRules(t *testing.T) {
 			if r := b.do(t, http.MethodGet, "/api/reports/"+id+"/download", b.fx.tokens["owner"], nil); r.Code != http.StatusOK {
 				t.Errorf("owner-level download after: got %d %s, want 200", r.Code, r.Body)
 			}
-			evs, err := db.ListReportEvents(ctx, b.pool, id)
+			evs, err := tallytest.ListReportEvents(ctx, b.pool, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -348,8 +348,14 @@ func TestAuditContext(t *testing.T) {
 	b := setupWith(t, setupOpts{trustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
 	ctx := context.Background()
 	longUA := strings.Repeat("x", 1000)
-	viaProxy := func(r *http.Request) { r.RemoteAddr = "192.0.2.10:4000"; r.Header.Set("X-Forwarded-For", "203.0.113.7, 192.0.2.11") }
-	spoofed := func(r *http.Request) { r.RemoteAddr = "198.51.100.20:4000"; r.Header.Set("X-Forwarded-For", "203.0.113.66") }
+	viaProxy := func(r *http.Request) {
+		r.RemoteAddr = "192.0.2.10:4000"
+		r.Header.Set("X-Forwarded-For", "203.0.113.7, 192.0.2.11")
+	}
+	spoofed := func(r *http.Request) {
+		r.RemoteAddr = "198.51.100.20:4000"
+		r.Header.Set("X-Forwarded-For", "203.0.113.66")
+	}
 
 	created := b.create(t, "full", "alpha", b.fx.caseOK.ID, "transaction_summary", viaProxy, withHeader("User-Agent", "portal/1.0"))
 	id := decode[api.Report](t, created).ID
@@ -358,7 +364,7 @@ func TestAuditContext(t *testing.T) {
 	if r := b.do(t, http.MethodGet, path, b.fx.tokens["full"], nil, spoofed, withHeader("User-Agent", longUA)); r.Code != http.StatusOK {
 		t.Fatalf("download: %d %s", r.Code, r.Body)
 	}
-	evs, err := db.ListReportEvents(ctx, b.pool, id)
+	evs, err := tallytest.ListReportEvents(ctx, b.pool, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
@@ -25,8 +26,8 @@ type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Sc
 // builders maps a report type's builder (config's report_types[].builder)
 // to the function that writes its file.
 var builders = map[string]buildFunc{
-	"transaction_summary": writeTransactionSummary,
-	"activity_log":        writeActivityLog,
+	config.BuilderTransactionSummary: writeTransactionSummary,
+	config.BuilderActivityLog:        writeActivityLog,
 }
 
 // BuilderNames returns the names of the builders this worker knows, sorted.
@@ -46,12 +47,31 @@ type builtFile struct {
 	pseudonymKeyID string
 }
 
-// build streams the report's file, written from a consistent snapshot of
-// its scope, into the object store.
-func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*builtFile, error) {
-	rt, ok := w.Portal.ReportType(rep.Type)
+// WriteReport writes rep's file to out, as GenerateReportWorker builds it
+// with keys, and says what the file holds. The file depends only on what the
+// report stores (its type, scope metadata, pseudonym key id and creation
+// snapshot) and the keys, so writing it again at any later time gives the
+// same bytes: this is how a stored file is checked against its report. Run
+// it in db.WithSnapshotTx, so that the rows and the totals come from one
+// snapshot.
+func WriteReport(ctx context.Context, q db.DBTX, portal *config.Portal, keys *report.PseudonymKeys, rep *db.Report, out io.Writer) (report.Summary, error) {
+	_, _, write, err := reportWriter(portal, keys, rep)
+	if err != nil {
+		return report.Summary{}, err
+	}
+	return write(ctx, q, out)
+}
+
+// reportWriter returns rep's report type, the id of its pseudonym key and
+// the function that writes its file, or a permanent failure when the type,
+// the scope or the key is unusable. A report keeps the pseudonym key it was
+// first built with (metadata.pseudonym_key_id), so a rebuild after a key
+// rotation writes the same bytes; a report not built yet gets the current
+// key.
+func reportWriter(portal *config.Portal, keys *report.PseudonymKeys, rep *db.Report) (config.ReportType, string, writeFunc, error) {
+	rt, ok := portal.ReportType(rep.Type)
 	if !ok {
-		return nil, permanent(CodeUnknownReportType,
+		return rt, "", nil, permanent(CodeUnknownReportType,
 			fmt.Sprintf("report type %q is not offered by this portal", rep.Type), nil)
 	}
 	scope, err := rep.Scope()
@@ -59,24 +79,36 @@ func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*buil
 		err = checkScope(&scope)
 	}
 	if err != nil {
-		return nil, permanent(CodeBuildFailed, "the report's scope snapshot is unreadable", err)
+		return rt, "", nil, permanent(CodeBuildFailed, "the report's scope snapshot is unreadable", err)
 	}
-	write, ok := builders[rt.Builder]
+	build, ok := builders[rt.Builder]
 	if !ok {
-		return nil, permanent(CodeUnknownReportType,
+		return rt, "", nil, permanent(CodeUnknownReportType,
 			fmt.Sprintf("report type %q uses builder %q, which this worker does not know", rep.Type, rt.Builder), nil)
 	}
-
-	// A report keeps the pseudonym key it was first built with: a rebuild
-	// after a rotation writes the same bytes.
-	if w.PseudonymKeys == nil {
-		return nil, permanent(CodeBuildFailed, "the worker has no pseudonym keys", nil)
+	if keys == nil {
+		return rt, "", nil, permanent(CodeBuildFailed, "the worker has no pseudonym keys", nil)
 	}
-	keyID := cmp.Or(scope.PseudonymKeyID, w.PseudonymKeys.CurrentID())
-	pseudonymKey, err := w.PseudonymKeys.ReportKey(keyID, rep.ID)
+	keyID := cmp.Or(scope.PseudonymKeyID, keys.CurrentID())
+	pseudonymKey, err := keys.ReportKey(keyID, rep.ID)
 	if err != nil {
-		return nil, permanent(CodeBuildFailed,
+		return rt, "", nil, permanent(CodeBuildFailed,
 			fmt.Sprintf("the report's pseudonym key %q is not configured on this worker", keyID), err)
+	}
+	return rt, keyID, func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error) {
+		return build(ctx, q, rep, &scope, pseudonymKey, out)
+	}, nil
+}
+
+// writeFunc writes one report's file to out, reading on q.
+type writeFunc func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error)
+
+// build streams the report's file, written from a consistent snapshot of
+// its scope, into the object store.
+func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*builtFile, error) {
+	rt, keyID, write, err := reportWriter(w.Portal, w.PseudonymKeys, rep)
+	if err != nil {
+		return nil, err
 	}
 
 	file := &builtFile{
@@ -88,7 +120,7 @@ func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*buil
 	err = db.WithSnapshotTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		written, err := w.Store.Write(ctx, file.key, file.contentType, func(out io.Writer) error {
 			var err error
-			file.summary, err = write(ctx, tx, rep, &scope, pseudonymKey, out)
+			file.summary, err = write(ctx, tx, out)
 			return err
 		})
 		file.size, file.sha256 = written.Size, written.SHA256
@@ -121,6 +153,7 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 		PeriodEnd:       scope.PeriodEnd,
 		ContractFilters: scope.ContractFilters,
 		DataAsOf:        scope.DataAsOf,
+		Snapshot:        deref(rep.CreationSnapshot),
 	}
 	var err error
 	if opts.LineItems {
@@ -155,7 +188,7 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, _ []byte, out io.Writer) (report.Summary, error) {
 	aw := report.NewActivityLogWriter(out)
 	var e report.Event
-	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, func(ev db.Event) error {
+	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, deref(rep.CreationSnapshot), func(ev db.Event) error {
 		var req struct {
 			ClientIP  string `json:"client_ip"`
 			UserAgent string `json:"user_agent"`

@@ -19,9 +19,6 @@ import (
 	"github.com/tally-compliance/tally/report"
 )
 
-// DefaultJobTimeout is the GenerateReportWorker timeout when JobTimeout is unset.
-const DefaultJobTimeout = 15 * time.Minute
-
 // GenerateReportWorker builds a report's file from its scope snapshot,
 // streams it to the object store, and marks the report ready in the same
 // transaction that completes its job. The file is a pure function of the
@@ -44,7 +41,7 @@ type GenerateReportWorker struct {
 	// Logger is the base logger; each job logs with report_id, job_id,
 	// attempt and request_id. Nil discards.
 	Logger *slog.Logger
-	// JobTimeout bounds one attempt; zero means DefaultJobTimeout. It is
+	// JobTimeout bounds one attempt; zero means config.DefaultJobTimeout. It is
 	// never -1: a job without timeout would never be rescued after a crash.
 	JobTimeout time.Duration
 	// Metrics, when set, is told about ready and failed reports.
@@ -66,7 +63,7 @@ func (w *GenerateReportWorker) Timeout(*river.Job[GenerateReportArgs]) time.Dura
 	if w.JobTimeout > 0 {
 		return w.JobTimeout
 	}
-	return DefaultJobTimeout
+	return config.DefaultJobTimeout
 }
 
 func (w *GenerateReportWorker) now() time.Time {
@@ -120,13 +117,6 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 	}
 	logger.InfoContext(ctx, "generating report")
 
-	if err := w.waitCreationSettled(ctx, logger, rep.ID); err != nil {
-		var snooze *rivertype.JobSnoozeError
-		if errors.As(err, &snooze) {
-			return err // a long import is still writing: come back later
-		}
-		return w.fail(ctx, logger, job, rep, err)
-	}
 	file, err := w.build(ctx, rep)
 	if err != nil {
 		return w.fail(ctx, logger, job, rep, err)
@@ -161,9 +151,9 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 	}); err != nil {
 		return fmt.Errorf("recording job output: %w", err)
 	}
-	totals := file.summary.Totals
-	if totals == nil {
-		totals = map[string]report.CurrencyTotal{}
+	totals := make(map[string]db.CurrencyTotal, len(file.summary.Totals))
+	for currency, t := range file.summary.Totals {
+		totals[currency] = db.CurrencyTotal(t)
 	}
 	now := w.now()
 	var alreadyFinished bool
@@ -178,12 +168,8 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 		}
 		ok, err := db.MarkReportReady(ctx, tx, db.MarkReportReadyParams{
 			ID: rep.ID,
-			Metadata: map[string]any{
-				"row_count":        file.summary.RowCount,
-				"totals":           totals,
-				"format":           file.format,
-				"pseudonym_key_id": file.pseudonymKeyID,
-			},
+			Metadata: db.ReadyMetadata{RowCount: file.summary.RowCount, Totals: totals, Format: file.format,
+				PseudonymKeyID: file.pseudonymKeyID},
 			SizeBytes:   file.size,
 			SHA256:      file.sha256,
 			ContentType: file.contentType,
