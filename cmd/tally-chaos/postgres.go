@@ -158,6 +158,7 @@ func (c *cluster) shutdown() { c.stopWith(syscall.SIGINT, 30*time.Second) }
 // crashResult describes a PostgreSQL crash and its recovery.
 type crashResult struct {
 	postmaster int           // pid killed
+	children   int           // its server processes at the kill
 	killed     time.Time     // SIGKILL sent
 	orphans    int           // server processes alive once the postmaster was gone
 	orphansFor time.Duration // until the last of them exited
@@ -175,6 +176,10 @@ type crashResult struct {
 // connections.
 func (c *cluster) crash(ctx context.Context, down time.Duration) (res crashResult, err error) {
 	res.postmaster = c.pid()
+	// The postmaster leads its process group (proc sets Setpgid); its
+	// children keep the group after it dies.
+	pgid := res.postmaster
+	res.children = len(groupMembers(pgid)) - 1
 	if err := c.signal(syscall.SIGKILL); err != nil {
 		return res, err
 	}
@@ -182,9 +187,6 @@ func (c *cluster) crash(ctx context.Context, down time.Duration) (res crashResul
 	if err := c.waitExit(ctx); err != nil {
 		return res, err
 	}
-	// The postmaster led its process group (proc sets Setpgid); its
-	// children keep the group after it dies.
-	pgid := res.postmaster
 	res.orphans = len(groupMembers(pgid))
 	lingerUntil := time.Now().Add(10 * time.Second)
 	for len(groupMembers(pgid)) > 0 {

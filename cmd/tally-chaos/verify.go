@@ -280,8 +280,8 @@ func (c *chaos) verify(ctx context.Context) (*verdict, error) {
 		pgDesc = "failed: " + pgErr.Error()
 		v.problem("PostgreSQL outage: %v", pgErr)
 	case c.cluster != nil && !pgCrash.ready.IsZero():
-		pgDesc = fmt.Sprintf("private cluster (initdb, own port): SIGKILL of the postmaster (pid %d) at %s; %d server processes left, gone after %s (%d killed); restarted at %s, crash recovery, accepting connections at %s: down %s. Log: %s",
-			pgCrash.postmaster, rel(pgCrash.killed), pgCrash.orphans, pgCrash.orphansFor.Round(10*time.Millisecond), pgCrash.orphansKil,
+		pgDesc = fmt.Sprintf("private cluster (initdb, own port): SIGKILL of the postmaster (pid %d, %d server processes) at %s; %d of them alive once it was gone, all gone %s after the kill (%d killed by the run); restarted at %s, crash recovery, accepting connections at %s: down %s. Log: %s",
+			pgCrash.postmaster, pgCrash.children, rel(pgCrash.killed), pgCrash.orphans, pgCrash.orphansFor.Round(10*time.Millisecond), pgCrash.orphansKil,
 			rel(pgCrash.restarted), rel(pgCrash.ready), pgCrash.ready.Sub(pgCrash.killed).Round(100*time.Millisecond),
 			strings.Join(pgCrash.recovery, " / "))
 		if !slices.ContainsFunc(pgCrash.recovery, func(l string) bool { return strings.Contains(l, "automatic recovery in progress") }) {
