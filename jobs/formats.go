@@ -39,8 +39,8 @@ func scopeParams(rep *db.Report, scope *db.Scope) db.ScopeParams {
 // writeTransactionSummaryXLSX writes the transaction summary as a
 // workbook, from the same rows (or groups) and disclosure options as the
 // CSV.
-func writeTransactionSummaryXLSX(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer, _ *config.Portal) (report.Summary, error) {
-	opts := report.SummaryOptsFromFlags(rep.ID, scope.DisclosureFlags)
+func writeTransactionSummaryXLSX(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer, _ *config.Portal) (report.Summary, error) {
+	opts := report.SummaryOptsFromFlags(pseudonymKey, scope.DisclosureFlags)
 	ww, err := report.NewWorkbookWriter(out, report.WorkbookOpts{Summary: opts, Scope: scopeInfo(rep, scope), TempDir: os.TempDir()})
 	if err != nil {
 		return report.Summary{}, err
@@ -83,7 +83,7 @@ const dataFileBuilder = config.BuilderTransactionSummary
 // every type built by dataFileBuilder that were ready when the attestation
 // was requested (completed at or before its created_at) and still are,
 // read in the same snapshot.
-func writeCaseAttestation(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer, portal *config.Portal) (report.Summary, error) {
+func writeCaseAttestation(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, _ []byte, out io.Writer, portal *config.Portal) (report.Summary, error) {
 	var types []string
 	for _, t := range portal.ReportTypes {
 		if t.Builder == dataFileBuilder {

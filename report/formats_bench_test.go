@@ -46,7 +46,7 @@ func peakHeapMiB(b *testing.B, run func()) {
 // BenchmarkCSVLineItems is the CSV baseline of BenchmarkWorkbookLineItems.
 func BenchmarkCSVLineItems(b *testing.B) {
 	rows := benchRows(100_000)
-	opts := report.SummaryOptsFromFlags("rep_bench", []string{"line_items", "counterparty_names", "descriptions"})
+	opts := report.SummaryOptsFromFlags([]byte("rep_bench"), []string{"line_items", "counterparty_names", "descriptions"})
 	for b.Loop() {
 		w := report.NewSummaryWriter(io.Discard, opts)
 		for i := range rows {
@@ -63,7 +63,7 @@ func BenchmarkCSVLineItems(b *testing.B) {
 // TALLY_BENCH_ROWS) with every disclosure flag.
 func BenchmarkWorkbookLineItems(b *testing.B) {
 	rows := benchRows(100_000)
-	opts := report.WorkbookOpts{Summary: report.SummaryOptsFromFlags("rep_bench", []string{"line_items", "counterparty_names", "descriptions"}),
+	opts := report.WorkbookOpts{Summary: report.SummaryOptsFromFlags([]byte("rep_bench"), []string{"line_items", "counterparty_names", "descriptions"}),
 		Scope: formatScope, TempDir: b.TempDir()}
 	var size int
 	for b.Loop() {
@@ -119,7 +119,7 @@ func BenchmarkAttestation(b *testing.B) {
 func BenchmarkGzipCSV(b *testing.B) {
 	var csv bytes.Buffer
 	rows := benchRows(100_000)
-	w := report.NewSummaryWriter(&csv, report.SummaryOptsFromFlags("rep_bench", []string{"line_items"}))
+	w := report.NewSummaryWriter(&csv, report.SummaryOptsFromFlags([]byte("rep_bench"), []string{"line_items"}))
 	for i := range rows {
 		_ = w.WriteTransaction(&rows[i])
 	}

@@ -130,7 +130,7 @@ func TestWorkbookMatchesCSV(t *testing.T) {
 	t.Parallel()
 	rows := formatRows(2500)
 	for _, flags := range [][]string{{"line_items"}, {"line_items", "counterparty_names", "descriptions"}} {
-		opts := report.SummaryOptsFromFlags("rep_01test", flags)
+		opts := report.SummaryOptsFromFlags([]byte("rep_01test"), flags)
 		want := writeCSV(t, rows, opts)
 		data, sum := writeWorkbook(t, rows, report.WorkbookOpts{Summary: opts, Scope: formatScope, SheetRows: 1000})
 
@@ -247,7 +247,7 @@ func TestWorkbookMatchesCSV(t *testing.T) {
 func TestWorkbookSubtotalsOnly(t *testing.T) {
 	t.Parallel()
 	rows := formatRows(300)
-	opts := report.WorkbookOpts{Summary: report.SummaryOptsFromFlags("rep_01test", nil), Scope: formatScope}
+	opts := report.WorkbookOpts{Summary: report.SummaryOptsFromFlags([]byte("rep_01test"), nil), Scope: formatScope}
 	fromRows, sum := writeWorkbook(t, rows, opts)
 	var buf bytes.Buffer
 	w, err := report.NewWorkbookWriter(&buf, opts)
@@ -283,7 +283,7 @@ func TestWorkbookSubtotalsOnly(t *testing.T) {
 func TestWorkbookDeterministic(t *testing.T) {
 	t.Parallel()
 	rows := formatRows(1500)
-	opts := report.WorkbookOpts{Summary: report.SummaryOptsFromFlags("rep_01test", []string{"line_items"}), Scope: formatScope, SheetRows: 500}
+	opts := report.WorkbookOpts{Summary: report.SummaryOptsFromFlags([]byte("rep_01test"), []string{"line_items"}), Scope: formatScope, SheetRows: 500}
 	a, _ := writeWorkbook(t, rows, opts)
 	for range 3 {
 		if b, _ := writeWorkbook(t, rows, opts); !bytes.Equal(a, b) {
@@ -326,7 +326,7 @@ func TestAttestationPDF(t *testing.T) {
 	slices.SortStableFunc(rows, func(a, b report.Transaction) int {
 		return cmp3(a.ContractID, b.ContractID, a.Currency, b.Currency, a.Kind, b.Kind, a.OccurredAt, b.OccurredAt)
 	})
-	csvRows := writeCSV(t, rows, report.SummaryOptsFromFlags("rep_01test", nil))
+	csvRows := writeCSV(t, rows, report.SummaryOptsFromFlags([]byte("rep_01test"), nil))
 	files := []report.DataFile{{ReportID: "rep_01csv", ReportType: "transaction_summary", SizeBytes: 1234,
 		CompletedAt: formatScope.DataAsOf, SHA256: strings.Repeat("ab", 32)}}
 	var buf bytes.Buffer

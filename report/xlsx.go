@@ -101,7 +101,7 @@ func NewWorkbookWriter(out io.Writer, opts WorkbookOpts) (*WorkbookWriter, error
 	f := excelize.NewFile(excelize.Options{TmpDir: opts.TempDir})
 	w := &WorkbookWriter{out: out, opts: opts, f: f, row: make([]any, len(transactionColumns))}
 	if opts.Summary.LineItems && !opts.Summary.CounterpartyNames {
-		w.pseudonyms = newPseudonymizer(opts.Summary.ReportID)
+		w.pseudonyms = newPseudonymizer(opts.Summary.PseudonymKey)
 	}
 	if err := w.init(); err != nil {
 		_ = f.Close()
