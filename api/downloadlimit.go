@@ -103,11 +103,8 @@ func (s *Server) stream(c echo.Context, body io.Reader) (int64, error) {
 	rc := http.NewResponseController(c.Response().Writer)
 	if err := rc.SetWriteDeadline(time.Now().Add(s.stallTimeout)); err == nil {
 		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }() // the connection may serve another request
-		piece := s.minRate * int64(s.stallTimeout/time.Second)
-		if piece < 1<<10 {
-			piece = 1 << 10
-		}
-		dst = &deadlineWriter{w: c.Response(), rc: rc, piece: int(min(piece, int64(len(*buf)))), timeout: s.stallTimeout}
+		piece := int(min(float64(s.minRate)*s.stallTimeout.Seconds(), float64(len(*buf))))
+		dst = &deadlineWriter{w: c.Response(), rc: rc, piece: max(piece, 512), timeout: s.stallTimeout}
 	}
 	n, err := io.CopyBuffer(dst, body, *buf)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
