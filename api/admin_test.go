@@ -103,14 +103,14 @@ func TestAdminListener(t *testing.T) {
 		{"PublicMetrics", public.URL + "/metrics", nil, http.StatusNotFound, `"code":"not_found"`},
 		{"PublicRiverUI", public.URL + "/admin/riverui/", []reqOpt{asAdmin}, http.StatusNotFound, `"code":"not_found"`},
 		{"PublicRiverUIAPI", public.URL + "/admin/riverui/api/jobs?state=available", []reqOpt{asAdmin}, http.StatusNotFound, `"code":"not_found"`},
-		{"PublicAuthMe", public.URL + "/auth/me", []reqOpt{withHeader("Authorization", "Bearer " + b.fx.tokens["full"])}, http.StatusOK, `"email"`},
+		{"PublicAuthMe", public.URL + "/auth/me", []reqOpt{withHeader("Authorization", "Bearer "+b.fx.tokens["full"])}, http.StatusOK, `"email"`},
 		{"PublicHealthz", public.URL + "/healthz", nil, http.StatusOK, ""},
 		{"AdminMetrics", admin.URL + "/metrics", nil, http.StatusOK, "tally_http_request_duration_seconds"},
 		{"AdminRiverUI", admin.URL + "/admin/riverui/", []reqOpt{asAdmin, withHeader("Accept", "text/html")}, http.StatusOK, `<div id="root"`},
 		{"AdminRiverUIAPI", admin.URL + "/admin/riverui/api/jobs?state=available", []reqOpt{asAdmin}, http.StatusOK, `"data"`},
 		{"AdminRiverUINoCredentials", admin.URL + "/admin/riverui/", nil, http.StatusUnauthorized, `"code":"admin_auth_required"`},
-		{"AdminAuthMe", admin.URL + "/auth/me", []reqOpt{withHeader("Authorization", "Bearer " + b.fx.tokens["full"])}, http.StatusNotFound, `"code":"not_found"`},
-		{"AdminReports", admin.URL + "/api/reports", []reqOpt{withHeader("Authorization", "Bearer " + b.fx.tokens["owner"])}, http.StatusNotFound, `"code":"not_found"`},
+		{"AdminAuthMe", admin.URL + "/auth/me", []reqOpt{withHeader("Authorization", "Bearer "+b.fx.tokens["full"])}, http.StatusNotFound, `"code":"not_found"`},
+		{"AdminReports", admin.URL + "/api/reports", []reqOpt{withHeader("Authorization", "Bearer "+b.fx.tokens["owner"])}, http.StatusNotFound, `"code":"not_found"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -59,6 +60,17 @@ type Config struct {
 	RequestTimeout  time.Duration `env:"TALLY_REQUEST_TIMEOUT" envDefault:"30s"`
 	CreateRateLimit float64       `env:"TALLY_CREATE_RATE_PER_MINUTE" envDefault:"60"`
 	APIMaxConns     int32         `env:"TALLY_API_DB_MAX_CONNS" envDefault:"16"`
+	// AdminAddr, when set, is the address (host:port) of a listener of its
+	// own for River UI and /metrics; the public port then answers 404 for
+	// them.
+	AdminAddr string `env:"TALLY_ADMIN_ADDR"`
+	// Downloads stream outside request admission, at most DownloadsPerUser
+	// and DownloadsPerOrg at once; a client taking in less than
+	// DownloadMinRate bytes a second over DownloadStallTimeout is cut off.
+	DownloadsPerUser     int           `env:"TALLY_DOWNLOADS_PER_USER" envDefault:"4"`
+	DownloadsPerOrg      int           `env:"TALLY_DOWNLOADS_PER_ORG" envDefault:"32"`
+	DownloadMinRate      int64         `env:"TALLY_DOWNLOAD_MIN_RATE" envDefault:"1024"`
+	DownloadStallTimeout time.Duration `env:"TALLY_DOWNLOAD_STALL_TIMEOUT" envDefault:"30s"`
 
 	// Worker.
 	MetricsPort       int           `env:"TALLY_METRICS_PORT" envDefault:"9090"`
@@ -106,6 +118,14 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	}
 	if (cfg.AdminUser == "") != (cfg.AdminPassword == "") {
 		return nil, fmt.Errorf("set both TALLY_ADMIN_USER and TALLY_ADMIN_PASSWORD, or neither")
+	}
+	if cfg.DownloadsPerUser < 1 || cfg.DownloadsPerOrg < 1 || cfg.DownloadMinRate < 1 || cfg.DownloadStallTimeout <= 0 {
+		return nil, fmt.Errorf("TALLY_DOWNLOADS_PER_USER, TALLY_DOWNLOADS_PER_ORG, TALLY_DOWNLOAD_MIN_RATE and TALLY_DOWNLOAD_STALL_TIMEOUT must be positive")
+	}
+	if cfg.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.AdminAddr); err != nil {
+			return nil, fmt.Errorf("TALLY_ADMIN_ADDR must be host:port (host may be empty), not %q", cfg.AdminAddr)
+		}
 	}
 	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 {
 		return nil, fmt.Errorf("worker concurrency must be at least 1")

@@ -16,7 +16,8 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Port != 8080 || cfg.S3.Bucket != "tally" || cfg.JobTimeout != 15*time.Minute || cfg.LogFormat != "json" ||
-		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" {
+		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.AdminAddr != "" ||
+		cfg.DownloadsPerUser != 4 || cfg.DownloadsPerOrg != 32 || cfg.DownloadMinRate != 1024 || cfg.DownloadStallTimeout != 30*time.Second {
 		t.Errorf("defaults = %+v", cfg)
 	}
 }
@@ -32,6 +33,9 @@ func TestLoadRejects(t *testing.T) {
 		"BadDuration":   {"TALLY_JOB_TIMEOUT": "soon"},
 		"ZeroWorkers":   {"TALLY_WORKER_CONCURRENCY": "0"},
 		"BadTLSBoolean": {"S3_USE_TLS": "maybe"},
+		"ZeroDownloads": {"TALLY_DOWNLOADS_PER_USER": "0"},
+		"NoStallTime":   {"TALLY_DOWNLOAD_STALL_TIMEOUT": "0s"},
+		"AdminAddrPort": {"TALLY_ADMIN_ADDR": "9091"},
 	}
 	for name, env := range tests {
 		if _, err := LoadFrom(env); err == nil {
