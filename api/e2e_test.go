@@ -309,7 +309,7 @@ func TestEndToEndEveryFlagCombination(t *testing.T) {
 	}
 
 	// Each report has created, generated and its downloads, in order.
-	evs, err := db.ListReportEvents(ctx, b.pool, ids[7])
+	evs, err := tallytest.ListReportEvents(ctx, b.pool, ids[7])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestEndToEndFailingJobEndsFailed(t *testing.T) {
 	if rep.Status != db.ReportFailed || rep.Error == nil || rep.Error.Code != jobs.CodeStorageUnavailable {
 		t.Fatalf("report = %+v, want failed with storage_unavailable", rep)
 	}
-	evs, err := db.ListReportEvents(context.Background(), b.pool, id)
+	evs, err := tallytest.ListReportEvents(context.Background(), b.pool, id)
 	if err != nil {
 		t.Fatal(err)
 	}

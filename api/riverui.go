@@ -95,7 +95,7 @@ func (s *Server) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
 				s.adminFailures.spend(addr, now)
 			}
 			c.Response().Header().Set("WWW-Authenticate", `Basic realm="tally-admin", charset="UTF-8"`)
-			return newError(http.StatusUnauthorized, "admin_auth_required", "admin credentials required")
+			return newError(http.StatusUnauthorized, CodeAdminAuthRequired, "admin credentials required")
 		}
 		return next(c)
 	}

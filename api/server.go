@@ -62,8 +62,8 @@ type Opts struct {
 	LargeReportRows int64
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// NowFunc returns the current time; nil means time.Now.
+	NowFunc func() time.Time
 }
 
 // Server is the API.
@@ -105,13 +105,13 @@ func New(opts Opts) (*Server, error) {
 		requestTimeout: opts.RequestTimeout, downloadTimeout: opts.DownloadTimeout,
 		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows, maxAttempts: opts.MaxAttempts,
 		adminUser: opts.AdminUser, adminPassword: opts.AdminPassword, separateAdmin: opts.SeparateAdmin,
-		registry: opts.Registry, now: opts.Now, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
+		registry: opts.Registry, now: opts.NowFunc, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	if s.requestTimeout <= 0 {
-		s.requestTimeout = 30 * time.Second
+		s.requestTimeout = config.DefaultRequestTimeout
 	}
 	if s.downloadTimeout <= 0 {
 		s.downloadTimeout = time.Hour
@@ -120,23 +120,23 @@ func New(opts Opts) (*Server, error) {
 		s.admissionWait = time.Second
 	}
 	if s.largeRows <= 0 {
-		s.largeRows = 200_000
+		s.largeRows = config.DefaultLargeReportRows
 	}
 	if s.maxAttempts <= 0 {
-		s.maxAttempts = 5
+		s.maxAttempts = config.DefaultMaxAttempts
 	}
 	if s.minRate <= 0 {
-		s.minRate = 1 << 10
+		s.minRate = config.DefaultDownloadMinRate
 	}
 	if s.stallTimeout <= 0 {
-		s.stallTimeout = 30 * time.Second
+		s.stallTimeout = config.DefaultDownloadStallTimeout
 	}
 	perUser, perOrg := opts.DownloadsPerUser, opts.DownloadsPerOrg
 	if perUser <= 0 {
-		perUser = 4
+		perUser = config.DefaultDownloadsPerUser
 	}
 	if perOrg <= 0 {
-		perOrg = 32
+		perOrg = config.DefaultDownloadsPerOrg
 	}
 	s.downloads = newDownloadLimiter(perUser, perOrg)
 	if s.now == nil {
@@ -154,7 +154,7 @@ func New(opts Opts) (*Server, error) {
 	}
 	perMinute := opts.CreatePerMinute
 	if perMinute <= 0 {
-		perMinute = 60
+		perMinute = config.DefaultCreateRatePerMinute
 	}
 	s.limiter = newKeyedLimiter(perMinute, 20)
 	s.adminFailures = newKeyedLimiter(adminFailuresPerMinute, adminFailureBurst)

@@ -47,7 +47,32 @@ type S3 struct {
 	UseTLS          bool   `env:"USE_TLS" envDefault:"false"`
 }
 
+// Defaults of the settings that another package also falls back on when a
+// field of its options is zero (api.Opts, worker.Opts). They are declared
+// here only; LoadFrom starts from them, so they are not repeated as
+// envDefault tags.
+const (
+	DefaultRequestTimeout      = 30 * time.Second
+	DefaultCreateRatePerMinute = 60.0
+	DefaultLargeReportRows     = 200_000
+	DefaultSmallConcurrency    = 4
+	DefaultLargeConcurrency    = 1
+	DefaultJobTimeout          = 15 * time.Minute
+	DefaultShutdownTimeout     = 25 * time.Second
+	DefaultMaxAttempts         = 5
+	DefaultFetchPollInterval   = time.Second
+	DefaultDownloadsPerUser     = 4
+	DefaultDownloadsPerOrg      = 32
+	DefaultDownloadMinRate      = 1 << 10 // bytes per second
+	DefaultDownloadStallTimeout = 30 * time.Second
+	// RescueMargin is added to the job timeout to get the time after which
+	// River's rescuer takes a job back from a worker that vanished, when
+	// TALLY_RESCUE_STUCK_JOBS_AFTER is unset.
+	RescueMargin = time.Minute
+)
+
 // Config is every setting of the three binaries. Each reads what it needs.
+// Fields without an envDefault tag default to the constants above.
 type Config struct {
 	DatabaseURL Secret `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/tally?sslmode=disable"`
 	S3          S3     `envPrefix:"S3_"`
@@ -57,8 +82,8 @@ type Config struct {
 	PortalConfig    string        `env:"TALLY_PORTAL_CONFIG"`
 	AdminUser       string        `env:"TALLY_ADMIN_USER"`
 	AdminPassword   Secret        `env:"TALLY_ADMIN_PASSWORD"`
-	RequestTimeout  time.Duration `env:"TALLY_REQUEST_TIMEOUT" envDefault:"30s"`
-	CreateRateLimit float64       `env:"TALLY_CREATE_RATE_PER_MINUTE" envDefault:"60"`
+	RequestTimeout  time.Duration `env:"TALLY_REQUEST_TIMEOUT"`
+	CreateRateLimit float64       `env:"TALLY_CREATE_RATE_PER_MINUTE"`
 	APIMaxConns     int32         `env:"TALLY_API_DB_MAX_CONNS" envDefault:"16"`
 	// AdminAddr, when set, is the address (host:port) of a listener of its
 	// own for River UI and /metrics; the public port then answers 404 for
@@ -67,23 +92,23 @@ type Config struct {
 	// Downloads stream outside request admission, at most DownloadsPerUser
 	// and DownloadsPerOrg at once; a client taking in less than
 	// DownloadMinRate bytes a second over DownloadStallTimeout is cut off.
-	DownloadsPerUser     int           `env:"TALLY_DOWNLOADS_PER_USER" envDefault:"4"`
-	DownloadsPerOrg      int           `env:"TALLY_DOWNLOADS_PER_ORG" envDefault:"32"`
-	DownloadMinRate      int64         `env:"TALLY_DOWNLOAD_MIN_RATE" envDefault:"1024"`
-	DownloadStallTimeout time.Duration `env:"TALLY_DOWNLOAD_STALL_TIMEOUT" envDefault:"30s"`
+	DownloadsPerUser     int           `env:"TALLY_DOWNLOADS_PER_USER"`
+	DownloadsPerOrg      int           `env:"TALLY_DOWNLOADS_PER_ORG"`
+	DownloadMinRate      int64         `env:"TALLY_DOWNLOAD_MIN_RATE"`
+	DownloadStallTimeout time.Duration `env:"TALLY_DOWNLOAD_STALL_TIMEOUT"`
 
 	// Worker.
 	MetricsPort       int           `env:"TALLY_METRICS_PORT" envDefault:"9090"`
-	SmallConcurrency  int           `env:"TALLY_WORKER_CONCURRENCY" envDefault:"4"`
-	LargeConcurrency  int           `env:"TALLY_WORKER_LARGE_CONCURRENCY" envDefault:"1"`
-	LargeThreshold    int64         `env:"TALLY_LARGE_REPORT_ROWS" envDefault:"200000"`
-	JobTimeout        time.Duration `env:"TALLY_JOB_TIMEOUT" envDefault:"15m"`
-	ShutdownTimeout   time.Duration `env:"TALLY_SHUTDOWN_TIMEOUT" envDefault:"25s"`
-	MaxAttempts       int           `env:"TALLY_JOB_MAX_ATTEMPTS" envDefault:"5"`
-	FetchPollInterval time.Duration `env:"TALLY_FETCH_POLL_INTERVAL" envDefault:"1s"`
+	SmallConcurrency  int           `env:"TALLY_WORKER_CONCURRENCY"`
+	LargeConcurrency  int           `env:"TALLY_WORKER_LARGE_CONCURRENCY"`
+	LargeThreshold    int64         `env:"TALLY_LARGE_REPORT_ROWS"`
+	JobTimeout        time.Duration `env:"TALLY_JOB_TIMEOUT"`
+	ShutdownTimeout   time.Duration `env:"TALLY_SHUTDOWN_TIMEOUT"`
+	MaxAttempts       int           `env:"TALLY_JOB_MAX_ATTEMPTS"`
+	FetchPollInterval time.Duration `env:"TALLY_FETCH_POLL_INTERVAL"`
 	// RescueStuckJobsAfter is how long a job may stay running before River's
 	// rescuer hands it to another worker; unset means the job timeout plus
-	// a minute (worker.RescueMargin).
+	// RescueMargin.
 	RescueStuckJobsAfter time.Duration `env:"TALLY_RESCUE_STUCK_JOBS_AFTER"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
@@ -97,7 +122,22 @@ func Load() (*Config, error) {
 
 // LoadFrom parses the given environment (nil: the process environment).
 func LoadFrom(environ map[string]string) (*Config, error) {
-	var cfg Config
+	cfg := Config{
+		RequestTimeout:    DefaultRequestTimeout,
+		CreateRateLimit:   DefaultCreateRatePerMinute,
+		SmallConcurrency:  DefaultSmallConcurrency,
+		LargeConcurrency:  DefaultLargeConcurrency,
+		LargeThreshold:    DefaultLargeReportRows,
+		JobTimeout:        DefaultJobTimeout,
+		ShutdownTimeout:   DefaultShutdownTimeout,
+		MaxAttempts:       DefaultMaxAttempts,
+		FetchPollInterval: DefaultFetchPollInterval,
+
+		DownloadsPerUser:     DefaultDownloadsPerUser,
+		DownloadsPerOrg:      DefaultDownloadsPerOrg,
+		DownloadMinRate:      DefaultDownloadMinRate,
+		DownloadStallTimeout: DefaultDownloadStallTimeout,
+	}
 	opts := env.Options{}
 	if environ != nil {
 		opts.Environment = environ

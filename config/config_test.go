@@ -16,9 +16,41 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Port != 8080 || cfg.S3.Bucket != "tally" || cfg.JobTimeout != 15*time.Minute || cfg.LogFormat != "json" ||
-		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.AdminAddr != "" ||
-		cfg.DownloadsPerUser != 4 || cfg.DownloadsPerOrg != 32 || cfg.DownloadMinRate != 1024 || cfg.DownloadStallTimeout != 30*time.Second {
+		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.AdminAddr != "" {
 		t.Errorf("defaults = %+v", cfg)
+	}
+	want := Config{
+		RequestTimeout: DefaultRequestTimeout, CreateRateLimit: DefaultCreateRatePerMinute,
+		SmallConcurrency: DefaultSmallConcurrency, LargeConcurrency: DefaultLargeConcurrency,
+		LargeThreshold: DefaultLargeReportRows, JobTimeout: DefaultJobTimeout, ShutdownTimeout: DefaultShutdownTimeout,
+		MaxAttempts: DefaultMaxAttempts, FetchPollInterval: DefaultFetchPollInterval,
+		DownloadsPerUser: DefaultDownloadsPerUser, DownloadsPerOrg: DefaultDownloadsPerOrg,
+		DownloadMinRate: DefaultDownloadMinRate, DownloadStallTimeout: DefaultDownloadStallTimeout,
+	}
+	got := Config{
+		RequestTimeout: cfg.RequestTimeout, CreateRateLimit: cfg.CreateRateLimit,
+		SmallConcurrency: cfg.SmallConcurrency, LargeConcurrency: cfg.LargeConcurrency,
+		LargeThreshold: cfg.LargeThreshold, JobTimeout: cfg.JobTimeout, ShutdownTimeout: cfg.ShutdownTimeout,
+		MaxAttempts: cfg.MaxAttempts, FetchPollInterval: cfg.FetchPollInterval,
+		DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
+		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout,
+	}
+	if got != want {
+		t.Errorf("defaults = %+v, want the Default constants %+v", got, want)
+	}
+}
+
+// TestLoadOverridesDefaults: a variable that is set wins over the Default
+// constant, and one set empty keeps it.
+func TestLoadOverridesDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadFrom(map[string]string{"TALLY_JOB_TIMEOUT": "2m", "TALLY_JOB_MAX_ATTEMPTS": "", "TALLY_LARGE_REPORT_ROWS": "10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.JobTimeout != 2*time.Minute || cfg.MaxAttempts != DefaultMaxAttempts || cfg.LargeThreshold != 10 {
+		t.Errorf("JobTimeout %v, MaxAttempts %d, LargeThreshold %d; want 2m0s, %d, 10",
+			cfg.JobTimeout, cfg.MaxAttempts, cfg.LargeThreshold, DefaultMaxAttempts)
 	}
 }
 

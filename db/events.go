@@ -92,14 +92,3 @@ func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, 
 	}
 	return translate(rows.Err())
 }
-
-// ListReportEvents returns the events of one report, oldest first.
-func ListReportEvents(ctx context.Context, q DBTX, reportID string) ([]Event, error) {
-	rows, _ := q.Query(ctx, `
-		SELECT e.id, e.occurred_at, e.kind, e.report_id, e.report_type, e.actor_id,
-		       u.email AS actor_email, u.name AS actor_name, e.details, e.case_id, e.application_id
-		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
-		 WHERE e.report_id = $1 ORDER BY e.occurred_at, e.id`, reportID)
-	evs, err := pgx.CollectRows(rows, pgx.RowToStructByName[Event])
-	return evs, translate(err)
-}

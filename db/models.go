@@ -127,6 +127,24 @@ func (s *Scope) HasFlag(f string) bool {
 	return false
 }
 
+// ReadyMetadata is what a finished build adds to a report's metadata, next to
+// its Scope.
+type ReadyMetadata struct {
+	// Format is the file format (the report type's).
+	Format string `json:"format"`
+	// RowCount is the number of transactions or events the file covers.
+	RowCount int64 `json:"row_count"`
+	// Totals are the per-currency totals of a transaction_summary, keyed by
+	// ISO 4217 code; empty, not null, for other report types.
+	Totals map[string]CurrencyTotal `json:"totals"`
+}
+
+// CurrencyTotal is the total of one currency in a report's metadata.
+type CurrencyTotal struct {
+	Count  int64  `json:"count"`
+	Amount string `json:"amount"` // exact decimal, as in the file
+}
+
 // Report is a row of reports joined with its creator.
 type Report struct {
 	ID             string          `db:"id"`

@@ -164,7 +164,7 @@ func MarkReportRunning(ctx context.Context, q DBTX, id string, jobID int64) (boo
 // MarkReportReadyParams are what a finished build records.
 type MarkReportReadyParams struct {
 	ID          string
-	Metadata    map[string]any // merged into the report's metadata
+	Metadata    ReadyMetadata // merged into the report's metadata
 	SizeBytes   int64
 	SHA256      string
 	ContentType string
@@ -175,6 +175,9 @@ type MarkReportReadyParams struct {
 // MarkReportReady records a finished file. It only changes a running report
 // and reports whether it did.
 func MarkReportReady(ctx context.Context, q DBTX, p MarkReportReadyParams) (bool, error) {
+	if p.Metadata.Totals == nil {
+		p.Metadata.Totals = map[string]CurrencyTotal{} // an object, as the API documents
+	}
 	meta, err := json.Marshal(p.Metadata)
 	if err != nil {
 		return false, err
@@ -198,18 +201,6 @@ func MarkReportFailed(ctx context.Context, q DBTX, id, code, message string, ret
 		 WHERE id = $1 AND status IN ('pending', 'running')`, id, code, message, retryable)
 	if err != nil {
 		return false, fmt.Errorf("marking report failed: %w", translate(err))
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// MarkReportCanceled cancels a report that is not finished.
-func MarkReportCanceled(ctx context.Context, q DBTX, id, message string) (bool, error) {
-	tag, err := q.Exec(ctx, `
-		UPDATE reports SET status = 'canceled', error_code = 'canceled', error_message = $2, error_retryable = false,
-		       completed_at = now(), updated_at = now()
-		 WHERE id = $1 AND status IN ('pending', 'running', 'failed')`, id, message)
-	if err != nil {
-		return false, fmt.Errorf("marking report canceled: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }

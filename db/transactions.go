@@ -167,10 +167,3 @@ func EstimateScopeRows(ctx context.Context, q DBTX, s ScopeParams) (int64, error
 	rows, _ := p["Plan Rows"].(float64)
 	return int64(rows), nil
 }
-
-// CountTransactions returns the number of transactions of an application.
-func CountTransactions(ctx context.Context, q DBTX, applicationID string) (int64, error) {
-	var n int64
-	err := q.QueryRow(ctx, `SELECT count(*) FROM transactions WHERE application_id = $1`, applicationID).Scan(&n)
-	return n, translate(err)
-}

@@ -46,7 +46,7 @@ func (b *testBundle) newApp(t *testing.T) *db.Application {
 // count returns the number of transactions of an application.
 func (b *testBundle) count(t *testing.T, appID string) int64 {
 	t.Helper()
-	n, err := db.CountTransactions(b.ctx, b.pool, appID)
+	n, err := tallytest.CountTransactions(b.ctx, b.pool, appID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
@@ -22,8 +23,8 @@ type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Sc
 // builders maps a report type's builder (config's report_types[].builder)
 // to the function that writes its file.
 var builders = map[string]buildFunc{
-	"transaction_summary": writeTransactionSummary,
-	"activity_log":        writeActivityLog,
+	config.BuilderTransactionSummary: writeTransactionSummary,
+	config.BuilderActivityLog:        writeActivityLog,
 }
 
 // BuilderNames returns the names of the builders this worker knows, sorted.

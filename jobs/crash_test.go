@@ -16,6 +16,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -153,7 +154,7 @@ func TestGenerateReportWorkerKilledAfterUploadEndsReadyOnce(t *testing.T) {
 		t.Fatalf("after the kill: job %s, report %s; want both running", job.State, r.Status)
 	}
 	key := storage.ReportKey(r.OrgID, r.ApplicationID, r.ID, "csv")
-	if _, err := b.store.Stat(b.ctx, key); err != nil {
+	if _, err := tallytest.Stat(b.ctx, b.store, key); err != nil {
 		t.Fatalf("the dead worker's upload is missing: %v", err)
 	}
 

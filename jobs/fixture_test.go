@@ -380,7 +380,7 @@ func (b *testBundle) download(t *testing.T, r *db.Report) []byte {
 
 func (b *testBundle) events(t *testing.T, reportID string) []db.Event {
 	t.Helper()
-	evs, err := db.ListReportEvents(b.ctx, b.pool, reportID)
+	evs, err := tallytest.ListReportEvents(b.ctx, b.pool, reportID)
 	if err != nil {
 		t.Fatal(err)
 	}

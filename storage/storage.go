@@ -81,9 +81,6 @@ func New(opts Opts) (*Store, error) {
 	return &Store{client: client, bucket: opts.Bucket, region: opts.Region}, nil
 }
 
-// Bucket returns the bucket's name.
-func (s *Store) Bucket() string { return s.bucket }
-
 // EnsureBucket creates the bucket when it does not exist.
 func (s *Store) EnsureBucket(ctx context.Context) error {
 	ok, err := s.client.BucketExists(ctx, s.bucket)
@@ -157,15 +154,6 @@ type ObjectInfo struct {
 	ETag         string
 }
 
-// Stat returns an object's metadata.
-func (s *Store) Stat(ctx context.Context, key string) (ObjectInfo, error) {
-	info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
-	if err != nil {
-		return ObjectInfo{}, translate(err)
-	}
-	return ObjectInfo{Size: info.Size, ContentType: info.ContentType, LastModified: info.LastModified, ETag: info.ETag}, nil
-}
-
 // Get opens an object for reading from offset; length < 0 reads to the end.
 // The caller closes the reader. A missing object is ErrNotFound, detected
 // before any byte is returned. The info's Size is the whole object's.
@@ -220,19 +208,6 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(key string, siz
 	return nil
 }
 
-// RemoveBucket deletes every object and then the bucket; tests use it.
-func (s *Store) RemoveBucket(ctx context.Context) error {
-	if err := s.List(ctx, "", func(key string, _ int64) error { return s.Delete(ctx, key) }); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	if err := s.client.RemoveBucket(ctx, s.bucket); err != nil {
-		if err = translate(err); !errors.Is(err, ErrNotFound) {
-			return err
-		}
-	}
-	return nil
-}
-
 // ReportKey is the object key of a report's file. It is built from ids the
 // service generated, never from user input.
 func ReportKey(orgID, applicationID, reportID, format string) string {
@@ -258,10 +233,6 @@ func translate(err error) error {
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err

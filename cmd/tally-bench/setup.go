@@ -20,6 +20,7 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/ingest"
+	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -139,9 +140,9 @@ func (b *bench) setup(ctx context.Context) error {
 }
 
 func (b *bench) storageOpts() storage.Opts {
-	s3 := b.cfg.S3
-	return storage.Opts{Endpoint: s3.Endpoint, AccessKeyID: s3.AccessKeyID, SecretAccessKey: s3.SecretAccessKey.Reveal(),
-		Bucket: b.bucket, Region: s3.Region, UseTLS: s3.UseTLS}
+	opts := startup.StorageOpts(b.cfg.S3)
+	opts.Bucket = b.bucket
+	return opts
 }
 
 // seed creates the organization, the auditor and one application per scope

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/ingest"
+	"github.com/tally-compliance/tally/internal/tallytest"
 )
 
 // importFile writes an import file of the given rows into a temporary
@@ -34,7 +34,7 @@ func validRows(prefix string, n int) []string {
 
 func (b *testBundle) count(t *testing.T, appID string) int64 {
 	t.Helper()
-	n, err := db.CountTransactions(b.ctx, b.pool, appID)
+	n, err := tallytest.CountTransactions(b.ctx, b.pool, appID)
 	if err != nil {
 		t.Fatal(err)
 	}
