@@ -52,15 +52,15 @@ type S3 struct {
 // here only; LoadFrom starts from them, so they are not repeated as
 // envDefault tags.
 const (
-	DefaultRequestTimeout      = 30 * time.Second
-	DefaultCreateRatePerMinute = 60.0
-	DefaultLargeReportRows     = 200_000
-	DefaultSmallConcurrency    = 4
-	DefaultLargeConcurrency    = 1
-	DefaultJobTimeout          = 15 * time.Minute
-	DefaultShutdownTimeout     = 25 * time.Second
-	DefaultMaxAttempts         = 5
-	DefaultFetchPollInterval   = time.Second
+	DefaultRequestTimeout       = 30 * time.Second
+	DefaultCreateRatePerMinute  = 60.0
+	DefaultLargeReportRows      = 200_000
+	DefaultSmallConcurrency     = 4
+	DefaultLargeConcurrency     = 1
+	DefaultJobTimeout           = 15 * time.Minute
+	DefaultShutdownTimeout      = 25 * time.Second
+	DefaultMaxAttempts          = 5
+	DefaultFetchPollInterval    = time.Second
 	DefaultDownloadsPerUser     = 4
 	DefaultDownloadsPerOrg      = 32
 	DefaultDownloadMinRate      = 1 << 10 // bytes per second
