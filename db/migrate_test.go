@@ -38,7 +38,7 @@ func TestMigrateFreshDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if len(res.RiverVersions) == 0 || len(res.TallyVersions) != 4 {
+	if len(res.RiverVersions) == 0 || len(res.TallyVersions) != 5 {
 		t.Fatalf("fresh migration applied river=%v tally=%v, want river's and tally's", res.RiverVersions, res.TallyVersions)
 	}
 	want, err := db.RiverMigrationVersion()

@@ -171,6 +171,10 @@ type Report struct {
 	ErrorMessage   *string         `db:"error_message"`
 	ErrorRetryable *bool           `db:"error_retryable"`
 	RequestID      *string         `db:"request_id"`
+	// CreationSnapshot is the pg_snapshot (text form) taken when the report
+	// was created: the transactions whose rows the report holds are those
+	// visible in it. Nil for reports created before it was recorded.
+	CreationSnapshot *string `db:"creation_snapshot"`
 }
 
 // Scope decodes the scope snapshot from the report's metadata.
@@ -191,5 +195,7 @@ type Transaction struct {
 	Kind          string
 	Counterparty  string
 	Description   string
-	IngestedAt    time.Time // zero means now()
+	// IngestedAt is when the row was ingested: required. ingest.Import
+	// uses its transaction's now(), the database's clock.
+	IngestedAt time.Time
 }

@@ -101,3 +101,13 @@ func generatedCSV(t *testing.T, seed uint64, n int64) []byte {
 func row(externalID string) string {
 	return fmt.Sprintf("contract-1,%s,2025-03-04T05:06:07Z,1250,EUR,payment,Acme,Invoice", externalID)
 }
+
+// dbNow returns the database's clock.
+func (b *testBundle) dbNow(t *testing.T) time.Time {
+	t.Helper()
+	now, err := db.Now(b.ctx, b.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return now.UTC()
+}

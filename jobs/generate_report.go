@@ -112,13 +112,6 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 	}
 	logger.InfoContext(ctx, "generating report")
 
-	if err := w.waitCreationSettled(ctx, logger, rep.ID); err != nil {
-		var snooze *rivertype.JobSnoozeError
-		if errors.As(err, &snooze) {
-			return err // a long import is still writing: come back later
-		}
-		return w.fail(ctx, logger, job, rep, err)
-	}
 	file, err := w.build(ctx, rep)
 	if err != nil {
 		return w.fail(ctx, logger, job, rep, err)

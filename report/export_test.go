@@ -5,7 +5,6 @@ package report
 var (
 	AppendField     = appendField
 	AppendTextField = appendTextField
-	Exponent        = exponent
 	FormatAmount    = formatAmount
 )
 

@@ -32,6 +32,17 @@ const SummaryHeader = "row_type,contract_id,currency,kind,occurred_at,external_i
 // minor units. The report cannot be built; retrying does not help.
 var ErrAmountOverflow = errors.New("report: amount overflows int64 minor units")
 
+// UnknownCurrencyError means a transaction's currency is not one Exponent
+// knows, an ISO 4217 code with a minor unit, so its amounts cannot be
+// written exactly. The report cannot be built; retrying does not help.
+type UnknownCurrencyError struct {
+	Currency string
+}
+
+func (e *UnknownCurrencyError) Error() string {
+	return fmt.Sprintf("report: currency %q is not an ISO 4217 code with a minor unit", e.Currency)
+}
+
 // ErrWriterClosed is returned by a writer used after Close.
 var ErrWriterClosed = errors.New("report: writer closed")
 
@@ -187,6 +198,9 @@ func (s *SummaryWriter) WriteTransaction(t *Transaction) error {
 		if err := s.endGroup(); err != nil {
 			return err
 		}
+		if err := s.checkCurrency(t.Currency); err != nil {
+			return err
+		}
 		s.inGroup = true
 		s.contract, s.currency, s.kind = t.ContractID, t.Currency, t.Kind
 	}
@@ -242,10 +256,22 @@ func (s *SummaryWriter) WriteGroup(g *Group) error {
 	if err := s.endGroup(); err != nil {
 		return err
 	}
+	if err := s.checkCurrency(g.Currency); err != nil {
+		return err
+	}
 	var sum int128
 	sum.add(g.SumMinor)
 	s.rowCount += g.Count
 	return s.writeSubtotal(g.ContractID, g.Currency, g.Kind, g.Count, sum)
+}
+
+// checkCurrency fails the writer, before any amount of currency is
+// written, when Exponent does not know it.
+func (s *SummaryWriter) checkCurrency(currency string) error {
+	if _, ok := Exponent(currency); !ok {
+		s.err = &UnknownCurrencyError{Currency: currency}
+	}
+	return s.err
 }
 
 // endGroup writes the subtotal of the open group, if any.

@@ -239,8 +239,15 @@ func (b *bench) seedSet(ctx context.Context, fx *fixture, owner *db.User, label 
 		}
 		return c, nil
 	}
+	// The baselines read the scope as a report does: through a creation
+	// snapshot taken after the seed committed.
+	var snapshot string
+	if err := b.ctl.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snapshot); err != nil {
+		return nil, err
+	}
 	set := &scopeSet{label: label, rows: rows, app: app,
-		query: db.ScopeParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: end, ContractFilters: []string{}, DataAsOf: now.Add(time.Hour)}}
+		query: db.ScopeParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: end, ContractFilters: []string{},
+			DataAsOf: now.Add(time.Hour), Snapshot: snapshot}}
 	if set.lineCase, err = mkCase("bench "+label+" line items", []string{report.FlagLineItems, report.FlagCounterpartyNames, report.FlagDescriptions}); err != nil {
 		return nil, err
 	}
