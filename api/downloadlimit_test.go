@@ -126,7 +126,8 @@ func median(d []time.Duration) time.Duration { return d[len(d)/2] }
 // organization DownloadsPerOrg, the rest answer 429 too_many_downloads with
 // Retry-After, and meanwhile everyone else's /auth/me and lists answer 200.
 func TestDownloadFloodLeavesOthersServed(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it loads the machine with megabytes and a hundred
+	// connections, and the load tests running beside it measure latency.
 	const perUser, perOrg = 4, 8
 	b := setupLoad(t, loadOpts{maxConns: 4, maxInFlight: 16, downloadsPerUser: perUser, downloadsPerOrg: perOrg})
 	id := decode[api.Report](t, b.create(t, "full", "alpha", b.fx.caseOK.ID, "transaction_summary")).ID
@@ -249,7 +250,8 @@ func smallWindowClient() *http.Client {
 // disconnected after the stall timeout, and that one reading with pauses
 // shorter than it, faster than the minimum rate, gets its whole file.
 func TestDownloadStalledClientCutOff(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it loads the machine with megabytes and a hundred
+	// connections, and the load tests running beside it measure latency.
 	const stall = 300 * time.Millisecond
 	b := setupLoad(t, loadOpts{maxConns: 4, downloadMinRate: 32 << 10, downloadStallTimeout: stall})
 	id := decode[api.Report](t, b.create(t, "full", "alpha", b.fx.caseOK.ID, "transaction_summary")).ID
