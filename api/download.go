@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/labstack/echo/v4"
@@ -34,6 +35,57 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b 
 // a megabyte. The level is klauspost's default, measured in
 // report/gzip_bench_test.go.
 var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
+
+// gzipReader reads the gzip compression of a file: a goroutine compresses
+// it into a pipe, so that the download's stream (with its write deadlines)
+// sends compressed bytes as they come, holding one buffer.
+type gzipReader struct {
+	pr       *io.PipeReader
+	done     chan struct{}
+	consumed atomic.Int64
+}
+
+func newGzipReader(file io.Reader) *gzipReader {
+	pr, pw := io.Pipe()
+	g := &gzipReader{pr: pr, done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		zw := gzipWriters.Get().(*gzip.Writer)
+		defer gzipWriters.Put(zw)
+		zw.Reset(pw)
+		buf := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(buf)
+		_, err := io.CopyBuffer(zw, countingReader{file, &g.consumed}, *buf)
+		if err == nil {
+			err = zw.Close()
+		}
+		pw.CloseWithError(err) // nil: EOF
+	}()
+	return g
+}
+
+func (g *gzipReader) Read(p []byte) (int, error) { return g.pr.Read(p) }
+
+// Consumed is the number of bytes of the file compressed so far.
+func (g *gzipReader) Consumed() int64 { return g.consumed.Load() }
+
+// Close stops the compression (when the client went away) and waits for
+// it, so that the file's reader is no longer used.
+func (g *gzipReader) Close() {
+	_ = g.pr.CloseWithError(io.ErrClosedPipe)
+	<-g.done
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
 
 // acceptsGzip reports whether an Accept-Encoding header accepts gzip
 // (listed, or by "*", and not with q=0).
@@ -116,6 +168,11 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 
 	// From here on the work is streaming: it may outlive the request
 	// deadline for as long as the client reads, up to downloadTimeout.
+	releaseDownload, err := s.admitDownload(c, p)
+	if err != nil {
+		return err
+	}
+	defer releaseDownload()
 	streamCtx, cancel := s.streamContext(c)
 	defer cancel()
 	body, info, err := s.store.Get(streamCtx, *r.ObjectKey, offset, length)
@@ -155,22 +212,17 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	if c.Request().Method == http.MethodHead {
 		return nil
 	}
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	var dst io.Writer = c.Response()
+	var src io.Reader = io.LimitReader(body, length)
+	var gz *gzipReader
 	if gzipped {
-		zw := gzipWriters.Get().(*gzip.Writer)
-		zw.Reset(c.Response())
-		defer func() {
-			if err := zw.Close(); err != nil {
-				s.logger.WarnContext(ctx, "download interrupted", slog.String("request_id", requestID(c)),
-					slog.String("report_id", r.ID), slog.Any("error", err))
-			}
-			gzipWriters.Put(zw)
-		}()
-		dst = zw
+		gz = newGzipReader(src)
+		defer gz.Close()
+		src = gz
 	}
-	n, err := io.CopyBuffer(dst, io.LimitReader(body, length), *buf)
+	n, err := s.stream(c, src)
+	if gz != nil {
+		n = gz.Consumed() // of the file, as length counts
+	}
 	if err != nil || n != length {
 		s.logger.WarnContext(ctx, "download interrupted", slog.String("request_id", requestID(c)),
 			slog.String("report_id", r.ID), slog.Int64("sent", n), slog.Int64("want", length), slog.Any("error", err))
