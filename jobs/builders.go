@@ -42,8 +42,10 @@ type builtFile struct {
 }
 
 // build streams the report's file, written from a consistent snapshot of
-// its scope, into the object store.
-func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*builtFile, error) {
+// its scope, into the object store, under a key of this run's own (runID):
+// a file that another run committed is never replaced. When it returns an
+// error, no object of this run is left, except after a crash.
+func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report, runID string) (*builtFile, error) {
 	rt, ok := w.Portal.ReportType(rep.Type)
 	if !ok {
 		return nil, permanent(CodeUnknownReportType,
@@ -63,7 +65,7 @@ func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*buil
 	}
 
 	file := &builtFile{
-		key:         storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, rt.Format),
+		key:         storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, runID, rt.Format),
 		format:      rt.Format,
 		contentType: rt.ContentType(),
 	}
