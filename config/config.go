@@ -73,6 +73,12 @@ type Config struct {
 	// rescuer hands it to another worker; unset means the job timeout plus
 	// a minute (worker.RescueMargin).
 	RescueStuckJobsAfter time.Duration `env:"TALLY_RESCUE_STUCK_JOBS_AFTER"`
+	// SweepInterval is how often sweep_objects deletes report files that no
+	// committed report owns.
+	SweepInterval time.Duration `env:"TALLY_SWEEP_INTERVAL" envDefault:"1h"`
+	// SweepGrace is the age below which the sweep keeps a file or upload
+	// that a run in flight may still commit; it must exceed the job timeout.
+	SweepGrace time.Duration `env:"TALLY_SWEEP_GRACE" envDefault:"1h"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`

@@ -16,7 +16,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Port != 8080 || cfg.S3.Bucket != "tally" || cfg.JobTimeout != 15*time.Minute || cfg.LogFormat != "json" ||
-		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" {
+		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour {
 		t.Errorf("defaults = %+v", cfg)
 	}
 }
