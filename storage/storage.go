@@ -301,11 +301,16 @@ type Upload struct {
 }
 
 // ListUploads calls fn with every incomplete multipart upload under prefix:
-// an upload whose writer died before completing or aborting it.
+// an upload whose writer died before completing or aborting it. The whole
+// bucket is listed and filtered here: MinIO lists uploads for no prefix or
+// for one exact key only, and returns none for a shorter prefix.
 func (s *Store) ListUploads(ctx context.Context, prefix string, fn func(Upload) error) error {
-	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, prefix, true) {
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, "", true) {
 		if u.Err != nil {
 			return translate(u.Err)
+		}
+		if !strings.HasPrefix(u.Key, prefix) {
+			continue
 		}
 		if err := fn(Upload{Key: u.Key, UploadID: u.UploadID, Initiated: u.Initiated}); err != nil {
 			return err
