@@ -46,6 +46,8 @@ const (
 	CodeRequestTimeout        = "request_timeout"
 	CodeBadRequest            = "bad_request"
 	CodeInternal              = "internal_error"
+	CodeReportObjectMismatch  = "report_object_mismatch"
+	CodeReportObjectMissing   = "report_object_missing"
 )
 
 // FieldError names one failing request field.
