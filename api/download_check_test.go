@@ -12,6 +12,7 @@ import (
 
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -103,7 +104,7 @@ func TestDownloadRefusesObjectNotMatchingReport(t *testing.T) {
 
 func eventKindsOf(t *testing.T, b *testBundle, id string) string {
 	t.Helper()
-	evs, err := db.ListReportEvents(context.Background(), b.pool, id)
+	evs, err := tallytest.ListReportEvents(context.Background(), b.pool, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestDownloadRacingExpiryIsGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.store.Stat(ctx, *r.ObjectKey); r.Status != db.ReportExpired || err == nil {
+	if _, err := tallytest.Stat(ctx, b.store, *r.ObjectKey); r.Status != db.ReportExpired || err == nil {
 		t.Errorf("after expiry: status %s, object stat err %v; want expired and no object", r.Status, err)
 	}
 }

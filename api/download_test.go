@@ -9,6 +9,7 @@ import (
 
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 )
 
 func TestDownload(t *testing.T) {
@@ -65,7 +66,7 @@ func TestDownload(t *testing.T) {
 
 	// Events: created, then one downloaded per transfer (full, two ranges,
 	// owner); none for 304, 409 or 416.
-	evs, err := db.ListReportEvents(context.Background(), b.pool, id)
+	evs, err := tallytest.ListReportEvents(context.Background(), b.pool, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestDownload410(t *testing.T) {
 			}
 		}, api.CodeReportFailed},
 		{"Canceled", func(id string) {
-			if _, err := db.MarkReportCanceled(ctx, b.pool, id, "canceled by an administrator"); err != nil {
+			if _, err := tallytest.MarkReportCanceled(ctx, b.pool, id, "canceled by an administrator"); err != nil {
 				t.Fatal(err)
 			}
 		}, api.CodeReportCanceled},

@@ -309,7 +309,7 @@ func TestEndToEndEveryFlagCombination(t *testing.T) {
 	}
 
 	// Each report has created, generated and its downloads, in order.
-	evs, err := db.ListReportEvents(ctx, b.pool, ids[7])
+	evs, err := tallytest.ListReportEvents(ctx, b.pool, ids[7])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestEndToEndFailingJobEndsFailed(t *testing.T) {
 	if rep.Status != db.ReportFailed || rep.Error == nil || rep.Error.Code != jobs.CodeStorageUnavailable {
 		t.Fatalf("report = %+v, want failed with storage_unavailable", rep)
 	}
-	evs, err := db.ListReportEvents(context.Background(), b.pool, id)
+	evs, err := tallytest.ListReportEvents(context.Background(), b.pool, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,11 +393,13 @@ func (fastRetry) NextRetry(*rivertype.JobRow) time.Time {
 
 var _ river.ClientRetryPolicy = fastRetry{}
 
-// TestEndToEndWaitsForInFlightImport: an import that started before a report
-// was created but commits after it has rows ingested before data_as_of. The
-// worker waits for it, so the file holds those rows, and a rerun could not
-// read a different set.
-func TestEndToEndWaitsForInFlightImport(t *testing.T) {
+// TestEndToEndInFlightImportIsNotInTheReport: an import that began before a
+// report was created, with an ingested_at before data_as_of, but commits
+// after it, is not the report's: the report is ready while the import is
+// still open, without its rows, and stays so once it commits (rebuilt from
+// its snapshot, the file is the same). A report created after the commit
+// has them.
+func TestEndToEndInFlightImportIsNotInTheReport(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
@@ -413,45 +415,67 @@ func TestEndToEndWaitsForInFlightImport(t *testing.T) {
 	late := e2eTx{seq: len(txs), Transaction: db.Transaction{
 		ApplicationID: app.ID, ContractID: "c2", ExternalID: "in-flight-1", OccurredAt: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC),
 		AmountMinor: 4242, Currency: "EUR", Kind: "fee", Counterparty: "Late Import Ltd"}}
-	var ingested time.Time
-	if err := imp.QueryRow(ctx, `SELECT now()`).Scan(&ingested); err != nil {
+	if late.IngestedAt, err = db.Now(ctx, imp); err != nil {
 		t.Fatal(err)
 	}
-	late.IngestedAt = ingested
 	if _, err := db.CopyTransactions(ctx, imp, pgx.CopyFromRows([][]any{db.TransactionValues(&late.Transaction)})); err != nil {
 		t.Fatal(err)
 	}
 
 	b.startWorker(t, nil)
-	r := b.create(t, "full", "e2e", c.ID, "transaction_summary")
-	if r.Code != http.StatusAccepted {
-		t.Fatalf("create: %d %s", r.Code, r.Body)
+	createReady := func() (string, db.Scope, []byte) {
+		t.Helper()
+		r := b.create(t, "full", "e2e", c.ID, "transaction_summary")
+		if r.Code != http.StatusAccepted {
+			t.Fatalf("create: %d %s", r.Code, r.Body)
+		}
+		id := decode[api.Report](t, r).ID
+		if rep := b.waitFinal(t, "full", "e2e", []string{id})[id]; rep.Status != db.ReportReady {
+			t.Fatalf("status %s", rep.Status)
+		}
+		row, err := db.GetReportByID(ctx, b.pool, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scope, _ := row.Scope()
+		return id, scope, b.do(t, http.MethodGet, "/api/applications/e2e/reports/"+id+"/download", b.fx.tokens["full"], nil).Body.Bytes()
 	}
-	id := decode[api.Report](t, r).ID
 
-	// While the import is open the report cannot be ready.
-	time.Sleep(300 * time.Millisecond)
-	if rep, err := db.GetReportByID(ctx, b.pool, id); err != nil || rep.Status == db.ReportReady {
-		t.Fatalf("report ready while an import that precedes it is still writing (err %v)", err)
+	id, scope, got := createReady()
+	if imp.Conn().PgConn().TxStatus() != 'T' {
+		t.Fatal("the import ended before the report was checked")
+	}
+	if want := expectedSummary(txs, app.ID, id, scope); !bytes.Equal(got, want) {
+		t.Fatalf("file differs from the expected file (without the in-flight import's row):\n--- got\n%s\n--- want\n%s", got, want)
 	}
 	if err := imp.Commit(ctx); err != nil {
 		t.Fatal(err)
-	}
-	rep := b.waitFinal(t, "full", "e2e", []string{id})[id]
-	if rep.Status != db.ReportReady {
-		t.Fatalf("status %s", rep.Status)
 	}
 	row, err := db.GetReportByID(ctx, b.pool, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	scope, _ := row.Scope()
-	want := expectedSummary(append(txs, late), app.ID, id, scope)
-	got := b.do(t, http.MethodGet, "/api/applications/e2e/reports/"+id+"/download", b.fx.tokens["full"], nil).Body.Bytes()
-	if !bytes.Equal(got, want) {
-		t.Fatalf("file differs from the expected file (with the in-flight import's row):\n--- got\n%s\n--- want\n%s", got, want)
+	portal, err := config.LoadPortal("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rebuilt bytes.Buffer
+	err = db.WithSnapshotTx(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := jobs.WriteReport(ctx, tx, portal, row, &rebuilt)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rebuilt.Bytes(), got) {
+		t.Fatalf("rebuilt once the import committed, the file differs:\n--- rebuilt\n%s\n--- stored\n%s", rebuilt.Bytes(), got)
+	}
+
+	id, scope, got = createReady()
+	if want := expectedSummary(append(txs, late), app.ID, id, scope); !bytes.Equal(got, want) {
+		t.Fatalf("file of a report created after the import differs from the expected file (with its row):\n--- got\n%s\n--- want\n%s", got, want)
 	}
 	if !bytes.Contains(got, []byte("in-flight-1")) {
-		t.Fatal("the in-flight import's row is missing")
+		t.Fatal("the committed import's row is missing")
 	}
 }

@@ -11,13 +11,17 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
 
-// Error codes. They are part of the API contract: never renamed.
+// Error codes. They are part of the API contract: never renamed. Each is
+// listed in the ErrorCode enum of openapi.yaml (TestOpenAPISpecValid checks
+// both ways).
 const (
 	CodeMissingToken          = "missing_token"
 	CodeInvalidToken          = "invalid_token"
+	CodeAdminAuthRequired     = "admin_auth_required"
 	CodePermissionDenied      = "permission_denied"
 	CodeNotFound              = "not_found"
 	CodeApplicationNotFound   = "application_not_found"
@@ -42,13 +46,17 @@ const (
 	CodeRateLimited           = "rate_limited"
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeServiceUnavailable    = "service_unavailable"
-	CodeStorageUnavailable    = "storage_unavailable"
 	CodeRequestTimeout        = "request_timeout"
 	CodeBadRequest            = "bad_request"
 	CodeInternal              = "internal_error"
 	CodeReportObjectMismatch  = "report_object_mismatch"
 	CodeReportObjectMissing   = "report_object_missing"
 )
+
+// CodeStorageUnavailable (503, the file store is unreachable) is also the
+// reason code of a report that failed for that reason: one word for one
+// condition, declared once, by jobs.
+const CodeStorageUnavailable = jobs.CodeStorageUnavailable
 
 // FieldError names one failing request field.
 type FieldError struct {

@@ -276,7 +276,7 @@ func (b *testBundle) makeReady(t *testing.T, reportID string, content []byte) {
 	if _, err := db.MarkReportRunning(ctx, b.pool, r.ID, *r.JobID); err != nil {
 		t.Fatal(err)
 	}
-	ok, err := db.MarkReportReady(ctx, b.pool, db.MarkReportReadyParams{ID: r.ID, Metadata: map[string]any{"row_count": 1, "format": "csv"},
+	ok, err := db.MarkReportReady(ctx, b.pool, db.MarkReportReadyParams{ID: r.ID, Metadata: db.ReadyMetadata{RowCount: 1, Format: "csv"},
 		SizeBytes: int64(len(content)), SHA256: sha256Hex(content), ContentType: "text/csv; charset=utf-8",
 		ObjectKey: key, ExpiresAt: time.Now().Add(24 * time.Hour)})
 	if err != nil || !ok {

@@ -3,10 +3,13 @@ package api
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/tally-compliance/tally/internal/health"
 )
 
 //go:embed openapi.yaml
@@ -25,25 +28,30 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// Check is one dependency's state in /readyz.
-type Check struct {
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
-}
+// readyTimeout bounds each readiness check.
+const readyTimeout = 3 * time.Second
 
-// readyz answers 200 when PostgreSQL and the object store are reachable.
+// readyz answers 200 when PostgreSQL and the object store are reachable, in
+// the shape the worker's /readyz shares (internal/health). A failed check
+// says what failed, never why: the answer is public.
 func (s *Server) readyz(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
-	defer cancel()
-	checks := map[string]Check{"postgres": {Status: "ok"}, "object_store": {Status: "ok"}}
+	r := health.Run(c.Request().Context(), readyTimeout, map[string]health.Probe{
+		health.Postgres: func(ctx context.Context) error {
+			if s.pool.Ping(ctx) != nil {
+				return errors.New("ping failed")
+			}
+			return nil
+		},
+		health.ObjectStore: func(ctx context.Context) error {
+			if s.store.Ping(ctx) != nil {
+				return errors.New("bucket check failed")
+			}
+			return nil
+		},
+	})
 	status := http.StatusOK
-	if err := s.pool.Ping(ctx); err != nil {
-		checks["postgres"] = Check{Status: "unavailable", Error: "ping failed"}
+	if !r.OK() {
 		status = http.StatusServiceUnavailable
 	}
-	if err := s.store.Ping(ctx); err != nil {
-		checks["object_store"] = Check{Status: "unavailable", Error: "bucket check failed"}
-		status = http.StatusServiceUnavailable
-	}
-	return c.JSON(status, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[status == http.StatusOK], "checks": checks})
+	return c.JSON(status, r)
 }

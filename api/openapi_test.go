@@ -9,8 +9,11 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -22,6 +25,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/tally-compliance/tally/api"
 )
@@ -225,8 +229,9 @@ func (s *openAPISpec) checkUnrouted(req *http.Request, status int, h http.Header
 }
 
 // TestOpenAPISpecValid checks that the spec is valid OpenAPI, that it has
-// exactly the operations routes.go registers, that its error code enum is
-// exactly the codes of errors.go, and that every response carries X-Request-ID.
+// exactly the operations routes.go registers, that its ErrorCode enum is
+// exactly the Code constants of package api, and that every response carries
+// X-Request-ID.
 func TestOpenAPISpecValid(t *testing.T) {
 	t.Parallel()
 	spec, err := loadOpenAPI()
@@ -274,16 +279,51 @@ func TestOpenAPISpecValid(t *testing.T) {
 		}
 	}
 
-	codes := append(errorCodes(t, "errors.go"), "admin_auth_required") // riverui.go
+	apiCodes := codeConstants(t, ".", codeConstants(t, "../jobs", nil))
+	if diff := cmpEnum(t, doc, "ErrorCode", slices.Collect(maps.Values(apiCodes))); diff != "" {
+		t.Errorf("ErrorCode enum mismatch with the Code constants of package api (-spec +code):\n%s", diff)
+	}
+}
+
+// TestOpenAPIReportErrorCodes checks that the ReportErrorCode enum is exactly
+// the codes a failed, canceled or expired report can carry: the Code
+// constants of package jobs (written by the worker) and the literals that
+// SQL writes into reports.error_code (db's queries and the river_job
+// triggers of db/migrations).
+func TestOpenAPIReportErrorCodes(t *testing.T) {
+	t.Parallel()
+	spec, err := loadOpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobCodes := codeConstants(t, "../jobs", nil)
+	codes := slices.Collect(maps.Values(jobCodes))
+	sqlCodes := sqlErrorCodes(t, "../db/*.go", "../db/migrations/*.sql")
+	for _, want := range []string{"canceled", "job_discarded", "report_expired"} {
+		if !slices.Contains(sqlCodes, want) {
+			t.Errorf("SQL writes no error_code %q: is sqlErrorCodes still finding the literals? found %v", want, sqlCodes)
+		}
+	}
+	codes = append(codes, sqlCodes...)
+	if diff := cmpEnum(t, spec.doc, "ReportErrorCode", codes); diff != "" {
+		t.Errorf("ReportErrorCode enum mismatch with jobs.Code* and SQL error_code literals (-spec +code):\n%s", diff)
+	}
+}
+
+// cmpEnum compares the enum of the named schema with codes, as sets.
+func cmpEnum(t *testing.T, doc *openapi3.T, schema string, codes []string) string {
+	t.Helper()
+	ref := doc.Components.Schemas[schema]
+	if ref == nil || ref.Value == nil {
+		t.Fatalf("api/openapi.yaml has no schema %s", schema)
+	}
 	var enum []string
-	for _, v := range doc.Components.Schemas["ErrorCode"].Value.Enum {
+	for _, v := range ref.Value.Enum {
 		enum = append(enum, v.(string))
 	}
-	slices.Sort(codes)
 	slices.Sort(enum)
-	if !slices.Equal(codes, enum) {
-		t.Errorf("ErrorCode enum mismatch:\n errors.go: %v\n spec:      %v", codes, enum)
-	}
+	slices.Sort(codes)
+	return cmp.Diff(enum, slices.Compact(codes))
 }
 
 // echoRoutes returns "METHOD /openapi/{path}" for every route registered in
@@ -379,34 +419,88 @@ func echoRoutes(t *testing.T, file string) []string {
 	return routes
 }
 
-// errorCodes returns the values of the Code* constants declared in file.
-func errorCodes(t *testing.T, file string) []string {
+// codeConstants returns the Code* constants declared in the non-test Go
+// files of dir, name to value. A constant may be a string literal or another
+// package's constant (jobs.CodeX), looked up by name in other.
+func codeConstants(t *testing.T, dir string, other map[string]string) map[string]string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var codes []string
-	for _, d := range f.Decls {
-		gd, ok := d.(*ast.GenDecl)
-		if !ok || gd.Tok != token.CONST {
+	codes := map[string]string{}
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
 			continue
 		}
-		for _, spec := range gd.Specs {
-			vs := spec.(*ast.ValueSpec)
-			for i, name := range vs.Names {
-				if !strings.HasPrefix(name.Name, "Code") || i >= len(vs.Values) {
-					continue
-				}
-				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					s, _ := strconv.Unquote(lit.Value)
-					codes = append(codes, s)
+		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, name := range vs.Names {
+					if !strings.HasPrefix(name.Name, "Code") || i >= len(vs.Values) {
+						continue
+					}
+					switch v := vs.Values[i].(type) {
+					case *ast.BasicLit:
+						s, err := strconv.Unquote(v.Value)
+						if v.Kind != token.STRING || err != nil {
+							t.Fatalf("%s: %s is not a string constant", file, name.Name)
+						}
+						codes[name.Name] = s
+					case *ast.SelectorExpr:
+						s, ok := other[v.Sel.Name]
+						if !ok {
+							t.Fatalf("%s: %s refers to %s, which is not among the constants given", file, name.Name, v.Sel.Name)
+						}
+						codes[name.Name] = s
+					default:
+						t.Fatalf("%s: cannot tell the value of %s: extend codeConstants", file, name.Name)
+					}
 				}
 			}
 		}
 	}
 	if len(codes) == 0 {
-		t.Fatalf("no Code constants in %s", file)
+		t.Fatalf("no Code constants in %s", dir)
+	}
+	return codes
+}
+
+// errorCodeLiteral is SQL setting a report's error code to a literal.
+var errorCodeLiteral = regexp.MustCompile(`error_code\s*=\s*'([a-z_]+)'`)
+
+// sqlErrorCodes returns the distinct literals that the files matching the
+// patterns assign to error_code.
+func sqlErrorCodes(t *testing.T, patterns ...string) []string {
+	t.Helper()
+	var codes []string
+	for _, pattern := range patterns {
+		files, err := filepath.Glob(pattern)
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no files match %s (%v)", pattern, err)
+		}
+		for _, file := range files {
+			if strings.HasSuffix(file, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range errorCodeLiteral.FindAllSubmatch(b, -1) {
+				if c := string(m[1]); !slices.Contains(codes, c) {
+					codes = append(codes, c)
+				}
+			}
+		}
 	}
 	return codes
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 )
 
 func sha256Hex(b []byte) string {
@@ -110,7 +111,7 @@ func TestCreate202(t *testing.T) {
 	if jobs != 1 || reqID != "portal-req-1" {
 		t.Errorf("jobs = %d request_id = %q, want 1 job carrying portal-req-1", jobs, reqID)
 	}
-	evs, err := db.ListReportEvents(ctx, b.pool, id)
+	evs, err := tallytest.ListReportEvents(ctx, b.pool, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func (s *Server) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		passOK := subtle.ConstantTimeCompare(gotPass[:], wantPass[:])
 		if !ok || userOK&passOK != 1 {
 			c.Response().Header().Set("WWW-Authenticate", `Basic realm="tally-admin", charset="UTF-8"`)
-			return newError(http.StatusUnauthorized, "admin_auth_required", "admin credentials required")
+			return newError(http.StatusUnauthorized, CodeAdminAuthRequired, "admin credentials required")
 		}
 		return next(c)
 	}

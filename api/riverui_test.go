@@ -14,6 +14,7 @@ import (
 
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 )
 
 // Admin credentials of the River UI tests.
@@ -353,7 +354,7 @@ func TestRiverUIJobActions(t *testing.T) {
 					want410(t, reportID, api.CodeReportCanceled)
 				}
 			}
-			events, err := db.ListReportEvents(ctx, b.pool, reportID)
+			events, err := tallytest.ListReportEvents(ctx, b.pool, reportID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -372,7 +373,7 @@ func TestRiverUIJobActions(t *testing.T) {
 			if status, code := b.reportStatus(t, reportID); status != tt.wantStatus || code != tt.wantCode {
 				t.Fatalf("report: got %s %q, want %s %q", status, code, tt.wantStatus, tt.wantCode)
 			}
-			events, err = db.ListReportEvents(ctx, b.pool, reportID)
+			events, err = tallytest.ListReportEvents(ctx, b.pool, reportID)
 			if err != nil {
 				t.Fatal(err)
 			}

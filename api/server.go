@@ -49,8 +49,8 @@ type Opts struct {
 	LargeReportRows int64
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// NowFunc returns the current time; nil means time.Now.
+	NowFunc func() time.Time
 }
 
 // Server is the API.
@@ -85,13 +85,13 @@ func New(opts Opts) (*Server, error) {
 		pool: opts.Pool, river: opts.River, store: opts.Store, portal: opts.Portal, logger: opts.Logger,
 		requestTimeout: opts.RequestTimeout, downloadTimeout: opts.DownloadTimeout,
 		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows, maxAttempts: opts.MaxAttempts,
-		adminUser: opts.AdminUser, adminPassword: opts.AdminPassword, registry: opts.Registry, now: opts.Now,
+		adminUser: opts.AdminUser, adminPassword: opts.AdminPassword, registry: opts.Registry, now: opts.NowFunc,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	if s.requestTimeout <= 0 {
-		s.requestTimeout = 30 * time.Second
+		s.requestTimeout = config.DefaultRequestTimeout
 	}
 	if s.downloadTimeout <= 0 {
 		s.downloadTimeout = time.Hour
@@ -100,10 +100,10 @@ func New(opts Opts) (*Server, error) {
 		s.admissionWait = time.Second
 	}
 	if s.largeRows <= 0 {
-		s.largeRows = 200_000
+		s.largeRows = config.DefaultLargeReportRows
 	}
 	if s.maxAttempts <= 0 {
-		s.maxAttempts = 5
+		s.maxAttempts = config.DefaultMaxAttempts
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -120,7 +120,7 @@ func New(opts Opts) (*Server, error) {
 	}
 	perMinute := opts.CreatePerMinute
 	if perMinute <= 0 {
-		perMinute = 60
+		perMinute = config.DefaultCreateRatePerMinute
 	}
 	s.limiter = newUserLimiter(perMinute, 20)
 	s.metrics = newMetrics(s.registry)

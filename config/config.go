@@ -46,7 +46,32 @@ type S3 struct {
 	UseTLS          bool   `env:"USE_TLS" envDefault:"false"`
 }
 
+// Defaults of the settings that another package also falls back on when a
+// field of its options is zero (api.Opts, worker.Opts). They are declared
+// here only; LoadFrom starts from them, so they are not repeated as
+// envDefault tags.
+const (
+	DefaultRequestTimeout      = 30 * time.Second
+	DefaultCreateRatePerMinute = 60.0
+	DefaultLargeReportRows     = 200_000
+	DefaultSmallConcurrency    = 4
+	DefaultLargeConcurrency    = 1
+	DefaultJobTimeout          = 15 * time.Minute
+	DefaultShutdownTimeout     = 25 * time.Second
+	DefaultMaxAttempts         = 5
+	DefaultFetchPollInterval   = time.Second
+	DefaultSweepInterval       = time.Hour
+	// DefaultSweepGrace must exceed DefaultJobTimeout: a run may commit its
+	// file up to its job timeout after it started.
+	DefaultSweepGrace = time.Hour
+	// RescueMargin is added to the job timeout to get the time after which
+	// River's rescuer takes a job back from a worker that vanished, when
+	// TALLY_RESCUE_STUCK_JOBS_AFTER is unset.
+	RescueMargin = time.Minute
+)
+
 // Config is every setting of the three binaries. Each reads what it needs.
+// Fields without an envDefault tag default to the constants above.
 type Config struct {
 	DatabaseURL Secret `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/tally?sslmode=disable"`
 	S3          S3     `envPrefix:"S3_"`
@@ -56,29 +81,29 @@ type Config struct {
 	PortalConfig    string        `env:"TALLY_PORTAL_CONFIG"`
 	AdminUser       string        `env:"TALLY_ADMIN_USER"`
 	AdminPassword   Secret        `env:"TALLY_ADMIN_PASSWORD"`
-	RequestTimeout  time.Duration `env:"TALLY_REQUEST_TIMEOUT" envDefault:"30s"`
-	CreateRateLimit float64       `env:"TALLY_CREATE_RATE_PER_MINUTE" envDefault:"60"`
+	RequestTimeout  time.Duration `env:"TALLY_REQUEST_TIMEOUT"`
+	CreateRateLimit float64       `env:"TALLY_CREATE_RATE_PER_MINUTE"`
 	APIMaxConns     int32         `env:"TALLY_API_DB_MAX_CONNS" envDefault:"16"`
 
 	// Worker.
 	MetricsPort       int           `env:"TALLY_METRICS_PORT" envDefault:"9090"`
-	SmallConcurrency  int           `env:"TALLY_WORKER_CONCURRENCY" envDefault:"4"`
-	LargeConcurrency  int           `env:"TALLY_WORKER_LARGE_CONCURRENCY" envDefault:"1"`
-	LargeThreshold    int64         `env:"TALLY_LARGE_REPORT_ROWS" envDefault:"200000"`
-	JobTimeout        time.Duration `env:"TALLY_JOB_TIMEOUT" envDefault:"15m"`
-	ShutdownTimeout   time.Duration `env:"TALLY_SHUTDOWN_TIMEOUT" envDefault:"25s"`
-	MaxAttempts       int           `env:"TALLY_JOB_MAX_ATTEMPTS" envDefault:"5"`
-	FetchPollInterval time.Duration `env:"TALLY_FETCH_POLL_INTERVAL" envDefault:"1s"`
+	SmallConcurrency  int           `env:"TALLY_WORKER_CONCURRENCY"`
+	LargeConcurrency  int           `env:"TALLY_WORKER_LARGE_CONCURRENCY"`
+	LargeThreshold    int64         `env:"TALLY_LARGE_REPORT_ROWS"`
+	JobTimeout        time.Duration `env:"TALLY_JOB_TIMEOUT"`
+	ShutdownTimeout   time.Duration `env:"TALLY_SHUTDOWN_TIMEOUT"`
+	MaxAttempts       int           `env:"TALLY_JOB_MAX_ATTEMPTS"`
+	FetchPollInterval time.Duration `env:"TALLY_FETCH_POLL_INTERVAL"`
 	// RescueStuckJobsAfter is how long a job may stay running before River's
 	// rescuer hands it to another worker; unset means the job timeout plus
-	// a minute (worker.RescueMargin).
+	// RescueMargin.
 	RescueStuckJobsAfter time.Duration `env:"TALLY_RESCUE_STUCK_JOBS_AFTER"`
 	// SweepInterval is how often sweep_objects deletes report files that no
 	// committed report owns.
-	SweepInterval time.Duration `env:"TALLY_SWEEP_INTERVAL" envDefault:"1h"`
+	SweepInterval time.Duration `env:"TALLY_SWEEP_INTERVAL"`
 	// SweepGrace is the age below which the sweep keeps a file or upload
 	// that a run in flight may still commit; it must exceed the job timeout.
-	SweepGrace time.Duration `env:"TALLY_SWEEP_GRACE" envDefault:"1h"`
+	SweepGrace time.Duration `env:"TALLY_SWEEP_GRACE"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
@@ -91,7 +116,19 @@ func Load() (*Config, error) {
 
 // LoadFrom parses the given environment (nil: the process environment).
 func LoadFrom(environ map[string]string) (*Config, error) {
-	var cfg Config
+	cfg := Config{
+		RequestTimeout:    DefaultRequestTimeout,
+		CreateRateLimit:   DefaultCreateRatePerMinute,
+		SmallConcurrency:  DefaultSmallConcurrency,
+		LargeConcurrency:  DefaultLargeConcurrency,
+		LargeThreshold:    DefaultLargeReportRows,
+		JobTimeout:        DefaultJobTimeout,
+		ShutdownTimeout:   DefaultShutdownTimeout,
+		MaxAttempts:       DefaultMaxAttempts,
+		FetchPollInterval: DefaultFetchPollInterval,
+		SweepInterval:     DefaultSweepInterval,
+		SweepGrace:        DefaultSweepGrace,
+	}
 	opts := env.Options{}
 	if environ != nil {
 		opts.Environment = environ

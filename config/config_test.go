@@ -19,6 +19,35 @@ func TestLoadDefaults(t *testing.T) {
 		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour {
 		t.Errorf("defaults = %+v", cfg)
 	}
+	want := Config{
+		RequestTimeout: DefaultRequestTimeout, CreateRateLimit: DefaultCreateRatePerMinute,
+		SmallConcurrency: DefaultSmallConcurrency, LargeConcurrency: DefaultLargeConcurrency,
+		LargeThreshold: DefaultLargeReportRows, JobTimeout: DefaultJobTimeout, ShutdownTimeout: DefaultShutdownTimeout,
+		MaxAttempts: DefaultMaxAttempts, FetchPollInterval: DefaultFetchPollInterval,
+	}
+	got := Config{
+		RequestTimeout: cfg.RequestTimeout, CreateRateLimit: cfg.CreateRateLimit,
+		SmallConcurrency: cfg.SmallConcurrency, LargeConcurrency: cfg.LargeConcurrency,
+		LargeThreshold: cfg.LargeThreshold, JobTimeout: cfg.JobTimeout, ShutdownTimeout: cfg.ShutdownTimeout,
+		MaxAttempts: cfg.MaxAttempts, FetchPollInterval: cfg.FetchPollInterval,
+	}
+	if got != want {
+		t.Errorf("defaults = %+v, want the Default constants %+v", got, want)
+	}
+}
+
+// TestLoadOverridesDefaults: a variable that is set wins over the Default
+// constant, and one set empty keeps it.
+func TestLoadOverridesDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadFrom(map[string]string{"TALLY_JOB_TIMEOUT": "2m", "TALLY_JOB_MAX_ATTEMPTS": "", "TALLY_LARGE_REPORT_ROWS": "10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.JobTimeout != 2*time.Minute || cfg.MaxAttempts != DefaultMaxAttempts || cfg.LargeThreshold != 10 {
+		t.Errorf("JobTimeout %v, MaxAttempts %d, LargeThreshold %d; want 2m0s, %d, 10",
+			cfg.JobTimeout, cfg.MaxAttempts, cfg.LargeThreshold, DefaultMaxAttempts)
+	}
 }
 
 func TestLoadRejects(t *testing.T) {

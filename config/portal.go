@@ -41,8 +41,16 @@ type Portal struct {
 	RetentionDays   int          `yaml:"retention_days"`
 }
 
-// Builders are the report builders the worker implements.
-var Builders = []string{"transaction_summary", "activity_log"}
+// Report builders, the code that writes a report type's file. A report type
+// of the portal configuration names one in its builder field.
+const (
+	BuilderTransactionSummary = "transaction_summary"
+	BuilderActivityLog        = "activity_log"
+)
+
+// Builders are the report builders the worker implements, the one list that
+// portal configurations are checked against.
+var Builders = []string{BuilderTransactionSummary, BuilderActivityLog}
 
 var typeName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 

@@ -132,11 +132,3 @@ func AssignCase(ctx context.Context, q DBTX, caseID, userID string) error {
 	}
 	return nil
 }
-
-// IsAssigned reports whether a user is assigned to a case.
-func IsAssigned(ctx context.Context, q DBTX, caseID, userID string) (bool, error) {
-	var ok bool
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM case_assignments WHERE case_id = $1 AND user_id = $2)`,
-		caseID, userID).Scan(&ok)
-	return ok, translate(err)
-}

@@ -67,15 +67,24 @@ type Event struct {
 	Application string          `db:"application_id"`
 }
 
-// ListCaseEvents calls fn for each event about a case's reports up to asOf
-// (inclusive), oldest first, without loading them all.
-func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, fn func(Event) error) error {
+// ListCaseEvents calls fn for each event about a case's reports that
+// belongs to a report's snapshot, oldest first, without loading them all.
+// Like transactions (see ScopeParams), an event belongs when the transaction
+// that wrote it is visible in snapshot (the report's creation snapshot) and
+// it occurred at or before asOf; an empty snapshot leaves asOf alone to
+// decide, for reports created before snapshots were recorded.
+func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, snapshot string, fn func(Event) error) error {
+	var snap *string
+	if snapshot != "" {
+		snap = &snapshot
+	}
 	rows, err := q.Query(ctx, `
 		SELECT e.id, e.occurred_at, e.kind, e.report_id, e.report_type, e.actor_id,
 		       u.email AS actor_email, u.name AS actor_name, e.details, e.case_id, e.application_id
 		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
 		 WHERE e.case_id = $1 AND e.occurred_at <= $2
-		 ORDER BY e.occurred_at, e.id`, caseID, asOf)
+		   AND ($3::pg_snapshot IS NULL OR pg_visible_in_snapshot(e.xact, $3::pg_snapshot))
+		 ORDER BY e.occurred_at, e.id`, caseID, asOf, snap)
 	if err != nil {
 		return translate(err)
 	}
@@ -91,15 +100,4 @@ func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, 
 		}
 	}
 	return translate(rows.Err())
-}
-
-// ListReportEvents returns the events of one report, oldest first.
-func ListReportEvents(ctx context.Context, q DBTX, reportID string) ([]Event, error) {
-	rows, _ := q.Query(ctx, `
-		SELECT e.id, e.occurred_at, e.kind, e.report_id, e.report_type, e.actor_id,
-		       u.email AS actor_email, u.name AS actor_name, e.details, e.case_id, e.application_id
-		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
-		 WHERE e.report_id = $1 ORDER BY e.occurred_at, e.id`, reportID)
-	evs, err := pgx.CollectRows(rows, pgx.RowToStructByName[Event])
-	return evs, translate(err)
 }

@@ -124,7 +124,7 @@ func (b *jobSyncBundle) discard(t *testing.T, jobID int64, message string) {
 func (b *jobSyncBundle) makeReady(t *testing.T, reportID string) {
 	t.Helper()
 	ok, err := db.MarkReportReady(context.Background(), b.pool, db.MarkReportReadyParams{
-		ID: reportID, Metadata: map[string]any{"row_count": 1}, SizeBytes: 3,
+		ID: reportID, Metadata: db.ReadyMetadata{RowCount: 1}, SizeBytes: 3,
 		SHA256: strings.Repeat("ab", 32), ContentType: "text/csv", ObjectKey: "k/" + reportID + ".csv",
 		ExpiresAt: time.Now().Add(24 * time.Hour)})
 	if err != nil || !ok {
@@ -165,7 +165,7 @@ type eventSummary struct {
 
 func (b *jobSyncBundle) events(t *testing.T, reportID string) []eventSummary {
 	t.Helper()
-	evs, err := db.ListReportEvents(context.Background(), b.pool, reportID)
+	evs, err := tallytest.ListReportEvents(context.Background(), b.pool, reportID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -68,6 +69,19 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (*Mig
 // MigrationsFS returns the embedded migration files, for tools that fingerprint them.
 func MigrationsFS() fs.FS { return migrations }
 
-// RiverVersionTag names the River release whose migrations Migrate applies;
-// the test harness keys its template database on it.
-const RiverVersionTag = "river-v0.51.2"
+// RiverMigrationVersion returns the version of River's schema that Migrate
+// brings the database to: the highest of River's migrations, read from the
+// River release this binary is built with, so that it follows an upgrade.
+// The test harness keys its template database on it.
+func RiverMigrationVersion() (int, error) {
+	// The driver only lends its embedded migration files: no pool needed.
+	migrator, err := rivermigrate.New(riverpgxv5.New(nil), &rivermigrate.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return 0, fmt.Errorf("creating River migrator: %w", err)
+	}
+	all := migrator.AllVersions()
+	if len(all) == 0 {
+		return 0, errors.New("River has no migrations")
+	}
+	return all[len(all)-1].Version, nil
+}

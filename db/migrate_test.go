@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/tally-compliance/tally/db"
@@ -37,8 +38,15 @@ func TestMigrateFreshDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if len(res.RiverVersions) == 0 || len(res.TallyVersions) != 4 {
+	if len(res.RiverVersions) == 0 || len(res.TallyVersions) != 5 {
 		t.Fatalf("fresh migration applied river=%v tally=%v, want river's and tally's", res.RiverVersions, res.TallyVersions)
+	}
+	want, err := db.RiverMigrationVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Max(res.RiverVersions); got != want {
+		t.Errorf("River schema at version %d, RiverMigrationVersion says %d", got, want)
 	}
 	res, err = db.Migrate(ctx, pool, nil)
 	if err != nil {

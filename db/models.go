@@ -127,6 +127,24 @@ func (s *Scope) HasFlag(f string) bool {
 	return false
 }
 
+// ReadyMetadata is what a finished build adds to a report's metadata, next to
+// its Scope.
+type ReadyMetadata struct {
+	// Format is the file format (the report type's).
+	Format string `json:"format"`
+	// RowCount is the number of transactions or events the file covers.
+	RowCount int64 `json:"row_count"`
+	// Totals are the per-currency totals of a transaction_summary, keyed by
+	// ISO 4217 code; empty, not null, for other report types.
+	Totals map[string]CurrencyTotal `json:"totals"`
+}
+
+// CurrencyTotal is the total of one currency in a report's metadata.
+type CurrencyTotal struct {
+	Count  int64  `json:"count"`
+	Amount string `json:"amount"` // exact decimal, as in the file
+}
+
 // Report is a row of reports joined with its creator.
 type Report struct {
 	ID             string          `db:"id"`
@@ -153,6 +171,10 @@ type Report struct {
 	ErrorMessage   *string         `db:"error_message"`
 	ErrorRetryable *bool           `db:"error_retryable"`
 	RequestID      *string         `db:"request_id"`
+	// CreationSnapshot is the pg_snapshot (text form) taken when the report
+	// was created: the transactions whose rows the report holds are those
+	// visible in it. Nil for reports created before it was recorded.
+	CreationSnapshot *string `db:"creation_snapshot"`
 }
 
 // Scope decodes the scope snapshot from the report's metadata.
@@ -173,5 +195,7 @@ type Transaction struct {
 	Kind          string
 	Counterparty  string
 	Description   string
-	IngestedAt    time.Time // zero means now()
+	// IngestedAt is when the row was ingested: required. ingest.Import
+	// uses its transaction's now(), the database's clock.
+	IngestedAt time.Time
 }

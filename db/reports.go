@@ -13,7 +13,8 @@ const reportColumns = `
 	r.id, r.org_id, r.application_id, r.case_id, r.type, r.status, r.metadata, r.created_by,
 	u.email AS created_by_email, u.name AS created_by_name,
 	r.created_at, r.updated_at, r.started_at, r.completed_at, r.expires_at, r.size_bytes, r.sha256,
-	r.content_type, r.object_key, r.job_id, r.error_code, r.error_message, r.error_retryable, r.request_id`
+	r.content_type, r.object_key, r.job_id, r.error_code, r.error_message, r.error_retryable, r.request_id,
+	r.creation_snapshot::text AS creation_snapshot`
 
 // CreateReportParams are the fields of a new, pending report.
 type CreateReportParams struct {
@@ -29,6 +30,12 @@ type CreateReportParams struct {
 }
 
 // CreateReport inserts a pending report and returns it with its creator.
+//
+// It records the report's creation snapshot: the transactions whose rows
+// the report holds are those visible in it, the ones that had committed
+// when the report was created. The report's own transaction is marked in
+// progress in it, whether or not it had written before, so that nothing
+// written alongside the report (its report.created event) ever counts.
 func CreateReport(ctx context.Context, q DBTX, p CreateReportParams) (*Report, error) {
 	if p.ID == "" {
 		p.ID = NewID(PrefixReport)
@@ -42,10 +49,18 @@ func CreateReport(ctx context.Context, q DBTX, p CreateReportParams) (*Report, e
 		reqID = &p.RequestID
 	}
 	rows, _ := q.Query(ctx, `
-		WITH r AS (
+		WITH s AS (SELECT pg_current_snapshot() AS snap, pg_current_xact_id() AS me),
+		c AS (
+			SELECT CASE WHEN pg_visible_in_snapshot(me, snap) THEN
+			            (pg_snapshot_xmin(snap) || ':' || pg_snapshot_xmax(snap) || ':' ||
+			             (SELECT string_agg(x::text, ',' ORDER BY x)
+			                FROM (SELECT pg_snapshot_xip(snap) UNION SELECT me) v (x)))::pg_snapshot
+			       ELSE snap END AS snap
+			  FROM s),
+		r AS (
 			INSERT INTO reports (id, org_id, application_id, case_id, type, metadata, created_by, request_id, job_id,
 			                     creation_snapshot)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, 0), pg_current_snapshot()) RETURNING *)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, 0), (SELECT snap FROM c)) RETURNING *)
 		SELECT `+reportColumns+` FROM r JOIN users u ON u.id = r.created_by`,
 		p.ID, p.OrgID, p.ApplicationID, p.CaseID, p.Type, meta, p.CreatedBy, reqID, p.JobID)
 	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Report])
@@ -53,22 +68,6 @@ func CreateReport(ctx context.Context, q DBTX, p CreateReportParams) (*Report, e
 		return nil, fmt.Errorf("inserting report: %w", translate(err))
 	}
 	return r, nil
-}
-
-// CreationSettled reports whether every transaction that was writing when
-// the report was created has ended. Until then, rows with an ingested_at
-// before the report's data_as_of may still appear, so a worker waits before
-// it reads. Transactions too old for the commit log count as ended.
-func CreationSettled(ctx context.Context, q DBTX, reportID string) (bool, error) {
-	var settled bool
-	err := q.QueryRow(ctx, `
-		SELECT coalesce(bool_and(pg_xact_status(x) IS DISTINCT FROM 'in progress'), true)
-		  FROM reports r, pg_snapshot_xip(r.creation_snapshot) x
-		 WHERE r.id = $1`, reportID).Scan(&settled)
-	if err != nil {
-		return false, fmt.Errorf("checking report creation snapshot: %w", translate(err))
-	}
-	return settled, nil
 }
 
 // GetReportParams selects one report. OrgID is always required; an empty
@@ -164,7 +163,7 @@ func MarkReportRunning(ctx context.Context, q DBTX, id string, jobID int64) (boo
 // MarkReportReadyParams are what a finished build records.
 type MarkReportReadyParams struct {
 	ID          string
-	Metadata    map[string]any // merged into the report's metadata
+	Metadata    ReadyMetadata // merged into the report's metadata
 	SizeBytes   int64
 	SHA256      string
 	ContentType string
@@ -175,6 +174,9 @@ type MarkReportReadyParams struct {
 // MarkReportReady records a finished file. It only changes a running report
 // and reports whether it did.
 func MarkReportReady(ctx context.Context, q DBTX, p MarkReportReadyParams) (bool, error) {
+	if p.Metadata.Totals == nil {
+		p.Metadata.Totals = map[string]CurrencyTotal{} // an object, as the API documents
+	}
 	meta, err := json.Marshal(p.Metadata)
 	if err != nil {
 		return false, err
@@ -198,18 +200,6 @@ func MarkReportFailed(ctx context.Context, q DBTX, id, code, message string, ret
 		 WHERE id = $1 AND status IN ('pending', 'running')`, id, code, message, retryable)
 	if err != nil {
 		return false, fmt.Errorf("marking report failed: %w", translate(err))
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// MarkReportCanceled cancels a report that is not finished.
-func MarkReportCanceled(ctx context.Context, q DBTX, id, message string) (bool, error) {
-	tag, err := q.Exec(ctx, `
-		UPDATE reports SET status = 'canceled', error_code = 'canceled', error_message = $2, error_retryable = false,
-		       completed_at = now(), updated_at = now()
-		 WHERE id = $1 AND status IN ('pending', 'running', 'failed')`, id, message)
-	if err != nil {
-		return false, fmt.Errorf("marking report canceled: %w", translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -184,21 +183,6 @@ func AuditorApplication(ctx context.Context, q DBTX, orgID, foreignID, userID st
 		return nil, nil, translate(err)
 	}
 	return &app, perms, nil
-}
-
-// AuditorPermissions returns the caller's auditor-bucket permissions on an
-// application (empty when there is no grant).
-func AuditorPermissions(ctx context.Context, q DBTX, userID, applicationID string) ([]string, error) {
-	var perms []string
-	err := q.QueryRow(ctx, `SELECT permissions FROM application_grants WHERE user_id = $1 AND application_id = $2 AND bucket = 'auditor'`,
-		userID, applicationID).Scan(&perms)
-	if err != nil {
-		if err = translate(err); errors.Is(err, ErrNotFound) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return perms, nil
 }
 
 // TokenPrefix starts every session token, so that secret scanners can find them.

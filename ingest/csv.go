@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/report"
 )
 
 // MaxReportedErrors is how many invalid lines a ValidationError lists; the
@@ -217,7 +218,7 @@ func (r *Reader) check(rec []string) string {
 		return fmt.Sprintf("amount_minor %s is not an integer", quote(rec[colAmountMinor]))
 	}
 	if !ValidCurrency(t.Currency) {
-		return fmt.Sprintf("currency %s is not an ISO 4217 code of three upper-case letters", quote(t.Currency))
+		return fmt.Sprintf("currency %s is not an ISO 4217 code with a minor unit", quote(t.Currency))
 	}
 	if !slices.Contains(db.TransactionKinds, t.Kind) {
 		return fmt.Sprintf("kind %s is not one of %s", quote(t.Kind), strings.Join(db.TransactionKinds, ", "))
@@ -301,18 +302,11 @@ func parseRFC3339(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339, s)
 }
 
-// ValidCurrency reports whether s looks like an ISO 4217 code: three
-// upper-case ASCII letters, as the database requires.
+// ValidCurrency reports whether s is an ISO 4217 currency code with a minor
+// unit, so that its amounts in minor units are exact (report.Exponent).
 func ValidCurrency(s string) bool {
-	if len(s) != 3 {
-		return false
-	}
-	for i := range 3 {
-		if s[i] < 'A' || s[i] > 'Z' {
-			return false
-		}
-	}
-	return true
+	_, ok := report.Exponent(s)
+	return ok
 }
 
 // quote quotes a value for an error message, cutting it short so that a

@@ -104,6 +104,9 @@ func TestValidateCSVRejectsBadRows(t *testing.T) {
 		{"HugeAmount", csvFile("c1,ext-2,2025-03-04T05:06:07Z,9223372036854775808,EUR,payment,,"), 2, "is out of the 64-bit integer range"},
 		{"LowerCaseCurrency", csvFile("c1,ext-2,2025-03-04T05:06:07Z,1,eur,payment,,"), 2, `currency "eur" is not an ISO 4217 code`},
 		{"FourLetterCurrency", csvFile("c1,ext-2,2025-03-04T05:06:07Z,1,EURO,payment,,"), 2, `currency "EURO"`},
+		{"NotISO4217", csvFile(goodRow, "c1,ext-2,2025-03-04T05:06:07Z,1,ABC,payment,,"), 3, `currency "ABC" is not an ISO 4217 code with a minor unit`},
+		{"NoMinorUnit", csvFile("c1,ext-2,2025-03-04T05:06:07Z,1,XAU,payment,,"), 2, `currency "XAU" is not an ISO 4217 code with a minor unit`},
+		{"WithdrawnBefore2015", csvFile("c1,ext-2,2025-03-04T05:06:07Z,1,DEM,payment,,"), 2, `currency "DEM"`},
 		{"UnknownKind", csvFile("c1,ext-2,2025-03-04T05:06:07Z,1,EUR,deposit,,"), 2, `kind "deposit" is not one of payment, refund, fee, chargeback, payout, adjustment`},
 		{"LongCounterparty", csvFile("c1,ext-2,2025-03-04T05:06:07Z,1,EUR,payment," + strings.Repeat("ж", 501) + ","), 2, "counterparty is 501 characters long, more than 500"},
 		{"LongDescription", csvFile("c1,ext-2,2025-03-04T05:06:07Z,1,EUR,payment,," + strings.Repeat("d", 2001)), 2, "description is 2001 characters long, more than 2000"},
@@ -268,5 +271,19 @@ func TestWriterWithoutRowsWritesHeader(t *testing.T) {
 	}
 	if got, want := buf.String(), ingest.Header+"\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestValidCurrencyISO4217WithMinorUnit(t *testing.T) {
+	t.Parallel()
+	for _, c := range []string{"EUR", "USD", "JPY", "KWD", "CLF", "UYW", "XCG", "ZWG", "VES", "HRK", "BYR"} {
+		if !ingest.ValidCurrency(c) {
+			t.Errorf("ValidCurrency(%q) = false, want true", c)
+		}
+	}
+	for _, c := range []string{"ABC", "QQQ", "XAU", "XDR", "XXX", "XTS", "DEM", "eur", "EURO", "EU", ""} {
+		if ingest.ValidCurrency(c) {
+			t.Errorf("ValidCurrency(%q) = true, want false", c)
+		}
 	}
 }

@@ -28,10 +28,10 @@ func TestSeedDemoCreatesAWorkingTenant(t *testing.T) {
 	if demo.Organization.ID == demo.OtherOrganization.ID {
 		t.Fatal("the other organization is the demo organization")
 	}
-	if n, _ := db.CountTransactions(ctx, pool, demo.Application.ID); n != 3000 || demo.Transactions != 3000 {
+	if n, _ := tallytest.CountTransactions(ctx, pool, demo.Application.ID); n != 3000 || demo.Transactions != 3000 {
 		t.Errorf("demo application holds %d transactions (reported %d), want 3000", n, demo.Transactions)
 	}
-	if n, _ := db.CountTransactions(ctx, pool, demo.OtherOrganization.Application.ID); n != ingest.DemoOtherTransactions || demo.OtherOrganization.Transactions != n {
+	if n, _ := tallytest.CountTransactions(ctx, pool, demo.OtherOrganization.Application.ID); n != ingest.DemoOtherTransactions || demo.OtherOrganization.Transactions != n {
 		t.Errorf("other application holds %d transactions (reported %d), want %d", n, demo.OtherOrganization.Transactions, ingest.DemoOtherTransactions)
 	}
 
@@ -69,7 +69,7 @@ func TestSeedDemoCreatesAWorkingTenant(t *testing.T) {
 		if got := slices.Sorted(slices.Values(p.OwnerPermissions)); !slices.Equal(got, tt.owner) {
 			t.Errorf("%s: owner permissions %v, want %v", tt.role, got, tt.owner)
 		}
-		perms, err := db.AuditorPermissions(ctx, pool, u.ID, tt.app)
+		perms, err := tallytest.AuditorPermissions(ctx, pool, u.ID, tt.app)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +77,7 @@ func TestSeedDemoCreatesAWorkingTenant(t *testing.T) {
 			t.Errorf("%s: application permissions %v, want %v", tt.role, got, tt.appPerms)
 		}
 		for _, c := range demo.Cases {
-			ok, err := db.IsAssigned(ctx, pool, c.ID, u.ID)
+			ok, err := tallytest.IsAssigned(ctx, pool, c.ID, u.ID)
 			if err != nil || ok != tt.assigned {
 				t.Errorf("%s: assigned to case %s = %v (%v), want %v", tt.role, c.ID, ok, err, tt.assigned)
 			}
@@ -134,7 +134,7 @@ func TestSeedDemoCreatesAWorkingTenant(t *testing.T) {
 	if err != nil || oc.Status != db.CaseApproved || oc.OrgID != demo.OtherOrganization.ID {
 		t.Errorf("other case: %+v, %v; want approved in the other organization", oc, err)
 	}
-	if ok, _ := db.IsAssigned(ctx, pool, oc.ID, demo.User(ingest.DemoRoleOutsider).ID); !ok {
+	if ok, _ := tallytest.IsAssigned(ctx, pool, oc.ID, demo.User(ingest.DemoRoleOutsider).ID); !ok {
 		t.Error("the outsider is not assigned to the other organization's case")
 	}
 }

@@ -46,7 +46,7 @@ func (b *testBundle) newApp(t *testing.T) *db.Application {
 // count returns the number of transactions of an application.
 func (b *testBundle) count(t *testing.T, appID string) int64 {
 	t.Helper()
-	n, err := db.CountTransactions(b.ctx, b.pool, appID)
+	n, err := tallytest.CountTransactions(b.ctx, b.pool, appID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,4 +100,14 @@ func generatedCSV(t *testing.T, seed uint64, n int64) []byte {
 // row formats a valid import record with the given external id.
 func row(externalID string) string {
 	return fmt.Sprintf("contract-1,%s,2025-03-04T05:06:07Z,1250,EUR,payment,Acme,Invoice", externalID)
+}
+
+// dbNow returns the database's clock.
+func (b *testBundle) dbNow(t *testing.T) time.Time {
+	t.Helper()
+	now, err := db.Now(b.ctx, b.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return now.UTC()
 }

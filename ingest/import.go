@@ -18,8 +18,6 @@ var ErrAlreadyImported = errors.New("an external_id of the file is already impor
 
 // ImportOpts tunes Import. A nil *ImportOpts keeps the defaults.
 type ImportOpts struct {
-	// IngestedAt is every row's ingested_at; zero means when Import starts.
-	IngestedAt time.Time
 	// Validated, when set, is called once the file is valid, with its
 	// number of rows, before copying starts.
 	Validated func(rows int64)
@@ -30,7 +28,9 @@ type ImportOpts struct {
 
 // ImportResult says what Import loaded.
 type ImportResult struct {
-	Rows       int64
+	Rows int64
+	// IngestedAt is every row's ingested_at: the now() of the import's
+	// transaction, on the database's clock.
 	IngestedAt time.Time
 }
 
@@ -41,6 +41,11 @@ type ImportResult struct {
 // touched. The second pass seeks back to the start and streams the rows into
 // COPY in one transaction, so that a row the database refuses leaves nothing
 // behind either; an external_id imported before is ErrAlreadyImported.
+//
+// The rows count for the reports created after that transaction commits,
+// never for those created while it is open (see db.ScopeParams). Their
+// ingested_at, informational, is the transaction's now(): the database's
+// clock, not this process's.
 func Import(ctx context.Context, q db.DBTX, applicationID string, f io.ReadSeeker, opts *ImportOpts) (*ImportResult, error) {
 	if opts == nil {
 		opts = &ImportOpts{}
@@ -48,11 +53,6 @@ func Import(ctx context.Context, q db.DBTX, applicationID string, f io.ReadSeeke
 	if applicationID == "" {
 		return nil, errors.New("importing: no application id")
 	}
-	ingestedAt := opts.IngestedAt
-	if ingestedAt.IsZero() {
-		ingestedAt = time.Now()
-	}
-
 	valid, err := ValidateCSV(ctxReader{ctx, f}, nil)
 	if err != nil {
 		return nil, err
@@ -65,13 +65,15 @@ func Import(ctx context.Context, q db.DBTX, applicationID string, f io.ReadSeeke
 		return nil, fmt.Errorf("rewinding the file for the copy: %w", err)
 	}
 	src := &importSource{
-		r:          NewReader(ctxReader{ctx, f}),
-		appID:      applicationID,
-		ingestedAt: ingestedAt,
-		progress:   opts.Progress,
+		r:        NewReader(ctxReader{ctx, f}),
+		appID:    applicationID,
+		progress: opts.Progress,
 	}
 	var n int64
 	err = db.WithTx(ctx, q, func(tx pgx.Tx) error {
+		if src.ingestedAt, err = db.Now(ctx, tx); err != nil {
+			return err
+		}
 		n, err = db.CopyTransactions(ctx, tx, src)
 		if err != nil {
 			return err
@@ -87,7 +89,7 @@ func Import(ctx context.Context, q db.DBTX, applicationID string, f io.ReadSeeke
 		}
 		return nil, fmt.Errorf("importing into %s: nothing imported: %w", applicationID, err)
 	}
-	return &ImportResult{Rows: n, IngestedAt: ingestedAt}, nil
+	return &ImportResult{Rows: n, IngestedAt: src.ingestedAt}, nil
 }
 
 // importSource streams the rows of a validated file into COPY.

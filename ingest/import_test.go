@@ -19,18 +19,22 @@ func TestImportGoodFileImportsEveryRow(t *testing.T) {
 		`contract-2,ext-2,2025-03-04T07:06:07+02:00,-300,JPY,refund,,`,
 		`contract-1,ext-3,2025-06-30T23:59:59Z,42,KWD,fee,株式会社,"two`+"\n"+`lines"`,
 	)
-	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	before := b.dbNow(t)
 	var validated, progressed int64
 	res, err := ingest.Import(b.ctx, b.pool, b.app.ID, strings.NewReader(file), &ingest.ImportOpts{
-		IngestedAt: at,
-		Validated:  func(n int64) { validated = n },
-		Progress:   func(n int64) { progressed = n },
+		Validated: func(n int64) { validated = n },
+		Progress:  func(n int64) { progressed = n },
 	})
 	if err != nil {
 		t.Fatalf("Import: %v", err)
 	}
 	if res.Rows != 3 || validated != 3 || progressed != 3 {
 		t.Errorf("got %d rows (validated %d, progress %d), want 3", res.Rows, validated, progressed)
+	}
+	// ingested_at is the import transaction's now(), on the database's clock.
+	at := res.IngestedAt.UTC()
+	if after := b.dbNow(t); at.Before(before) || at.After(after) {
+		t.Errorf("ingested_at %v is not between the database's clock before (%v) and after (%v) the import", at, before, after)
 	}
 	got := b.rows(t, b.app.ID)
 	want := []storedRow{
@@ -91,6 +95,7 @@ func TestImportNamesEveryBadLineAndImportsNothing(t *testing.T) {
 		"contract-1,bad-2,2025-03-04T05:06:07Z,1,usd,payment,,",
 		"contract-1,bad-3,2025-03-04T05:06:07Z,1,USD,gift,,",
 		row("ok-1"),
+		"contract-1,bad-4,2025-03-04T05:06:07Z,1,ABC,payment,,",
 	)
 	_, err := ingest.Import(b.ctx, b.pool, b.app.ID, strings.NewReader(file), nil)
 	var verr *ingest.ValidationError
@@ -105,6 +110,7 @@ func TestImportNamesEveryBadLineAndImportsNothing(t *testing.T) {
 		{5, `currency "usd"`},
 		{6, `kind "gift"`},
 		{7, `external_id "ok-1" repeats line 2`},
+		{8, `currency "ABC" is not an ISO 4217 code with a minor unit`},
 	}
 	if len(verr.Errors) != len(want) || verr.Invalid != len(want) {
 		t.Fatalf("got %d errors (%d invalid): %v; want %d", len(verr.Errors), verr.Invalid, verr, len(want))

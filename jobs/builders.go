@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
@@ -22,8 +23,8 @@ type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Sc
 // builders maps a report type's builder (config's report_types[].builder)
 // to the function that writes its file.
 var builders = map[string]buildFunc{
-	"transaction_summary": writeTransactionSummary,
-	"activity_log":        writeActivityLog,
+	config.BuilderTransactionSummary: writeTransactionSummary,
+	config.BuilderActivityLog:        writeActivityLog,
 }
 
 // BuilderNames returns the names of the builders this worker knows, sorted.
@@ -41,14 +42,26 @@ type builtFile struct {
 	summary     report.Summary
 }
 
-// build streams the report's file, written from a consistent snapshot of
-// its scope, into the object store, under a key of this run's own (runID):
-// a file that another run committed is never replaced. When it returns an
-// error, no object of this run is left, except after a crash.
-func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report, runID string) (*builtFile, error) {
-	rt, ok := w.Portal.ReportType(rep.Type)
+// WriteReport writes rep's file to out, as GenerateReportWorker builds it,
+// and says what the file holds. The file depends only on what the report
+// stores (its type, scope metadata and creation snapshot), so writing it
+// again at any later time gives the same bytes: this is how a stored file
+// is checked against its report. Run it in db.WithSnapshotTx, so that the
+// rows and the totals come from one snapshot.
+func WriteReport(ctx context.Context, q db.DBTX, portal *config.Portal, rep *db.Report, out io.Writer) (report.Summary, error) {
+	_, write, err := reportWriter(portal, rep)
+	if err != nil {
+		return report.Summary{}, err
+	}
+	return write(ctx, q, out)
+}
+
+// reportWriter returns rep's report type and the function that writes its
+// file, or a permanent failure when the type or the scope is unusable.
+func reportWriter(portal *config.Portal, rep *db.Report) (config.ReportType, writeFunc, error) {
+	rt, ok := portal.ReportType(rep.Type)
 	if !ok {
-		return nil, permanent(CodeUnknownReportType,
+		return rt, nil, permanent(CodeUnknownReportType,
 			fmt.Sprintf("report type %q is not offered by this portal", rep.Type), nil)
 	}
 	scope, err := rep.Scope()
@@ -56,12 +69,29 @@ func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report, runID 
 		err = checkScope(&scope)
 	}
 	if err != nil {
-		return nil, permanent(CodeBuildFailed, "the report's scope snapshot is unreadable", err)
+		return rt, nil, permanent(CodeBuildFailed, "the report's scope snapshot is unreadable", err)
 	}
-	write, ok := builders[rt.Builder]
+	build, ok := builders[rt.Builder]
 	if !ok {
-		return nil, permanent(CodeUnknownReportType,
+		return rt, nil, permanent(CodeUnknownReportType,
 			fmt.Sprintf("report type %q uses builder %q, which this worker does not know", rep.Type, rt.Builder), nil)
+	}
+	return rt, func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error) {
+		return build(ctx, q, rep, &scope, out)
+	}, nil
+}
+
+// writeFunc writes one report's file to out, reading on q.
+type writeFunc func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error)
+
+// build streams the report's file, written from a consistent snapshot of
+// its scope, into the object store, under a key of this run's own (runID):
+// a file that another run committed is never replaced. When it returns an
+// error, no object of this run is left, except after a crash.
+func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report, runID string) (*builtFile, error) {
+	rt, write, err := reportWriter(w.Portal, rep)
+	if err != nil {
+		return nil, err
 	}
 
 	file := &builtFile{
@@ -72,7 +102,7 @@ func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report, runID 
 	err = db.WithSnapshotTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		written, err := w.Store.Write(ctx, file.key, file.contentType, func(out io.Writer) error {
 			var err error
-			file.summary, err = write(ctx, tx, rep, &scope, out)
+			file.summary, err = write(ctx, tx, out)
 			return err
 		})
 		file.size, file.sha256 = written.Size, written.SHA256
@@ -105,6 +135,7 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 		PeriodEnd:       scope.PeriodEnd,
 		ContractFilters: scope.ContractFilters,
 		DataAsOf:        scope.DataAsOf,
+		Snapshot:        deref(rep.CreationSnapshot),
 	}
 	var err error
 	if opts.LineItems {
@@ -139,7 +170,7 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
 	aw := report.NewActivityLogWriter(out)
 	var e report.Event
-	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, func(ev db.Event) error {
+	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, deref(rep.CreationSnapshot), func(ev db.Event) error {
 		e = report.Event{OccurredAt: ev.OccurredAt, Kind: ev.Kind, ReportID: ev.ReportID, ReportType: ev.ReportType,
 			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName)}
 		return aw.WriteEvent(&e)

@@ -2,7 +2,7 @@ package jobs
 
 // Error codes recorded on a report (reports.error_code) that is failed,
 // canceled or expired. They are part of the API: stable, snake_case, never
-// renamed. This is the one list of them: the worker writes the first five,
+// renamed. This is the one list of them: the worker writes the first six,
 // SQL in db writes the others, and a test fails when a migration writes a
 // code that is not declared here.
 const (
@@ -13,6 +13,9 @@ const (
 	CodeDatabaseUnavailable = "database_unavailable"
 	// CodeAmountOverflow: a subtotal or total does not fit in 64-bit minor units.
 	CodeAmountOverflow = "amount_overflow"
+	// CodeUnknownCurrency: a transaction's currency is not an ISO 4217 code
+	// with a minor unit, so its amounts cannot be written exactly.
+	CodeUnknownCurrency = "unknown_currency"
 	// CodeUnknownReportType: the report's type is not in the portal configuration.
 	CodeUnknownReportType = "unknown_report_type"
 	// CodeBuildFailed: any other failure, including a timeout and an

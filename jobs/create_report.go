@@ -123,7 +123,7 @@ func scopeOf(c *db.Case, dataAsOf time.Time) db.Scope {
 // above p.LargeReportRows to QueueLarge, so that one huge case cannot starve
 // small ones. Other builders read few rows and always go to QueueReports.
 func chooseQueue(ctx context.Context, tx pgx.Tx, p CreateReportParams, s db.Scope) (string, error) {
-	if p.Type.Builder != "transaction_summary" {
+	if p.Type.Builder != config.BuilderTransactionSummary {
 		return QueueReports, nil
 	}
 	est, err := db.EstimateScopeRows(ctx, tx, db.ScopeParams{ApplicationID: p.Application.ID,

@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -56,7 +57,7 @@ func TestExpireReportsDeletesFilesKeepsRowsAndIsIdempotent(t *testing.T) {
 		if r.Status != db.ReportExpired || deref(r.ErrorCode) != "report_expired" || r.SHA256 == nil {
 			t.Errorf("report %s: status %s code %q sha %v, want expired, report_expired, sha kept", id, r.Status, deref(r.ErrorCode), r.SHA256)
 		}
-		if _, err := b.store.Stat(b.ctx, *r.ObjectKey); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := tallytest.Stat(b.ctx, b.store, *r.ObjectKey); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("report %s: file still there (err %v)", id, err)
 		}
 		evs := b.events(t, id)
@@ -68,7 +69,7 @@ func TestExpireReportsDeletesFilesKeepsRowsAndIsIdempotent(t *testing.T) {
 	if r.Status != db.ReportReady {
 		t.Errorf("report not yet due is %s, want ready", r.Status)
 	}
-	if _, err := b.store.Stat(b.ctx, *r.ObjectKey); err != nil {
+	if _, err := tallytest.Stat(b.ctx, b.store, *r.ObjectKey); err != nil {
 		t.Errorf("file of the report not yet due: %v", err)
 	}
 }

@@ -152,11 +152,15 @@ func (f *failure) Unwrap() error { return f.err }
 
 func classify(err error, timeout time.Duration) *failure {
 	var f *failure
+	var unknownCurrency *report.UnknownCurrencyError
 	switch {
 	case errors.As(err, &f):
 		return f
 	case errors.Is(err, report.ErrAmountOverflow), errors.Is(err, db.ErrOutOfRange):
 		return permanent(CodeAmountOverflow, "a subtotal or total of the report does not fit in 64-bit minor units", err)
+	case errors.As(err, &unknownCurrency):
+		return permanent(CodeUnknownCurrency, fmt.Sprintf("the report's transactions include currency %q, "+
+			"which is not an ISO 4217 code with a minor unit: their amounts cannot be written exactly", unknownCurrency.Currency), err)
 	case errors.Is(err, storage.ErrUnavailable):
 		return &failure{code: CodeStorageUnavailable, message: "the file store was unavailable", retryable: true, outage: true, err: err}
 	case errors.Is(err, storage.ErrNotFound):

@@ -34,6 +34,8 @@ func TestClassify(t *testing.T) {
 			CodeAmountOverflow, "a subtotal or total of the report does not fit in 64-bit minor units", false, true, false},
 		{"AmountOverflowInDatabase", fmt.Errorf("streaming: %w", db.ErrOutOfRange),
 			CodeAmountOverflow, "a subtotal or total of the report does not fit in 64-bit minor units", false, true, false},
+		{"UnknownCurrency", fmt.Errorf("writing: %w", &report.UnknownCurrencyError{Currency: "ABC"}),
+			CodeUnknownCurrency, `the report's transactions include currency "ABC", which is not an ISO 4217 code with a minor unit: their amounts cannot be written exactly`, false, true, false},
 		{"StoreUnreachable", fmt.Errorf("uploading: %w", storage.ErrUnavailable),
 			CodeStorageUnavailable, "the file store was unavailable", true, false, true},
 		{"StoreTimeoutIsAnOutage", fmt.Errorf("uploading: %w: %w", storage.ErrUnavailable, context.DeadlineExceeded),

@@ -395,7 +395,7 @@ func (b *testBundle) reportObjects(t *testing.T, r *db.Report) []string {
 
 func (b *testBundle) events(t *testing.T, reportID string) []db.Event {
 	t.Helper()
-	evs, err := db.ListReportEvents(b.ctx, b.pool, reportID)
+	evs, err := tallytest.ListReportEvents(b.ctx, b.pool, reportID)
 	if err != nil {
 		t.Fatal(err)
 	}

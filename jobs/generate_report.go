@@ -16,11 +16,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
-	"github.com/tally-compliance/tally/report"
 )
-
-// DefaultJobTimeout is the GenerateReportWorker timeout when JobTimeout is unset.
-const DefaultJobTimeout = 15 * time.Minute
 
 // GenerateReportWorker builds a report's file from its scope snapshot,
 // streams it to the object store, and marks the report ready in the same
@@ -43,7 +39,7 @@ type GenerateReportWorker struct {
 	// Logger is the base logger; each job logs with report_id, job_id,
 	// attempt and request_id. Nil discards.
 	Logger *slog.Logger
-	// JobTimeout bounds one attempt; zero means DefaultJobTimeout. It is
+	// JobTimeout bounds one attempt; zero means config.DefaultJobTimeout. It is
 	// never -1: a job without timeout would never be rescued after a crash.
 	JobTimeout time.Duration
 	// Metrics, when set, is told about ready and failed reports.
@@ -65,7 +61,7 @@ func (w *GenerateReportWorker) Timeout(*river.Job[GenerateReportArgs]) time.Dura
 	if w.JobTimeout > 0 {
 		return w.JobTimeout
 	}
-	return DefaultJobTimeout
+	return config.DefaultJobTimeout
 }
 
 func (w *GenerateReportWorker) now() time.Time {
@@ -119,13 +115,6 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 	}
 	logger.InfoContext(ctx, "generating report")
 
-	if err := w.waitCreationSettled(ctx, logger, rep.ID); err != nil {
-		var snooze *rivertype.JobSnoozeError
-		if errors.As(err, &snooze) {
-			return err // a long import is still writing: come back later
-		}
-		return w.fail(ctx, logger, job, rep, err)
-	}
 	runID := db.NewID(db.PrefixRun)
 	logger = logger.With(slog.String("run_id", runID))
 	file, err := w.build(ctx, rep, runID)
@@ -179,9 +168,9 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 	}); err != nil {
 		return false, fmt.Errorf("recording job output: %w", err)
 	}
-	totals := file.summary.Totals
-	if totals == nil {
-		totals = map[string]report.CurrencyTotal{}
+	totals := make(map[string]db.CurrencyTotal, len(file.summary.Totals))
+	for currency, t := range file.summary.Totals {
+		totals[currency] = db.CurrencyTotal(t)
 	}
 	now := w.now()
 	var alreadyFinished, reachedCommit bool
@@ -195,12 +184,8 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 			return fmt.Errorf("%w: job %d is %s", errJobLost, job.ID, after.State)
 		}
 		ok, err := db.MarkReportReady(ctx, tx, db.MarkReportReadyParams{
-			ID: rep.ID,
-			Metadata: map[string]any{
-				"row_count": file.summary.RowCount,
-				"totals":    totals,
-				"format":    file.format,
-			},
+			ID:          rep.ID,
+			Metadata:    db.ReadyMetadata{RowCount: file.summary.RowCount, Totals: totals, Format: file.format},
 			SizeBytes:   file.size,
 			SHA256:      file.sha256,
 			ContentType: file.contentType,

@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -44,7 +45,7 @@ func (b *testBundle) checkReady(t *testing.T, r *db.Report, jobID int64, want ex
 	if key := deref(r.ObjectKey); !strings.HasPrefix(key, prefix) || !db.ValidID(db.PrefixRun, strings.TrimSuffix(strings.TrimPrefix(key, prefix[:len(prefix)-len(db.PrefixRun)]), ".csv")) {
 		t.Errorf("object_key = %q, want %s<ulid>.csv", key, prefix)
 	}
-	if st, err := b.store.Stat(b.ctx, deref(r.ObjectKey)); err != nil || st.SHA256 != deref(r.SHA256) {
+	if st, err := tallytest.Stat(b.ctx, b.store, deref(r.ObjectKey)); err != nil || st.SHA256 != deref(r.SHA256) {
 		t.Errorf("object digest metadata %q (err %v), want %s", st.SHA256, err, deref(r.SHA256))
 	}
 	if r.StartedAt == nil || r.CompletedAt == nil || r.ExpiresAt == nil {
@@ -341,20 +342,25 @@ func TestGenerateReportPermanentErrorsFailAtOnceAndCancelTheJob(t *testing.T) {
 				OccurredAt: periodStart.Add(time.Hour), AmountMinor: amount, Currency: "EUR", Kind: "payment",
 				IngestedAt: b.dataAsOf.Add(-time.Hour)}
 		}
-		return []db.Transaction{mk("CTR-A", math.MaxInt64, 1), mk("CTR-A", 1, 2), mk("CTR-B", 1, 3)}
+		unknown := mk("CTR-C", 1234, 4)
+		unknown.Currency = "ABC" // stored before imports checked ISO 4217
+		return []db.Transaction{mk("CTR-A", math.MaxInt64, 1), mk("CTR-A", 1, 2), mk("CTR-B", 1, 3), unknown}
 	}})
 	startWorker(t, b.workerOpts(t))
 
 	tests := []struct {
-		name     string
-		flags    []string
-		opts     reportOpts
-		wantCode string
+		name      string
+		flags     []string
+		contracts []string
+		opts      reportOpts
+		wantCode  string
 	}{
-		{"AmountOverflowLineItems", []string{"line_items"}, reportOpts{}, jobs.CodeAmountOverflow},
-		{"AmountOverflowSubtotalsOnly", nil, reportOpts{}, jobs.CodeAmountOverflow}, // the database's sum overflows
-		{"UnknownReportType", nil, reportOpts{Type: "pdf_summary"}, jobs.CodeUnknownReportType},
-		{"UnreadableSnapshot", nil, reportOpts{Metadata: map[string]any{"case_id": 42}}, jobs.CodeBuildFailed},
+		{"AmountOverflowLineItems", []string{"line_items"}, nil, reportOpts{}, jobs.CodeAmountOverflow},
+		{"AmountOverflowSubtotalsOnly", nil, nil, reportOpts{}, jobs.CodeAmountOverflow}, // the database's sum overflows
+		{"UnknownCurrencyLineItems", []string{"line_items"}, []string{"CTR-C"}, reportOpts{}, jobs.CodeUnknownCurrency},
+		{"UnknownCurrencySubtotalsOnly", nil, []string{"CTR-C"}, reportOpts{}, jobs.CodeUnknownCurrency},
+		{"UnknownReportType", nil, nil, reportOpts{Type: "pdf_summary"}, jobs.CodeUnknownReportType},
+		{"UnreadableSnapshot", nil, nil, reportOpts{Metadata: map[string]any{"case_id": 42}}, jobs.CodeBuildFailed},
 	}
 	type made struct {
 		rep   *db.Report
@@ -362,7 +368,7 @@ func TestGenerateReportPermanentErrorsFailAtOnceAndCancelTheJob(t *testing.T) {
 	}
 	reports := make([]made, len(tests))
 	for i, tt := range tests {
-		c := b.createCase(t, caseOpts{Flags: tt.flags})
+		c := b.createCase(t, caseOpts{Flags: tt.flags, ContractFilters: tt.contracts})
 		rep, jobID := b.createReport(t, c, tt.opts)
 		reports[i] = made{rep, jobID}
 	}

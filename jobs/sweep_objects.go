@@ -9,12 +9,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/storage"
 )
-
-// DefaultSweepGrace is SweepObjectsWorker.Grace when zero.
-const DefaultSweepGrace = time.Hour
 
 // Reasons an object is swept, the label of the sweep's counter.
 const (
@@ -60,7 +58,7 @@ type SweepObjectsWorker struct {
 	// logged at info with its key, report and reason.
 	Logger *slog.Logger
 	// Grace is the age below which an object or upload that may belong to
-	// a run in flight is kept; zero means DefaultSweepGrace. It must exceed
+	// a run in flight is kept; zero means config.DefaultSweepGrace. It must exceed
 	// the report job timeout.
 	Grace time.Duration
 	// Metrics, when set, counts what was deleted.
@@ -103,7 +101,7 @@ func (w *SweepObjectsWorker) Sweep(ctx context.Context) (SweepResult, error) {
 	}
 	grace := w.Grace
 	if grace <= 0 {
-		grace = DefaultSweepGrace
+		grace = config.DefaultSweepGrace
 	}
 	cutoff := now.Add(-grace)
 	res := SweepResult{Objects: map[string]int{}}

@@ -12,6 +12,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -103,7 +104,7 @@ func TestSweepObjects(t *testing.T) {
 	}
 
 	exists := func(key string) bool {
-		_, err := b.store.Stat(b.ctx, key)
+		_, err := tallytest.Stat(b.ctx, b.store, key)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -115,7 +116,7 @@ func TestLateRunCannotChangeCommittedFile(t *testing.T) {
 	lateKey := store.written()[0]
 	// A's attempt ends (it lost the job); its object is deleted.
 	for {
-		_, err := b.store.Stat(b.ctx, lateKey)
+		_, err := tallytest.Stat(b.ctx, b.store, lateKey)
 		if errors.Is(err, storage.ErrNotFound) && lateKey != deref(r.ObjectKey) {
 			break
 		}

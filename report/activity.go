@@ -62,20 +62,20 @@ func (a *ActivityLogWriter) WriteEvent(e *Event) error {
 	}
 	r := e.OccurredAt.UTC().AppendFormat(a.row[:0], time.RFC3339Nano)
 	r = append(r, ',')
-	r = AppendTextField(r, e.Kind)
+	r = appendTextField(r, e.Kind)
 	r = append(r, ',')
-	r = AppendTextField(r, e.ReportID)
+	r = appendTextField(r, e.ReportID)
 	r = append(r, ',')
-	r = AppendTextField(r, e.ReportType)
+	r = appendTextField(r, e.ReportType)
 	r = append(r, ',')
 	if e.ActorID == "" {
 		r = append(r, ","+SystemActor+","...)
 	} else {
-		r = AppendTextField(r, e.ActorID)
+		r = appendTextField(r, e.ActorID)
 		r = append(r, ',')
-		r = AppendTextField(r, e.ActorEmail)
+		r = appendTextField(r, e.ActorEmail)
 		r = append(r, ',')
-		r = AppendTextField(r, e.ActorName)
+		r = appendTextField(r, e.ActorName)
 	}
 	r = append(r, '\n')
 	a.row = r

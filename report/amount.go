@@ -2,32 +2,22 @@ package report
 
 import "strconv"
 
-// Exponent returns the ISO 4217 minor-unit exponent of a currency: the number
-// of digits after the decimal point. Currencies not listed have two.
-func Exponent(currency string) int {
-	switch currency {
-	case "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
-		"RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF":
-		return 0
-	case "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND":
-		return 3
-	case "CLF", "UYW":
-		return 4
-	}
-	return 2
-}
-
-// FormatAmount appends to dst the exact decimal value of minor units of
+// formatAmount appends to dst the exact decimal value of minor units of
 // currency, with as many fraction digits as the currency's exponent: 1234 EUR
 // is "12.34", -5 EUR is "-0.05", 1234 JPY is "1234", 1234 KWD is "1.234".
 // It works on integers only, so every int64, math.MinInt64 included, is exact.
-func FormatAmount(dst []byte, minor int64, currency string) []byte {
+//
+// The currency must be one Exponent knows; the writers check that first and
+// fail with an UnknownCurrencyError. Given another code, formatAmount writes
+// the minor units as they are, without a decimal point: exact, but not in
+// the currency's major unit.
+func formatAmount(dst []byte, minor int64, currency string) []byte {
 	u := uint64(minor)
 	if minor < 0 {
 		dst = append(dst, '-')
 		u = -u // two's complement: also right for math.MinInt64
 	}
-	exp := Exponent(currency)
+	exp, _ := Exponent(currency)
 	if exp == 0 {
 		return strconv.AppendUint(dst, u, 10)
 	}

@@ -12,24 +12,24 @@ import (
 // random input), without encoding/csv's per-row []string and per-field
 // writes. Text fields also get the spreadsheet formula guard.
 
-// AppendField appends one CSV field to dst, quoted as encoding/csv quotes it
+// appendField appends one CSV field to dst, quoted as encoding/csv quotes it
 // (RFC 4180): a field is quoted when it contains a comma, a double quote, CR
 // or LF, when it begins with a space character, or when it is `\.`; inside
 // quotes a double quote is doubled. It does not append a separator.
-func AppendField(dst []byte, s string) []byte {
+func appendField(dst []byte, s string) []byte {
 	if !fieldNeedsQuotes(s) {
 		return append(dst, s...)
 	}
 	return appendQuoted(dst, "", s)
 }
 
-// AppendTextField is AppendField for free text that a spreadsheet user may
+// appendTextField is appendField for free text that a spreadsheet user may
 // open: a value beginning with '=', '+', '-', '@', TAB or CR is prefixed with
 // a single quote so that it is not taken for a formula (OWASP CSV injection).
 // Numbers and timestamps the report writes itself never go through it.
-func AppendTextField(dst []byte, s string) []byte {
+func appendTextField(dst []byte, s string) []byte {
 	if !needsFormulaGuard(s) {
-		return AppendField(dst, s)
+		return appendField(dst, s)
 	}
 	// "'" + s needs quotes exactly when s contains a special character: the
 	// guarded value begins with "'", never with a space, and is never `\.`.

@@ -32,7 +32,7 @@ func TestFormatAmount(t *testing.T) {
 		{5, "USD", "0.05"},
 		{0, "EUR", "0.00"},
 		{100, "EUR", "1.00"},
-		{1234, "XXX", "12.34"}, // unlisted: two digits
+		{1234, "XXX", "1234"}, // no minor unit: the minor units as they are, no guessed decimals
 		{1234, "JPY", "1234"},
 		{-1234, "JPY", "-1234"},
 		{0, "JPY", "0"},
@@ -67,10 +67,51 @@ func TestExponentEveryClass(t *testing.T) {
 	}
 	for want, currencies := range classes {
 		for _, c := range currencies {
-			if got := report.Exponent(c); got != want {
-				t.Errorf("Exponent(%s) = %d, want %d", c, got, want)
+			if got, ok := report.Exponent(c); got != want || !ok {
+				t.Errorf("Exponent(%s) = %d, %v, want %d, true", c, got, ok, want)
 			}
 		}
+	}
+}
+
+func TestExponentUnknownCodes(t *testing.T) {
+	t.Parallel()
+	for _, c := range []string{
+		"ABC", "EUX", "eur", "EURO", "", // not ISO 4217
+		"XAU", "XAG", "XDR", "XTS", "XXX", "XBA", // ISO 4217 without a minor unit
+		"DEM", "FRF", "ZWD", // withdrawn long before 2015
+	} {
+		if exp, ok := report.Exponent(c); ok {
+			t.Errorf("Exponent(%q) = %d, true, want unknown", c, exp)
+		}
+	}
+}
+
+func TestSummaryWriterUnknownCurrencyFailsBeforeItsAmounts(t *testing.T) {
+	t.Parallel()
+	rows := []report.Transaction{
+		{ContractID: "A", Currency: "EUR", Kind: "payment", OccurredAt: t0, ExternalID: "x", AmountMinor: 100},
+		{ContractID: "A", Currency: "ABC", Kind: "payment", OccurredAt: t0, ExternalID: "y", AmountMinor: 12345},
+	}
+	for _, lineItems := range []bool{false, true} {
+		got, _, err := writeSummary(t, report.SummaryOpts{ReportID: "r", LineItems: lineItems}, rows)
+		var uc *report.UnknownCurrencyError
+		if !errors.As(err, &uc) || uc.Currency != "ABC" {
+			t.Errorf("line_items=%v: err = %v, want an UnknownCurrencyError for ABC", lineItems, err)
+		}
+		if strings.Contains(got, "ABC") || strings.Contains(got, "123") {
+			t.Errorf("line_items=%v: wrote an amount of the unknown currency:\n%s", lineItems, got)
+		}
+	}
+	var b bytes.Buffer
+	w := report.NewSummaryWriter(&b, report.SummaryOpts{ReportID: "r"})
+	err := w.WriteGroup(&report.Group{ContractID: "A", Currency: "XAU", Kind: "payment", Count: 1, SumMinor: 5})
+	var uc *report.UnknownCurrencyError
+	if !errors.As(err, &uc) || uc.Currency != "XAU" {
+		t.Errorf("WriteGroup: err = %v, want an UnknownCurrencyError for XAU", err)
+	}
+	if _, err := w.Close(); !errors.As(err, &uc) {
+		t.Errorf("Close after the failure: err = %v, want the UnknownCurrencyError", err)
 	}
 }
 

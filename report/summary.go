@@ -32,6 +32,17 @@ const SummaryHeader = "row_type,contract_id,currency,kind,occurred_at,external_i
 // minor units. The report cannot be built; retrying does not help.
 var ErrAmountOverflow = errors.New("report: amount overflows int64 minor units")
 
+// UnknownCurrencyError means a transaction's currency is not one Exponent
+// knows, an ISO 4217 code with a minor unit, so its amounts cannot be
+// written exactly. The report cannot be built; retrying does not help.
+type UnknownCurrencyError struct {
+	Currency string
+}
+
+func (e *UnknownCurrencyError) Error() string {
+	return fmt.Sprintf("report: currency %q is not an ISO 4217 code with a minor unit", e.Currency)
+}
+
 // ErrWriterClosed is returned by a writer used after Close.
 var ErrWriterClosed = errors.New("report: writer closed")
 
@@ -187,6 +198,9 @@ func (s *SummaryWriter) WriteTransaction(t *Transaction) error {
 		if err := s.endGroup(); err != nil {
 			return err
 		}
+		if err := s.checkCurrency(t.Currency); err != nil {
+			return err
+		}
 		s.inGroup = true
 		s.contract, s.currency, s.kind = t.ContractID, t.Currency, t.Kind
 	}
@@ -198,29 +212,29 @@ func (s *SummaryWriter) WriteTransaction(t *Transaction) error {
 	}
 
 	r := append(s.row[:0], "transaction,"...)
-	r = AppendTextField(r, t.ContractID)
+	r = appendTextField(r, t.ContractID)
 	r = append(r, ',')
-	r = AppendField(r, t.Currency)
+	r = appendField(r, t.Currency)
 	r = append(r, ',')
-	r = AppendField(r, t.Kind)
+	r = appendField(r, t.Kind)
 	r = append(r, ',')
 	r = t.OccurredAt.UTC().AppendFormat(r, time.RFC3339Nano)
 	r = append(r, ',')
-	r = AppendTextField(r, t.ExternalID)
+	r = appendTextField(r, t.ExternalID)
 	r = append(r, ',')
 	switch {
 	case t.Counterparty == "":
 	case s.opts.CounterpartyNames:
-		r = AppendTextField(r, t.Counterparty)
+		r = appendTextField(r, t.Counterparty)
 	default:
 		r = s.pseudonyms.append(r, t.Counterparty) // "cp_" + hex: never needs quoting
 	}
 	r = append(r, ',')
 	if s.opts.Descriptions {
-		r = AppendTextField(r, t.Description)
+		r = appendTextField(r, t.Description)
 	}
 	r = append(r, ",,"...)
-	r = FormatAmount(r, t.AmountMinor, t.Currency)
+	r = formatAmount(r, t.AmountMinor, t.Currency)
 	r = append(r, '\n')
 	s.row = r
 	s.write(r)
@@ -242,10 +256,22 @@ func (s *SummaryWriter) WriteGroup(g *Group) error {
 	if err := s.endGroup(); err != nil {
 		return err
 	}
+	if err := s.checkCurrency(g.Currency); err != nil {
+		return err
+	}
 	var sum int128
 	sum.add(g.SumMinor)
 	s.rowCount += g.Count
 	return s.writeSubtotal(g.ContractID, g.Currency, g.Kind, g.Count, sum)
+}
+
+// checkCurrency fails the writer, before any amount of currency is
+// written, when Exponent does not know it.
+func (s *SummaryWriter) checkCurrency(currency string) error {
+	if _, ok := Exponent(currency); !ok {
+		s.err = &UnknownCurrencyError{Currency: currency}
+	}
+	return s.err
 }
 
 // endGroup writes the subtotal of the open group, if any.
@@ -274,15 +300,15 @@ func (s *SummaryWriter) writeSubtotal(contract, currency, kind string, count int
 	t.sum.add(v)
 
 	r := append(s.row[:0], "subtotal,"...)
-	r = AppendTextField(r, contract)
+	r = appendTextField(r, contract)
 	r = append(r, ',')
-	r = AppendField(r, currency)
+	r = appendField(r, currency)
 	r = append(r, ',')
-	r = AppendField(r, kind)
+	r = appendField(r, kind)
 	r = append(r, ",,,,,"...)
 	r = strconv.AppendInt(r, count, 10)
 	r = append(r, ',')
-	r = FormatAmount(r, v, currency)
+	r = formatAmount(r, v, currency)
 	r = append(r, '\n')
 	s.row = r
 	s.write(r)
@@ -316,12 +342,12 @@ func (s *SummaryWriter) Close() (Summary, error) {
 			return Summary{}, fmt.Errorf("%w: total of %s", ErrAmountOverflow, c)
 		}
 		r := append(s.row[:0], "total,,"...)
-		r = AppendField(r, c)
+		r = appendField(r, c)
 		r = append(r, ",,,,,,"...)
 		r = strconv.AppendInt(r, t.count, 10)
 		r = append(r, ',')
 		amount := len(r)
-		r = FormatAmount(r, v, c)
+		r = formatAmount(r, v, c)
 		sum.Totals[c] = CurrencyTotal{Count: t.count, Amount: string(r[amount:])}
 		r = append(r, '\n')
 		s.row = r
@@ -357,15 +383,6 @@ func newPseudonymizer(key string) *pseudonymizer {
 		sum:   make([]byte, 0, sha256.Size),
 		cache: make(map[string]string),
 	}
-}
-
-// Pseudonym returns the pseudonym of counterparty in the report keyed by
-// reportID; an empty counterparty stays empty.
-func Pseudonym(reportID, counterparty string) string {
-	if counterparty == "" {
-		return ""
-	}
-	return string(newPseudonymizer(reportID).append(nil, counterparty))
 }
 
 func (p *pseudonymizer) append(dst []byte, counterparty string) []byte {

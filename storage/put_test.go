@@ -38,7 +38,7 @@ func TestPutSizes(t *testing.T) {
 		}
 		// The digest is stored with the object, whether it went up in one
 		// request or in parts, and returned by Get and Stat alike.
-		st, err := s.Stat(ctx, key)
+		st, err := tallytest.Stat(ctx, s, key)
 		if err != nil || info.SHA256 != sha256Hex(data) || st.SHA256 != sha256Hex(data) || st.ContentType != "text/csv" {
 			t.Fatalf("digest metadata: Get %q, Stat %q (type %q, err %v); want %s", info.SHA256, st.SHA256, st.ContentType, err, sha256Hex(data))
 		}

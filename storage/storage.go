@@ -83,9 +83,6 @@ func New(opts Opts) (*Store, error) {
 	return &Store{client: client, bucket: opts.Bucket, region: opts.Region}, nil
 }
 
-// Bucket returns the bucket's name.
-func (s *Store) Bucket() string { return s.bucket }
-
 // EnsureBucket creates the bucket when it does not exist.
 func (s *Store) EnsureBucket(ctx context.Context) error {
 	ok, err := s.client.BucketExists(ctx, s.bucket)
@@ -218,16 +215,6 @@ type ObjectInfo struct {
 	SHA256 string
 }
 
-// Stat returns an object's metadata.
-func (s *Store) Stat(ctx context.Context, key string) (ObjectInfo, error) {
-	info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
-	if err != nil {
-		return ObjectInfo{}, translate(err)
-	}
-	return ObjectInfo{Key: key, Size: info.Size, ContentType: info.ContentType, LastModified: info.LastModified, ETag: info.ETag,
-		SHA256: info.Metadata.Get(metaSHA256Header)}, nil
-}
-
 // metaSHA256Header is the response header carrying MetaSHA256.
 const metaSHA256Header = "X-Amz-Meta-" + MetaSHA256
 
@@ -332,19 +319,6 @@ func (s *Store) AbortUpload(ctx context.Context, u Upload) error {
 	return nil
 }
 
-// RemoveBucket deletes every object and then the bucket; tests use it.
-func (s *Store) RemoveBucket(ctx context.Context) error {
-	if err := s.List(ctx, "", func(key string, _ int64) error { return s.Delete(ctx, key) }); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	if err := s.client.RemoveBucket(ctx, s.bucket); err != nil {
-		if err = translate(err); !errors.Is(err, ErrNotFound) {
-			return err
-		}
-	}
-	return nil
-}
-
 // ReportsPrefix is the prefix of every report file's key.
 const ReportsPrefix = "reports/"
 
@@ -393,10 +367,6 @@ func translate(err error) error {
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err

@@ -8,35 +8,23 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tally-compliance/tally/internal/health"
 )
 
 // checkTimeout bounds each readiness check.
 const checkTimeout = 2 * time.Second
-
-// Check is the result of one readiness check.
-type Check struct {
-	Name  string `json:"name"`
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
-}
-
-// Readiness is the body of /readyz.
-type Readiness struct {
-	Status string  `json:"status"` // "ready" or "unavailable"
-	Checks []Check `json:"checks"`
-}
 
 // Handler serves the worker's operational endpoints:
 //
 //	GET /metrics  Prometheus metrics of this process
 //	GET /healthz  200 while the process runs
 //	GET /readyz   200 when PostgreSQL answers and the bucket exists, 503
-//	              otherwise or once shutdown has started; a JSON body lists
-//	              each check
+//	              otherwise or once shutdown has started; the JSON body
+//	              (internal/health, the API's shape) gives each check
 func (w *Worker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(w.metrics.Registry(), promhttp.HandlerOpts{
@@ -49,7 +37,7 @@ func (w *Worker) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
 		res := w.Ready(r.Context())
 		status := http.StatusOK
-		if res.Status != "ready" {
+		if !res.OK() {
 			status = http.StatusServiceUnavailable
 		}
 		writeJSON(rw, status, res)
@@ -57,35 +45,16 @@ func (w *Worker) Handler() http.Handler {
 	return mux
 }
 
-// Ready runs the readiness checks concurrently.
-func (w *Worker) Ready(ctx context.Context) Readiness {
-	checks := []struct {
-		name string
-		fn   func(context.Context) error
-	}{
-		{"database", w.opts.Pool.Ping},
-		{"storage", w.opts.Store.Ping},
-	}
-	res := Readiness{Status: "ready", Checks: make([]Check, len(checks))}
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
-			defer cancel()
-			res.Checks[i] = Check{Name: c.name, OK: true}
-			if err := c.fn(cctx); err != nil {
-				res.Checks[i] = Check{Name: c.name, Error: err.Error()}
-			}
-		})
-	}
-	wg.Wait()
+// Ready runs the readiness checks concurrently. This port is internal, so a
+// failed check shows its error; once shutdown has started a "shutdown" check
+// fails too, so that a load balancer stops counting on this process.
+func (w *Worker) Ready(ctx context.Context) health.Report {
+	res := health.Run(ctx, checkTimeout, map[string]health.Probe{
+		health.Postgres:    w.opts.Pool.Ping,
+		health.ObjectStore: w.opts.Store.Ping,
+	})
 	if w.stopping.Load() {
-		res.Checks = append(res.Checks, Check{Name: "shutdown", Error: "the worker is shutting down"})
-	}
-	for _, c := range res.Checks {
-		if !c.OK {
-			res.Status = "unavailable"
-		}
+		res.Set("shutdown", errors.New("the worker is shutting down"))
 	}
 	return res
 }

@@ -22,22 +22,13 @@ import (
 	"github.com/tally-compliance/tally/storage"
 )
 
-// Defaults of Opts fields left zero.
+// Defaults of Opts fields left zero that no environment variable sets. The
+// others default to config's (config.DefaultJobTimeout and so on), the same
+// defaults as an unset variable.
 const (
-	DefaultSmallConcurrency   = 4
-	DefaultLargeConcurrency   = 1
-	DefaultJobTimeout         = jobs.DefaultJobTimeout
-	DefaultShutdownTimeout    = 25 * time.Second
-	DefaultMaxAttempts        = 5
 	DefaultFetchCooldown      = 20 * time.Millisecond
-	DefaultFetchPollInterval  = time.Second
 	DefaultExpireInterval     = 10 * time.Minute
-	DefaultSweepInterval      = time.Hour
-	DefaultSweepGrace         = jobs.DefaultSweepGrace
 	DefaultQueueStatsInterval = 10 * time.Second
-	// RescueMargin is added to the job timeout to get the time after which
-	// River's rescuer takes a job back from a worker that vanished.
-	RescueMargin = time.Minute
 )
 
 // Pool sizing. A job holds one connection at a time (its snapshot read, then
@@ -93,7 +84,7 @@ type Opts struct {
 	FetchPollInterval time.Duration
 	// RescueStuckJobsAfter is how long a job may stay running before River's
 	// rescuer gives it to another worker; zero means JobTimeout +
-	// RescueMargin. It must not be below JobTimeout.
+	// config.RescueMargin. It must not be below JobTimeout.
 	RescueStuckJobsAfter time.Duration
 	// RetryPolicy schedules retries; nil keeps River's (attempt^4 seconds).
 	RetryPolicy river.ClientRetryPolicy
@@ -130,7 +121,7 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		MaxAttempts:       cfg.MaxAttempts,
 		FetchPollInterval: cfg.FetchPollInterval,
-		// Zero (unset) means JobTimeout + RescueMargin.
+		// Zero (unset) means JobTimeout + config.RescueMargin.
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
 		SweepInterval:        cfg.SweepInterval,
 		SweepGrace:           cfg.SweepGrace,
@@ -144,17 +135,17 @@ func (o *Opts) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	setDefault(&o.SmallConcurrency, DefaultSmallConcurrency)
-	setDefault(&o.LargeConcurrency, DefaultLargeConcurrency)
-	setDefault(&o.JobTimeout, DefaultJobTimeout)
-	setDefault(&o.ShutdownTimeout, DefaultShutdownTimeout)
-	setDefault(&o.MaxAttempts, DefaultMaxAttempts)
+	setDefault(&o.SmallConcurrency, config.DefaultSmallConcurrency)
+	setDefault(&o.LargeConcurrency, config.DefaultLargeConcurrency)
+	setDefault(&o.JobTimeout, config.DefaultJobTimeout)
+	setDefault(&o.ShutdownTimeout, config.DefaultShutdownTimeout)
+	setDefault(&o.MaxAttempts, config.DefaultMaxAttempts)
 	setDefault(&o.FetchCooldown, DefaultFetchCooldown)
-	setDefault(&o.FetchPollInterval, DefaultFetchPollInterval)
-	setDefault(&o.RescueStuckJobsAfter, o.JobTimeout+RescueMargin)
+	setDefault(&o.FetchPollInterval, config.DefaultFetchPollInterval)
+	setDefault(&o.RescueStuckJobsAfter, o.JobTimeout+config.RescueMargin)
 	setDefault(&o.ExpireInterval, DefaultExpireInterval)
-	setDefault(&o.SweepInterval, DefaultSweepInterval)
-	setDefault(&o.SweepGrace, DefaultSweepGrace)
+	setDefault(&o.SweepInterval, config.DefaultSweepInterval)
+	setDefault(&o.SweepGrace, config.DefaultSweepGrace)
 	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
 	if o.FetchPollInterval < o.FetchCooldown {
 		o.FetchPollInterval = o.FetchCooldown

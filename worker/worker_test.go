@@ -20,6 +20,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/health"
 	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
@@ -141,11 +142,11 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 	}
 
 	code, body := get(t, srv.URL+"/readyz")
-	var ready worker.Readiness
+	var ready health.Report
 	if err := json.Unmarshal([]byte(body), &ready); err != nil {
 		t.Fatalf("/readyz body %q: %v", body, err)
 	}
-	want := worker.Readiness{Status: "ready", Checks: []worker.Check{{Name: "database", OK: true}, {Name: "storage", OK: true}}}
+	want := health.Report{Status: "ok", Checks: map[string]health.Check{"postgres": {Status: "ok"}, "object_store": {Status: "ok"}}}
 	if code != http.StatusOK {
 		t.Errorf("/readyz = %d, want 200", code)
 	}
@@ -197,13 +198,14 @@ func TestReadyzUnavailableWhenBucketMissing(t *testing.T) {
 	srv := httptest.NewServer(w.Handler())
 	defer srv.Close()
 	code, body := get(t, srv.URL+"/readyz")
-	var ready worker.Readiness
+	var ready health.Report
 	if err := json.Unmarshal([]byte(body), &ready); err != nil {
 		t.Fatal(err)
 	}
 	if code != http.StatusServiceUnavailable || ready.Status != "unavailable" || len(ready.Checks) != 2 ||
-		!ready.Checks[0].OK || ready.Checks[1].OK || ready.Checks[1].Error == "" {
-		t.Errorf("/readyz = %d %s, want 503 with database ok and storage failing", code, body)
+		ready.Checks["postgres"].Status != "ok" || ready.Checks["object_store"].Status != "unavailable" ||
+		ready.Checks["object_store"].Error == "" {
+		t.Errorf("/readyz = %d %s, want 503 with postgres ok and object_store unavailable", code, body)
 	}
 }
 
@@ -370,7 +372,7 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 	}
 	go func() { done <- w2.Run(runCtx) }()
 	r := waitStatus(old.ID, db.ReportExpired)
-	if _, err := b.store.Stat(ctx, *r.ObjectKey); err == nil {
+	if _, err := tallytest.Stat(ctx, b.store, *r.ObjectKey); err == nil {
 		t.Error("the expired report's file is still stored")
 	}
 	cancel()

@@ -50,7 +50,7 @@ func run(ctx context.Context) error {
 	}
 	// An API started during a database outage waits for it.
 	var pool *pgxpool.Pool
-	err = startup.Wait(ctx, logger, "the database", 2*time.Minute, func(ctx context.Context) error {
+	err = startup.Wait(ctx, logger, "the database", startup.Timeout, func(ctx context.Context) error {
 		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: cfg.APIMaxConns, ApplicationName: "tally-api"})
 		return err
 	})
@@ -58,10 +58,7 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("connecting to the database: %w", err)
 	}
 	defer pool.Close()
-	store, err := storage.New(storage.Opts{
-		Endpoint: cfg.S3.Endpoint, AccessKeyID: cfg.S3.AccessKeyID, SecretAccessKey: cfg.S3.SecretAccessKey.Reveal(),
-		Bucket: cfg.S3.Bucket, Region: cfg.S3.Region, UseTLS: cfg.S3.UseTLS,
-	})
+	store, err := storage.New(startup.StorageOpts(cfg.S3))
 	if err != nil {
 		return err
 	}

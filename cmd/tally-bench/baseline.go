@@ -14,13 +14,11 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/worker"
 )
-
-// largeRows is the API's TALLY_LARGE_REPORT_ROWS, which the bench pins.
-const largeRows = 200_000
 
 // insertReport creates a report the way POST case-reports does, through
 // jobs.CreateReport, without HTTP, authentication or the case checks. It is
@@ -32,7 +30,7 @@ func (b *bench) insertReport(ctx context.Context, set *scopeSet, c *db.Case) (st
 	}
 	rep, err := jobs.CreateReport(ctx, b.base, b.inserter, jobs.CreateReportParams{
 		Application: set.app, Case: c, Type: typ, UserID: b.fx.auditor.ID,
-		RequestID: db.NewID("bench_"), LargeReportRows: largeRows, MaxAttempts: 5,
+		RequestID: db.NewID("bench_"), LargeReportRows: config.DefaultLargeReportRows, MaxAttempts: config.DefaultMaxAttempts,
 	})
 	if err != nil {
 		return "", err
@@ -175,7 +173,7 @@ type noopClient struct {
 }
 
 func (b *bench) startNoopClient(ctx context.Context, i int) (*noopClient, error) {
-	const concurrency = worker.DefaultSmallConcurrency
+	const concurrency = config.DefaultSmallConcurrency
 	pool, err := db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: worker.MaxConns(concurrency, 1), ApplicationName: "tally-bench-noop"})
 	if err != nil {
 		return nil, err
@@ -187,7 +185,7 @@ func (b *bench) startNoopClient(ctx context.Context, i int) (*noopClient, error)
 		Queues:            map[string]river.QueueConfig{noopQueue: {MaxWorkers: concurrency}},
 		Workers:           workers,
 		FetchCooldown:     worker.DefaultFetchCooldown,
-		FetchPollInterval: worker.DefaultFetchPollInterval,
+		FetchPollInterval: config.DefaultFetchPollInterval,
 	})
 	if err != nil {
 		pool.Close()

@@ -20,6 +20,7 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/ingest"
+	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -139,9 +140,9 @@ func (b *bench) setup(ctx context.Context) error {
 }
 
 func (b *bench) storageOpts() storage.Opts {
-	s3 := b.cfg.S3
-	return storage.Opts{Endpoint: s3.Endpoint, AccessKeyID: s3.AccessKeyID, SecretAccessKey: s3.SecretAccessKey.Reveal(),
-		Bucket: b.bucket, Region: s3.Region, UseTLS: s3.UseTLS}
+	opts := startup.StorageOpts(b.cfg.S3)
+	opts.Bucket = b.bucket
+	return opts
 }
 
 // seed creates the organization, the auditor and one application per scope
@@ -238,8 +239,15 @@ func (b *bench) seedSet(ctx context.Context, fx *fixture, owner *db.User, label 
 		}
 		return c, nil
 	}
+	// The baselines read the scope as a report does: through a creation
+	// snapshot taken after the seed committed.
+	var snapshot string
+	if err := b.ctl.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snapshot); err != nil {
+		return nil, err
+	}
 	set := &scopeSet{label: label, rows: rows, app: app,
-		query: db.ScopeParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: end, ContractFilters: []string{}, DataAsOf: now.Add(time.Hour)}}
+		query: db.ScopeParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: end, ContractFilters: []string{},
+			DataAsOf: now.Add(time.Hour), Snapshot: snapshot}}
 	if set.lineCase, err = mkCase("bench "+label+" line items", []string{report.FlagLineItems, report.FlagCounterpartyNames, report.FlagDescriptions}); err != nil {
 		return nil, err
 	}

@@ -53,6 +53,7 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/ingest"
+	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -291,8 +292,10 @@ func run(ctx context.Context) error {
 	if err := c.minio.startAndWait(ctx, 60*time.Second); err != nil {
 		return err
 	}
-	c.s3 = storage.Opts{Endpoint: c.minio.addr, AccessKeyID: cfg.S3.AccessKeyID, SecretAccessKey: cfg.S3.SecretAccessKey.Reveal(),
-		Bucket: "tally-chaos", Region: cfg.S3.Region}
+	// The private MinIO: the configured credentials and region, its own
+	// address and bucket, no TLS.
+	c.s3 = startup.StorageOpts(cfg.S3)
+	c.s3.Endpoint, c.s3.Bucket, c.s3.UseTLS = c.minio.addr, "tally-chaos", false
 	if c.store, err = storage.New(c.s3); err != nil {
 		return err
 	}

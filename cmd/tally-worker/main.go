@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -33,9 +32,6 @@ func main() {
 	}
 }
 
-// startupTimeout bounds the wait for PostgreSQL and the object store at start.
-const startupTimeout = 2 * time.Minute
-
 func run(ctx context.Context) error {
 	cfg, err := config.Load()
 	if err != nil {
@@ -46,7 +42,7 @@ func run(ctx context.Context) error {
 	// A worker started during an outage waits for its dependencies.
 	maxConns := worker.MaxConns(cfg.SmallConcurrency, cfg.LargeConcurrency)
 	var pool *pgxpool.Pool
-	err = startup.Wait(ctx, logger, "the database", startupTimeout, func(ctx context.Context) error {
+	err = startup.Wait(ctx, logger, "the database", startup.Timeout, func(ctx context.Context) error {
 		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: maxConns, ApplicationName: "tally-worker"})
 		return err
 	})
@@ -55,18 +51,11 @@ func run(ctx context.Context) error {
 	}
 	defer pool.Close()
 
-	store, err := storage.New(storage.Opts{
-		Endpoint:        cfg.S3.Endpoint,
-		AccessKeyID:     cfg.S3.AccessKeyID,
-		SecretAccessKey: cfg.S3.SecretAccessKey.Reveal(),
-		Bucket:          cfg.S3.Bucket,
-		Region:          cfg.S3.Region,
-		UseTLS:          cfg.S3.UseTLS,
-	})
+	store, err := storage.New(startup.StorageOpts(cfg.S3))
 	if err != nil {
 		return err
 	}
-	if err := startup.Wait(ctx, logger, "the object store", startupTimeout, store.Ping); err != nil {
+	if err := startup.Wait(ctx, logger, "the object store", startup.Timeout, store.Ping); err != nil {
 		return fmt.Errorf("checking the object store: %w", err)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 )
 
 // caseArgs are the flags of a valid case create on app.
@@ -40,7 +41,7 @@ func TestCaseLifecycle(t *testing.T) {
 		t.Errorf("approve printed %q, want %q", out, want)
 	}
 	b.mustRun(t, "case", "assign", created.ID, "--user", "olga@example.com")
-	if ok, _ := db.IsAssigned(b.ctx, b.pool, created.ID, tn.user.ID); !ok {
+	if ok, _ := tallytest.IsAssigned(b.ctx, b.pool, created.ID, tn.user.ID); !ok {
 		t.Error("assign did not assign")
 	}
 	var revoked caseJSON
@@ -112,7 +113,7 @@ func TestCaseErrors(t *testing.T) {
 			wantError(t, b.run(t, tt.args...), tt.want)
 		})
 	}
-	if ok, _ := db.IsAssigned(b.ctx, b.pool, approved, other.user.ID); ok {
+	if ok, _ := tallytest.IsAssigned(b.ctx, b.pool, approved, other.user.ID); ok {
 		t.Error("a user of another organization was assigned")
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/ingest"
+	"github.com/tally-compliance/tally/internal/tallytest"
 )
 
 // importFile writes an import file of the given rows into a temporary
@@ -34,7 +34,7 @@ func validRows(prefix string, n int) []string {
 
 func (b *testBundle) count(t *testing.T, appID string) int64 {
 	t.Helper()
-	n, err := db.CountTransactions(b.ctx, b.pool, appID)
+	n, err := tallytest.CountTransactions(b.ctx, b.pool, appID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,10 +95,10 @@ func TestImportListsSeveralBadLines(t *testing.T) {
 	b := setup(t)
 	tn := b.newTenant(t, "ana@example.com")
 	rows := validRows("a", 10)
-	rows[1] = "contract-1,a-1,2025-03-04T05:06:07Z,1,EURO,payment,,"
+	rows[1] = "contract-1,a-1,2025-03-04T05:06:07Z,1,ABC,payment,,"
 	rows[8] = "contract-1,a-0,2025-03-04T05:06:07Z,1,EUR,payment,,"
 	r := b.runStdin(t, ingest.Header+"\n"+strings.Join(rows, "\n"), "import", "--app", tn.app.ID, "-")
-	wantError(t, r, "stdin: nothing imported: 2 invalid lines\n  line 3: currency \"EURO\" is not an ISO 4217 code of three upper-case letters\n  line 10: external_id \"a-0\" repeats line 2")
+	wantError(t, r, "stdin: nothing imported: 2 invalid lines\n  line 3: currency \"ABC\" is not an ISO 4217 code with a minor unit\n  line 10: external_id \"a-0\" repeats line 2")
 	if n := b.count(t, tn.app.ID); n != 0 {
 		t.Errorf("stored %d rows, want 0", n)
 	}

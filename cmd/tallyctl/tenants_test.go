@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 )
 
 func TestMigrateOnMigratedDatabaseIsUpToDate(t *testing.T) {
@@ -176,7 +177,7 @@ func TestGrantAndRevoke(t *testing.T) {
 	tn := b.newTenant(t, "ana@example.com")
 	perms := func() []string {
 		t.Helper()
-		p, err := db.AuditorPermissions(b.ctx, b.pool, tn.user.ID, tn.app.ID)
+		p, err := tallytest.AuditorPermissions(b.ctx, b.pool, tn.user.ID, tn.app.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +226,7 @@ func TestGrantAndRevokeErrors(t *testing.T) {
 			wantError(t, b.run(t, tt.args...), tt.want)
 		})
 	}
-	if p, _ := db.AuditorPermissions(b.ctx, b.pool, tn.user.ID, other.app.ID); len(p) != 0 {
+	if p, _ := tallytest.AuditorPermissions(b.ctx, b.pool, tn.user.ID, other.app.ID); len(p) != 0 {
 		t.Errorf("a grant on another organization's application exists: %v", p)
 	}
 }

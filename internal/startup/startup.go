@@ -1,6 +1,7 @@
-// Package startup helps the binaries start while a dependency is still
-// coming up: a process started during a PostgreSQL or MinIO outage waits
-// for it, with backoff and a log line per try, instead of exiting at once.
+// Package startup holds what every binary does the same way when it starts:
+// it turns the configuration into the object store's settings, and a process
+// started during a PostgreSQL or MinIO outage waits for it, with backoff and
+// a log line per try, instead of exiting at once.
 package startup
 
 import (
@@ -8,7 +9,26 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/storage"
 )
+
+// Timeout is how long a service waits for PostgreSQL and the object store
+// at start.
+const Timeout = 2 * time.Minute
+
+// StorageOpts returns the object store settings that cfg describes.
+func StorageOpts(cfg config.S3) storage.Opts {
+	return storage.Opts{
+		Endpoint:        cfg.Endpoint,
+		AccessKeyID:     cfg.AccessKeyID,
+		SecretAccessKey: cfg.SecretAccessKey.Reveal(),
+		Bucket:          cfg.Bucket,
+		Region:          cfg.Region,
+		UseTLS:          cfg.UseTLS,
+	}
+}
 
 // Wait calls fn until it succeeds, ctx ends or timeout passes, waiting 0.5 s,
 // 1 s, 2 s … up to 10 s between tries. It returns fn's last error.

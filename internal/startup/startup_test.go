@@ -6,7 +6,30 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/storage"
 )
+
+// TestStorageOptsCarriesEverySetting: every S3_* setting reaches the store,
+// the secret revealed.
+func TestStorageOptsCarriesEverySetting(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.LoadFrom(map[string]string{
+		"S3_ENDPOINT": "s3.example:443", "S3_ACCESS_KEY_ID": "id", "S3_SECRET_ACCESS_KEY": "secret",
+		"S3_BUCKET": "b", "S3_REGION": "eu-west-1", "S3_USE_TLS": "true",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := storage.Opts{Endpoint: "s3.example:443", AccessKeyID: "id", SecretAccessKey: "secret",
+		Bucket: "b", Region: "eu-west-1", UseTLS: true}
+	if diff := cmp.Diff(want, StorageOpts(cfg.S3)); diff != "" {
+		t.Errorf("StorageOpts mismatch (-want +got):\n%s", diff)
+	}
+}
 
 func TestWaitRetriesUntilSuccess(t *testing.T) {
 	t.Parallel()

@@ -85,19 +85,30 @@ func envOr(k, def string) string {
 	return def
 }
 
-// templateName names the migrated template after the migrations it holds, so
-// a schema change gets a new template and an old one is never reused.
-func templateName() string {
+// templateName names the migrated template after the migrations it holds
+// (Tally's files and River's version), so a schema change gets a new template
+// and an old one is never reused.
+func templateName() (string, error) {
 	h := sha256.New()
-	entries, _ := fs.Glob(db.MigrationsFS(), "migrations/*.sql")
+	entries, err := fs.Glob(db.MigrationsFS(), "migrations/*.sql")
+	if err != nil || len(entries) == 0 {
+		return "", fmt.Errorf("finding Tally's migrations: %d files, %v", len(entries), err)
+	}
 	sort.Strings(entries)
 	for _, e := range entries {
-		b, _ := fs.ReadFile(db.MigrationsFS(), e)
+		b, err := fs.ReadFile(db.MigrationsFS(), e)
+		if err != nil {
+			return "", err
+		}
 		h.Write([]byte(e))
 		h.Write(b)
 	}
-	h.Write([]byte(db.RiverVersionTag))
-	return "tally_tpl_" + hex.EncodeToString(h.Sum(nil))[:16]
+	river, err := db.RiverMigrationVersion()
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(h, "river-%d", river)
+	return "tally_tpl_" + hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 var templateOnce sync.Once
@@ -172,7 +183,10 @@ func DatabaseURL(tb testing.TB) string {
 	tb.Helper()
 	s := GetServices(tb)
 	ctx := context.Background()
-	tpl := templateName()
+	tpl, err := templateName()
+	if err != nil {
+		tb.Fatalf("naming template database: %v", err)
+	}
 	if err := ensureTemplate(ctx, s, tpl); err != nil {
 		tb.Fatalf("preparing template database: %v", err)
 	}
@@ -240,7 +254,7 @@ func S3Opts(tb testing.TB) storage.Opts {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := store.RemoveBucket(ctx); err != nil {
+		if err := removeBucket(ctx, opts); err != nil {
 			tb.Errorf("removing test bucket %s: %v", opts.Bucket, err)
 		}
 	})

@@ -44,9 +44,17 @@ func TestStoreHasOwnBucket(t *testing.T) {
 	var bucket string
 	var opts storage.Opts
 	t.Run("use", func(t *testing.T) {
-		s1, s2 := Store(t), Store(t)
-		if s1.Bucket() == s2.Bucket() {
-			t.Fatalf("two stores share bucket %s", s1.Bucket())
+		o1, o2 := S3Opts(t), S3Opts(t)
+		if o1.Bucket == o2.Bucket {
+			t.Fatalf("two stores share bucket %s", o1.Bucket)
+		}
+		s1, err := storage.New(o1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, err := storage.New(o2)
+		if err != nil {
+			t.Fatal(err)
 		}
 		if _, err := s1.Put(ctx, "k", strings.NewReader("hello"), "text/plain"); err != nil {
 			t.Fatal(err)
@@ -63,7 +71,7 @@ func TestStoreHasOwnBucket(t *testing.T) {
 		if _, _, err := s2.Get(ctx, "k", 0, -1); err == nil {
 			t.Fatal("object visible in another test's bucket")
 		}
-		bucket = s1.Bucket()
+		bucket = o1.Bucket
 		opts = GetServices(t).S3
 	})
 	opts.Bucket = bucket
