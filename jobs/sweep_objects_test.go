@@ -84,8 +84,13 @@ func TestSweepObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The sweep's clock is pinned just after the fresh objects are made,
+	// so that a slow machine cannot age them past the grace period; the old
+	// ones are older than it by a second (object times may be truncated to
+	// seconds).
 	const grace = 2 * time.Second
-	time.Sleep(grace + 500*time.Millisecond)
+	time.Sleep(grace + time.Second)
+	freshFrom := time.Now()
 	// Younger than the grace period: runs that may still commit.
 	orphanFresh := put(storage.ReportKey(b.org.ID, b.app.ID, db.NewID(db.PrefixReport), db.NewID(db.PrefixRun), "csv"))
 	runningFresh := put(runKey(running))
@@ -97,7 +102,8 @@ func TestSweepObjects(t *testing.T) {
 	}
 
 	m := &sweepMetrics{objects: map[string]int{}}
-	sw := &jobs.SweepObjectsWorker{Pool: b.pool, Store: b.store, Logger: testLogger(t), Grace: grace, Metrics: m}
+	sw := &jobs.SweepObjectsWorker{Pool: b.pool, Store: b.store, Logger: testLogger(t), Grace: grace, Metrics: m,
+		NowFunc: func() time.Time { return freshFrom.Add(500 * time.Millisecond) }}
 	res, err := sw.Sweep(b.ctx)
 	if err != nil {
 		t.Fatal(err)
