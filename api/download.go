@@ -46,6 +46,11 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	if err != nil {
 		return fmt.Errorf("loading report: %w", err)
 	}
+	if applicationID != "" {
+		if err := s.checkDownloadCase(c, p, r); err != nil {
+			return err
+		}
+	}
 	if err := downloadable(r); err != nil {
 		return err
 	}
@@ -84,7 +89,7 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	}
 
 	if c.Request().Method == http.MethodGet {
-		details := map[string]any{"request_id": requestID(c), "bytes": length, "offset": offset, "partial": partial}
+		details := auditDetails(c, map[string]any{"bytes": length, "offset": offset, "partial": partial})
 		if err := db.CreateReportEvent(ctx, s.pool, r, db.EventReportDownloaded, p.User.ID, details); err != nil {
 			return fmt.Errorf("recording download: %w", err)
 		}
@@ -155,6 +160,41 @@ func (s *Server) checkObject(r *db.Report, info storage.ObjectInfo) error {
 		Message: "the stored file does not match the report; the incident was logged",
 		Err: fmt.Errorf("report %s: object %s has %d bytes and SHA-256 %q, the report says %d bytes and %s",
 			r.ID, *r.ObjectKey, info.Size, info.SHA256, *r.SizeBytes, *r.SHA256)}
+}
+
+// checkDownloadCase applies the case rules of creation (caseAccess) to an
+// auditor's download, before anything about the report's state is revealed:
+// revoking or closing a case, ending its access window or unassigning the
+// auditor withdraws its reports. A refused GET is recorded as a
+// report.download_refused event. Owner-level downloads do not come here.
+func (s *Server) checkDownloadCase(c echo.Context, p *db.Principal, r *db.Report) error {
+	ctx := c.Request().Context()
+	cs, assigned, err := db.GetCaseForUser(ctx, s.pool, r.CaseID, p.User.ID)
+	if err != nil {
+		return fmt.Errorf("loading the report's case: %w", err)
+	}
+	refusal := caseAccess(cs, assigned, s.now())
+	if refusal == nil {
+		return nil
+	}
+	if c.Request().Method == http.MethodGet {
+		details := auditDetails(c, map[string]any{"code": refusal.Code})
+		if err := db.CreateReportEvent(ctx, s.pool, r, db.EventReportDownloadRefused, p.User.ID, details); err != nil {
+			return fmt.Errorf("recording refused download: %w", err)
+		}
+	}
+	return refusal
+}
+
+// auditDetails adds the request's id, client address and User-Agent to an
+// activity event's details.
+func auditDetails(c echo.Context, details map[string]any) map[string]any {
+	details["request_id"] = requestID(c)
+	details["client_ip"] = c.RealIP()
+	if ua := userAgent(c); ua != "" {
+		details["user_agent"] = ua
+	}
+	return details
 }
 
 // downloadable says why a report cannot be downloaded, if it cannot.

@@ -30,6 +30,8 @@ const (
 	CodeCaseNotApproved       = "case_not_approved"
 	CodeCaseNotAssigned       = "case_not_assigned"
 	CodeAccessWindowClosed    = "access_window_closed"
+	CodeCaseRevoked           = "case_revoked"
+	CodeCaseClosed            = "case_closed"
 	CodeValidationFailed      = "validation_failed"
 	CodeUnsupportedReportType = "unsupported_report_type"
 	CodeMalformedJSON         = "malformed_json"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,7 @@ type setupOpts struct {
 	createPerMinute          float64
 	maxInFlight              int
 	maxAttempts              int
+	trustedProxies           []netip.Prefix
 }
 
 func setup(t *testing.T) *testBundle {
@@ -73,7 +75,7 @@ func setupWith(t *testing.T, o setupOpts) *testBundle {
 	srv, err := api.New(api.Opts{
 		Pool: pool, River: rc, Store: store, Portal: portal, Logger: tallytest.Logger(t),
 		AdminUser: o.adminUser, AdminPassword: o.adminPassword, CreatePerMinute: o.createPerMinute,
-		MaxInFlight: o.maxInFlight, MaxAttempts: o.maxAttempts,
+		MaxInFlight: o.maxInFlight, MaxAttempts: o.maxAttempts, TrustedProxies: o.trustedProxies,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +173,7 @@ func newFixture(t *testing.T, pool *pgxpool.Pool) *fixture {
 		return c
 	}
 	open, end := now.Add(-time.Hour), now.Add(24*time.Hour)
-	fx.caseOK = mkCase(fx.alpha, true, open, end, "full", "create", "expired", "revoked")
+	fx.caseOK = mkCase(fx.alpha, true, open, end, "full", "create", "download", "expired", "revoked")
 	fx.caseDraft = mkCase(fx.alpha, false, open, end, "full", "create")
 	fx.caseUnassigned = mkCase(fx.alpha, true, open, end)
 	fx.caseWindowClosed = mkCase(fx.alpha, true, now.Add(-48*time.Hour), now.Add(-24*time.Hour), "full", "create")
@@ -282,4 +284,21 @@ func (b *testBundle) makeReady(t *testing.T, reportID string, content []byte) {
 	if err != nil || !ok {
 		t.Fatalf("MarkReportReady: ok=%v err=%v", ok, err)
 	}
+}
+
+// newCaseOn makes an approved case on app with the fixture's period and an
+// open access window, assigned to roles.
+func (b *testBundle) newCaseOn(t *testing.T, app *db.Application, roles ...string) *db.Case {
+	t.Helper()
+	ctx := context.Background()
+	c := must[*db.Case](t)(db.CreateCase(ctx, b.pool, db.CreateCaseParams{
+		ApplicationID: app.ID, Title: "case", PeriodStart: b.fx.caseOK.PeriodStart, PeriodEnd: b.fx.caseOK.PeriodEnd,
+		DisclosureFlags: []string{"line_items"}, AccessWindowStart: time.Now().Add(-time.Hour), AccessWindowEnd: time.Now().Add(24 * time.Hour)}))
+	c = must[*db.Case](t)(db.ApproveCase(ctx, b.pool, c.ID, b.fx.users["owner"].ID))
+	for _, r := range roles {
+		if err := db.AssignCase(ctx, b.pool, c.ID, b.fx.users[r].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
 }

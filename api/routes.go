@@ -1,6 +1,9 @@
 package api
 
 import (
+	"net"
+	"net/netip"
+
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -13,6 +16,7 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = clientIPExtractor(s.trustedProxies)
 	e.Use(requestIDMiddleware, securityHeaders, s.accessLog, s.recoverMiddleware, s.admission, s.timeout, bodyLimit)
 
 	// Public: probes, metrics and the API contract.
@@ -44,4 +48,22 @@ func (s *Server) routes() *echo.Echo {
 	// 404 when not configured. Bearer tokens do not open it.
 	s.mountRiverUI(e)
 	return e
+}
+
+// clientIPExtractor returns how the client address recorded in activity
+// events is found: the peer address, or, when the peer is one of the trusted
+// proxies, the right-most address of X-Forwarded-For that is not one of
+// them. Nothing else is trusted: not loopback, link-local or private
+// networks, whatever Echo's defaults.
+func clientIPExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		p = p.Masked()
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{
+			IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }

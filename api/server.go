@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,6 +48,9 @@ type Opts struct {
 	MaxAttempts int
 	// LargeReportRows routes reports with more estimated rows to the large queue.
 	LargeReportRows int64
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// address recorded in activity events; empty: the peer is the client.
+	TrustedProxies []netip.Prefix
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
 	// NowFunc returns the current time; nil means time.Now.
@@ -73,6 +77,7 @@ type Server struct {
 	adminUser       string
 	adminPassword   string
 	riverUI         http.Handler
+	trustedProxies  []netip.Prefix
 	now             func() time.Time
 }
 
@@ -86,6 +91,7 @@ func New(opts Opts) (*Server, error) {
 		requestTimeout: opts.RequestTimeout, downloadTimeout: opts.DownloadTimeout,
 		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows, maxAttempts: opts.MaxAttempts,
 		adminUser: opts.AdminUser, adminPassword: opts.AdminPassword, registry: opts.Registry, now: opts.NowFunc,
+		trustedProxies: opts.TrustedProxies,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

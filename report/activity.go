@@ -8,7 +8,7 @@ import (
 )
 
 // ActivityLogHeader is the first line of every activity_log file.
-const ActivityLogHeader = "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name\n"
+const ActivityLogHeader = "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,client_ip,user_agent\n"
 
 // SystemActor is the actor_email of events written by Tally itself (workers).
 const SystemActor = "system"
@@ -22,6 +22,11 @@ type Event struct {
 	ActorID    string // empty for the system
 	ActorEmail string
 	ActorName  string
+	// ClientIP and UserAgent are the request's, for events caused by a
+	// request (report.created, report.downloaded,
+	// report.download_refused); empty otherwise.
+	ClientIP  string
+	UserAgent string
 }
 
 // ActivityLogWriter writes an activity_log CSV file: one row per event, in
@@ -77,6 +82,10 @@ func (a *ActivityLogWriter) WriteEvent(e *Event) error {
 		r = append(r, ',')
 		r = appendTextField(r, e.ActorName)
 	}
+	r = append(r, ',')
+	r = appendTextField(r, e.ClientIP)
+	r = append(r, ',')
+	r = appendTextField(r, e.UserAgent)
 	r = append(r, '\n')
 	a.row = r
 	a.count++

@@ -74,6 +74,7 @@ func run(ctx context.Context) error {
 		Pool: pool, River: riverClient, Store: store, Portal: portal, Logger: logger,
 		AdminUser: cfg.AdminUser, AdminPassword: cfg.AdminPassword.Reveal(),
 		RequestTimeout: cfg.RequestTimeout, MaxAttempts: cfg.MaxAttempts, CreatePerMinute: cfg.CreateRateLimit, LargeReportRows: cfg.LargeThreshold,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/internal/startup"
+	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 	"github.com/tally-compliance/tally/worker"
 )
@@ -64,8 +65,20 @@ func run(ctx context.Context) error {
 		return err
 	}
 
+	current, retired, dev, err := cfg.PseudonymKeys()
+	if err != nil {
+		return err
+	}
+	if dev {
+		logger.WarnContext(ctx, "no pseudonym key configured: using the public development key; set TALLY_PSEUDONYM_KEY")
+	}
+	keys, err := report.NewPseudonymKeys(current, retired...)
+	if err != nil {
+		return err
+	}
+
 	opts := worker.OptsFromConfig(cfg)
-	opts.Pool, opts.Store, opts.Portal, opts.Logger = pool, store, portal, logger
+	opts.Pool, opts.Store, opts.Portal, opts.Logger, opts.PseudonymKeys = pool, store, portal, logger, keys
 	w, err := worker.New(ctx, opts)
 	if err != nil {
 		return err
