@@ -60,7 +60,7 @@ func TestLateRunCannotChangeCommittedFile(t *testing.T) {
 	// Run A: a River client of its own whose store pauses uploads.
 	store := &pausingStore{Store: b.store, paused: make(chan struct{}), release: make(chan struct{})}
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &jobs.GenerateReportWorker{Pool: b.pool, Store: store, Portal: b.portal,
+	river.AddWorker(workers, &jobs.GenerateReportWorker{Pool: b.pool, Store: store, Portal: b.portal, PseudonymKeys: tallytest.PseudonymKeys(t),
 		Logger: testLogger(t), JobTimeout: time.Minute})
 	clientA, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
 		ID: "run-a", Queues: map[string]river.QueueConfig{jobs.QueueReports: {MaxWorkers: 1}}, Workers: workers,
