@@ -74,6 +74,11 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 
 	// From here on the work is streaming: it may outlive the request
 	// deadline for as long as the client reads, up to downloadTimeout.
+	releaseDownload, err := s.admitDownload(c, p)
+	if err != nil {
+		return err
+	}
+	defer releaseDownload()
 	streamCtx, cancel := s.streamContext(c)
 	defer cancel()
 	body, info, err := s.store.Get(streamCtx, *r.ObjectKey, offset, length)
@@ -106,9 +111,7 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	if c.Request().Method == http.MethodHead {
 		return nil
 	}
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	n, err := io.CopyBuffer(c.Response(), io.LimitReader(body, length), *buf)
+	n, err := s.stream(c, io.LimitReader(body, length))
 	if err != nil || n != length {
 		s.logger.WarnContext(ctx, "download interrupted", slog.String("request_id", requestID(c)),
 			slog.String("report_id", r.ID), slog.Int64("sent", n), slog.Int64("want", length), slog.Any("error", err))

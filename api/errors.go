@@ -46,6 +46,7 @@ const (
 	CodeReportExpired         = "report_expired"
 	CodeRangeNotSatisfiable   = "range_not_satisfiable"
 	CodeRateLimited           = "rate_limited"
+	CodeTooManyDownloads      = "too_many_downloads"
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeServiceUnavailable    = "service_unavailable"
 	CodeRequestTimeout        = "request_timeout"

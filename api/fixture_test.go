@@ -50,6 +50,7 @@ type fixture struct {
 
 type setupOpts struct {
 	adminUser, adminPassword string
+	separateAdmin            bool
 	createPerMinute          float64
 	maxInFlight              int
 	maxAttempts              int
@@ -74,7 +75,7 @@ func setupWith(t *testing.T, o setupOpts) *testBundle {
 	}
 	srv, err := api.New(api.Opts{
 		Pool: pool, River: rc, Store: store, Portal: portal, Logger: tallytest.Logger(t),
-		AdminUser: o.adminUser, AdminPassword: o.adminPassword, CreatePerMinute: o.createPerMinute,
+		AdminUser: o.adminUser, AdminPassword: o.adminPassword, SeparateAdmin: o.separateAdmin, CreatePerMinute: o.createPerMinute,
 		MaxInFlight: o.maxInFlight, MaxAttempts: o.maxAttempts, TrustedProxies: o.trustedProxies,
 	})
 	if err != nil {
@@ -216,6 +217,9 @@ func (r response) errorCode(t *testing.T) string {
 type reqOpt func(*http.Request)
 
 func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
+
+// fromAddr sends the request from addr, the peer address the API sees.
+func fromAddr(addr string) reqOpt { return func(r *http.Request) { r.RemoteAddr = addr } }
 
 func (b *testBundle) do(t *testing.T, method, path, token string, body any, opts ...reqOpt) response {
 	t.Helper()

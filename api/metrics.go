@@ -17,6 +17,10 @@ type metrics struct {
 	// the stored object is not the report's file: each one is an incident.
 	objectMismatch *prometheus.CounterVec
 	objectMissing  prometheus.Counter
+
+	downloadsActive  prometheus.Gauge
+	downloadsRefused *prometheus.CounterVec
+	downloadsStalled prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -46,10 +50,23 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tally_report_object_missing_total",
 			Help: "Downloads refused because a ready report's object is missing from the store.",
 		}),
+		downloadsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tally_report_downloads_in_progress",
+			Help: "Report downloads streaming now.",
+		}),
+		downloadsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tally_report_downloads_refused_total",
+			Help: "Downloads answered 429 too_many_downloads, by the limit reached (user or organization).",
+		}, []string{"limit"}),
+		downloadsStalled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tally_report_downloads_stalled_total",
+			Help: "Downloads cut off because the client read slower than the minimum rate.",
+		}),
 	}
 	m.objectMismatch.WithLabelValues("size")
 	m.objectMismatch.WithLabelValues("sha256")
-	reg.MustRegister(m.httpDuration, m.created, m.downloads, m.rejected, m.objectMismatch, m.objectMissing,
+	reg.MustRegister(m.httpDuration, m.created, m.downloads, m.rejected, m.downloadsActive, m.downloadsRefused, m.downloadsStalled,
+		m.objectMismatch, m.objectMissing,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -64,16 +65,20 @@ const DevelopmentPseudonymKey = "tally development pseudonym key: public, protec
 // here only; LoadFrom starts from them, so they are not repeated as
 // envDefault tags.
 const (
-	DefaultRequestTimeout      = 30 * time.Second
-	DefaultCreateRatePerMinute = 60.0
-	DefaultLargeReportRows     = 200_000
-	DefaultSmallConcurrency    = 4
-	DefaultLargeConcurrency    = 1
-	DefaultJobTimeout          = 15 * time.Minute
-	DefaultShutdownTimeout     = 25 * time.Second
-	DefaultMaxAttempts         = 5
-	DefaultFetchPollInterval   = time.Second
-	DefaultSweepInterval       = time.Hour
+	DefaultRequestTimeout       = 30 * time.Second
+	DefaultCreateRatePerMinute  = 60.0
+	DefaultLargeReportRows      = 200_000
+	DefaultSmallConcurrency     = 4
+	DefaultLargeConcurrency     = 1
+	DefaultJobTimeout           = 15 * time.Minute
+	DefaultShutdownTimeout      = 25 * time.Second
+	DefaultMaxAttempts          = 5
+	DefaultFetchPollInterval    = time.Second
+	DefaultDownloadsPerUser     = 4
+	DefaultDownloadsPerOrg      = 32
+	DefaultDownloadMinRate      = 1 << 10 // bytes per second
+	DefaultDownloadStallTimeout = 30 * time.Second
+	DefaultSweepInterval        = time.Hour
 	// DefaultSweepGrace must exceed DefaultJobTimeout: a run may commit its
 	// file up to its job timeout after it started.
 	DefaultSweepGrace = time.Hour
@@ -111,6 +116,17 @@ type Config struct {
 	PseudonymKey         Secret `env:"TALLY_PSEUDONYM_KEY"`
 	PseudonymKeyFile     string `env:"TALLY_PSEUDONYM_KEY_FILE"`
 	PseudonymRetiredKeys Secret `env:"TALLY_PSEUDONYM_RETIRED_KEYS"`
+	// AdminAddr, when set, is the address (host:port) of a listener of its
+	// own for River UI and /metrics; the public port then answers 404 for
+	// them.
+	AdminAddr string `env:"TALLY_ADMIN_ADDR"`
+	// Downloads stream outside request admission, at most DownloadsPerUser
+	// and DownloadsPerOrg at once; a client taking in less than
+	// DownloadMinRate bytes a second over DownloadStallTimeout is cut off.
+	DownloadsPerUser     int           `env:"TALLY_DOWNLOADS_PER_USER"`
+	DownloadsPerOrg      int           `env:"TALLY_DOWNLOADS_PER_ORG"`
+	DownloadMinRate      int64         `env:"TALLY_DOWNLOAD_MIN_RATE"`
+	DownloadStallTimeout time.Duration `env:"TALLY_DOWNLOAD_STALL_TIMEOUT"`
 
 	// Worker.
 	MetricsPort       int           `env:"TALLY_METRICS_PORT" envDefault:"9090"`
@@ -155,6 +171,11 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		FetchPollInterval: DefaultFetchPollInterval,
 		SweepInterval:     DefaultSweepInterval,
 		SweepGrace:        DefaultSweepGrace,
+
+		DownloadsPerUser:     DefaultDownloadsPerUser,
+		DownloadsPerOrg:      DefaultDownloadsPerOrg,
+		DownloadMinRate:      DefaultDownloadMinRate,
+		DownloadStallTimeout: DefaultDownloadStallTimeout,
 	}
 	opts := env.Options{}
 	if environ != nil {
@@ -182,6 +203,14 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	}
 	if cfg.PseudonymKey != "" && cfg.PseudonymKeyFile != "" {
 		return nil, fmt.Errorf("set TALLY_PSEUDONYM_KEY or TALLY_PSEUDONYM_KEY_FILE, not both")
+	}
+	if cfg.DownloadsPerUser < 1 || cfg.DownloadsPerOrg < 1 || cfg.DownloadMinRate < 1 || cfg.DownloadStallTimeout <= 0 {
+		return nil, fmt.Errorf("TALLY_DOWNLOADS_PER_USER, TALLY_DOWNLOADS_PER_ORG, TALLY_DOWNLOAD_MIN_RATE and TALLY_DOWNLOAD_STALL_TIMEOUT must be positive")
+	}
+	if cfg.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.AdminAddr); err != nil {
+			return nil, fmt.Errorf("TALLY_ADMIN_ADDR must be host:port (host may be empty), not %q", cfg.AdminAddr)
+		}
 	}
 	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 {
 		return nil, fmt.Errorf("worker concurrency must be at least 1")

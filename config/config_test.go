@@ -19,7 +19,8 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Port != 8080 || cfg.S3.Bucket != "tally" || cfg.JobTimeout != 15*time.Minute || cfg.LogFormat != "json" ||
-		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour {
+		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.AdminAddr != "" ||
+		cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	want := Config{
@@ -27,12 +28,16 @@ func TestLoadDefaults(t *testing.T) {
 		SmallConcurrency: DefaultSmallConcurrency, LargeConcurrency: DefaultLargeConcurrency,
 		LargeThreshold: DefaultLargeReportRows, JobTimeout: DefaultJobTimeout, ShutdownTimeout: DefaultShutdownTimeout,
 		MaxAttempts: DefaultMaxAttempts, FetchPollInterval: DefaultFetchPollInterval,
+		DownloadsPerUser: DefaultDownloadsPerUser, DownloadsPerOrg: DefaultDownloadsPerOrg,
+		DownloadMinRate: DefaultDownloadMinRate, DownloadStallTimeout: DefaultDownloadStallTimeout,
 	}
 	got := Config{
 		RequestTimeout: cfg.RequestTimeout, CreateRateLimit: cfg.CreateRateLimit,
 		SmallConcurrency: cfg.SmallConcurrency, LargeConcurrency: cfg.LargeConcurrency,
 		LargeThreshold: cfg.LargeThreshold, JobTimeout: cfg.JobTimeout, ShutdownTimeout: cfg.ShutdownTimeout,
 		MaxAttempts: cfg.MaxAttempts, FetchPollInterval: cfg.FetchPollInterval,
+		DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
+		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults = %+v, want the Default constants %+v", got, want)
@@ -64,6 +69,9 @@ func TestLoadRejects(t *testing.T) {
 		"BadDuration":   {"TALLY_JOB_TIMEOUT": "soon"},
 		"ZeroWorkers":   {"TALLY_WORKER_CONCURRENCY": "0"},
 		"BadTLSBoolean": {"S3_USE_TLS": "maybe"},
+		"ZeroDownloads": {"TALLY_DOWNLOADS_PER_USER": "0"},
+		"NoStallTime":   {"TALLY_DOWNLOAD_STALL_TIMEOUT": "0s"},
+		"AdminAddrPort": {"TALLY_ADMIN_ADDR": "9091"},
 	}
 	for name, env := range tests {
 		if _, err := LoadFrom(env); err == nil {
