@@ -23,7 +23,15 @@ const (
 	MetricReportBytes       = "tally_report_bytes"
 	MetricQueueJobs         = "tally_queue_jobs"
 	MetricQueueOldest       = "tally_queue_oldest_available_seconds"
+	MetricObjectsSwept      = "tally_objects_swept_total"
+	MetricUploadsAborted    = "tally_uploads_aborted_total"
 )
+
+// sweepReasons are the reasons an object is swept.
+var sweepReasons = []string{
+	jobs.SweepReasonOrphan, jobs.SweepReasonSuperseded, jobs.SweepReasonUnfinished,
+	jobs.SweepReasonFailed, jobs.SweepReasonCanceled, jobs.SweepReasonExpired,
+}
 
 // queueStates are the job states tally_queue_jobs reports.
 var queueStates = []string{"available", "running", "retryable", "scheduled"}
@@ -44,12 +52,17 @@ type Metrics struct {
 	reportBytes       *prometheus.HistogramVec
 	queueJobs         *prometheus.GaugeVec
 	queueOldest       *prometheus.GaugeVec
+	objectsSwept      *prometheus.CounterVec
+	uploadsAborted    prometheus.Counter
 
 	mu     sync.Mutex // serializes RefreshQueues
 	queues []string   // every queue ever reported, so an emptied one drops to zero
 }
 
-var _ jobs.ReportMetrics = (*Metrics)(nil)
+var (
+	_ jobs.ReportMetrics = (*Metrics)(nil)
+	_ jobs.SweepMetrics  = (*Metrics)(nil)
+)
 
 // NewMetrics registers the worker's collectors, plus the Go runtime and
 // process collectors, on a new registry. Series for every configured report
@@ -84,13 +97,25 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			Name: MetricQueueOldest,
 			Help: "Age in seconds of the oldest available job per queue (0 when none waits), refreshed periodically.",
 		}, []string{"queue"}),
+		objectsSwept: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricObjectsSwept,
+			Help: "Report files deleted by the sweep because no committed report owns them, by reason.",
+		}, []string{"reason"}),
+		uploadsAborted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricUploadsAborted,
+			Help: "Incomplete multipart uploads aborted by the sweep.",
+		}),
 		queues: slices.Clone(queues),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
+		m.objectsSwept, m.uploadsAborted,
 	)
+	for _, r := range sweepReasons {
+		m.objectsSwept.WithLabelValues(r)
+	}
 	if portal != nil {
 		for _, t := range portal.TypeNames() {
 			m.reportsReady.WithLabelValues(t)
@@ -119,6 +144,14 @@ func (m *Metrics) ReportReady(reportType string, took time.Duration, sizeBytes i
 	m.generationSeconds.WithLabelValues(reportType).Observe(took.Seconds())
 	m.reportBytes.WithLabelValues(reportType).Observe(float64(sizeBytes))
 }
+
+// ObjectsSwept counts objects the sweep deleted.
+func (m *Metrics) ObjectsSwept(reason string, n int) {
+	m.objectsSwept.WithLabelValues(reason).Add(float64(n))
+}
+
+// UploadsAborted counts incomplete uploads the sweep aborted.
+func (m *Metrics) UploadsAborted(n int) { m.uploadsAborted.Add(float64(n)) }
 
 // ReportFailed counts a failed report.
 func (m *Metrics) ReportFailed(reportType, code string) {

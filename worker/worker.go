@@ -76,8 +76,8 @@ type Opts struct {
 	// queue for another worker.
 	ShutdownTimeout time.Duration
 	// MaxAttempts is River's attempt budget for jobs this client inserts
-	// without one of their own. The only job it inserts, the periodic
-	// expire_reports, sets its own (3); report jobs get theirs from the
+	// without one of their own. The only jobs it inserts, the periodic
+	// expire_reports and sweep_objects, set their own (3); report jobs get theirs from the
 	// client that inserts them (the API's, see jobs.CreateReport).
 	MaxAttempts int
 	// FetchCooldown is the minimum time between two fetches of a queue.
@@ -93,6 +93,11 @@ type Opts struct {
 	RetryPolicy river.ClientRetryPolicy
 	// ExpireInterval is the period of the expire_reports job.
 	ExpireInterval time.Duration
+	// SweepInterval is the period of the sweep_objects job.
+	SweepInterval time.Duration
+	// SweepGrace is the age below which sweep_objects keeps an object that
+	// may belong to a run in flight. It must exceed JobTimeout.
+	SweepGrace time.Duration
 	// QueueStatsInterval is the refresh period of the queue gauges.
 	QueueStatsInterval time.Duration
 	// ID names the River client; empty means River's <hostname>_<time>.
@@ -121,6 +126,8 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		FetchPollInterval: cfg.FetchPollInterval,
 		// Zero (unset) means JobTimeout + config.RescueMargin.
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		SweepInterval:        cfg.SweepInterval,
+		SweepGrace:           cfg.SweepGrace,
 	}
 }
 
@@ -140,12 +147,18 @@ func (o *Opts) setDefaults() error {
 	setDefault(&o.FetchPollInterval, config.DefaultFetchPollInterval)
 	setDefault(&o.RescueStuckJobsAfter, o.JobTimeout+config.RescueMargin)
 	setDefault(&o.ExpireInterval, DefaultExpireInterval)
+	setDefault(&o.SweepInterval, config.DefaultSweepInterval)
+	setDefault(&o.SweepGrace, config.DefaultSweepGrace)
 	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
 	if o.FetchPollInterval < o.FetchCooldown {
 		o.FetchPollInterval = o.FetchCooldown
 	}
 	if o.RescueStuckJobsAfter < o.JobTimeout {
 		return fmt.Errorf("worker: RescueStuckJobsAfter (%s) is below JobTimeout (%s)", o.RescueStuckJobsAfter, o.JobTimeout)
+	}
+	if o.SweepGrace <= o.JobTimeout {
+		// A run may commit its file up to JobTimeout after it started.
+		return fmt.Errorf("worker: SweepGrace (%s) must exceed JobTimeout (%s)", o.SweepGrace, o.JobTimeout)
 	}
 	return nil
 }
@@ -201,6 +214,15 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering expire_reports: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &jobs.SweepObjectsWorker{
+		Pool:    opts.Pool,
+		Store:   opts.Store,
+		Logger:  logger,
+		Grace:   opts.SweepGrace,
+		Metrics: metrics,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering sweep_objects: %w", err)
+	}
 
 	client, err := river.NewClient(riverpgxv5.New(opts.Pool), &river.Config{
 		ID:     opts.ID,
@@ -223,6 +245,9 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(opts.ExpireInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.ExpireReportsArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.ExpireReportsArgs{}.Kind(), RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(opts.SweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return jobs.SweepObjectsArgs{}, nil },
+				&river.PeriodicJobOpts{ID: jobs.SweepObjectsArgs{}.Kind()}),
 		},
 		TestOnly: opts.TestOnly,
 	})
