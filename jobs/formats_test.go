@@ -78,8 +78,9 @@ func TestGenerateReportFormatsAgree(t *testing.T) {
 		if deref(tc.r.ContentType) != tc.ct {
 			t.Errorf("%s: content_type %q, want %q", tc.format, deref(tc.r.ContentType), tc.ct)
 		}
-		if k := storage.ReportKey(tc.r.OrgID, tc.r.ApplicationID, tc.r.ID, tc.format); deref(tc.r.ObjectKey) != k {
-			t.Errorf("%s: object_key %q, want %q", tc.format, deref(tc.r.ObjectKey), k)
+		if k := deref(tc.r.ObjectKey); !strings.HasPrefix(k, storage.ReportsPrefix+tc.r.OrgID+"/"+tc.r.ApplicationID+"/"+tc.r.ID+"/") ||
+			!strings.HasSuffix(k, "."+tc.format) {
+			t.Errorf("%s: object_key %q, want a run key ending .%s", tc.format, k, tc.format)
 		}
 		data := b.download(t, tc.r)
 		if !bytes.HasPrefix(data, []byte(tc.wantPrefix)) || sha256Hex(data) != deref(tc.r.SHA256) {
