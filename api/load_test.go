@@ -78,7 +78,9 @@ func setupLoad(t *testing.T, o loadOpts) *loadBundle {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	transport := &http.Transport{MaxIdleConnsPerHost: 128}
+	// Uncompressed downloads: these tests measure admission and the pool,
+	// and gzip under the race detector would stretch every stream.
+	transport := &http.Transport{MaxIdleConnsPerHost: 128, DisableCompression: true}
 	t.Cleanup(transport.CloseIdleConnections)
 	return &loadBundle{
 		testBundle: &testBundle{pool: pool, store: store, server: srv, fx: newFixture(t, pool), now: time.Now()},
