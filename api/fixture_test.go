@@ -19,6 +19,8 @@ import (
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/evidence"
+	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -282,4 +284,24 @@ func (b *testBundle) makeReady(t *testing.T, reportID string, content []byte) {
 	if err != nil || !ok {
 		t.Fatalf("MarkReportReady: ok=%v err=%v", ok, err)
 	}
+	r, err = db.GetReportByID(ctx, b.pool, reportID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := jobs.ManifestOf(r, "csv", sha256Hex(content), int64(len(content)), 1, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.SignAndStoreManifest(ctx, b.pool, testKeys, m); err != nil {
+		t.Fatal(err)
+	}
 }
+
+// testKeys sign the manifests of reports made ready by makeReady.
+var testKeys = func() *evidence.Keys {
+	k, err := evidence.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	return evidence.KeysOf(k)
+}()

@@ -94,6 +94,11 @@ type Config struct {
 	// rescuer hands it to another worker; unset means the job timeout plus
 	// RescueMargin.
 	RescueStuckJobsAfter time.Duration `env:"TALLY_RESCUE_STUCK_JOBS_AFTER"`
+	// SigningKeysDir holds the PEM Ed25519 keys that sign report manifests
+	// and activity checkpoints (see evidence.LoadKeys); SigningKeyFile is
+	// one such key. Both unset: an ephemeral key, for development.
+	SigningKeysDir string `env:"TALLY_SIGNING_KEYS_DIR"`
+	SigningKeyFile string `env:"TALLY_SIGNING_KEY_FILE"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`

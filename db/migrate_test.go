@@ -38,7 +38,7 @@ func TestMigrateFreshDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if len(res.RiverVersions) == 0 || len(res.TallyVersions) != 5 {
+	if len(res.RiverVersions) == 0 || len(res.TallyVersions) != 6 {
 		t.Fatalf("fresh migration applied river=%v tally=%v, want river's and tally's", res.RiverVersions, res.TallyVersions)
 	}
 	want, err := db.RiverMigrationVersion()

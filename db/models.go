@@ -42,6 +42,8 @@ const (
 	EventReportCanceled   = "report.canceled"
 	EventReportExpired    = "report.expired"
 	EventReportRequeued   = "report.requeued"
+	// EventReportManifestViewed is a read of a report's signed manifest.
+	EventReportManifestViewed = "report.manifest_viewed"
 )
 
 // TransactionKinds lists the allowed values of transactions.kind.

@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -104,6 +105,9 @@ type Opts struct {
 	// AfterUploadFunc is passed to jobs.GenerateReportWorker: it runs after a
 	// file is uploaded and before the finishing transaction. For tests.
 	AfterUploadFunc func(ctx context.Context, job *river.Job[jobs.GenerateReportArgs]) error
+	// Keys sign report manifests and activity checkpoints; nil means an
+	// ephemeral key, generated at start with a loud warning.
+	Keys *evidence.Keys
 }
 
 // OptsFromConfig returns the Opts the environment configures, without the
@@ -174,6 +178,13 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		return nil, fmt.Errorf("worker: pinging database: %w", err)
 	}
 	logger := opts.Logger
+	if opts.Keys == nil {
+		keys, err := jobs.EphemeralKeys(ctx, logger)
+		if err != nil {
+			return nil, err
+		}
+		opts.Keys = keys
+	}
 	queues := []string{jobs.QueueReports, jobs.QueueLarge, jobs.QueueMaint}
 	metrics := NewMetrics(opts.Portal, queues)
 
@@ -187,6 +198,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		Metrics:         metrics,
 		AfterUploadFunc: opts.AfterUploadFunc,
 		MaxSnoozes:      opts.MaxSnoozes,
+		Keys:            opts.Keys,
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering generate_report: %w", err)
 	}

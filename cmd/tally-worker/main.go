@@ -18,6 +18,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/storage"
 	"github.com/tally-compliance/tally/worker"
@@ -65,6 +66,12 @@ func run(ctx context.Context) error {
 	}
 
 	opts := worker.OptsFromConfig(cfg)
+	if cfg.SigningKeysDir != "" || cfg.SigningKeyFile != "" {
+		if opts.Keys, err = evidence.LoadKeys(cfg.SigningKeysDir, cfg.SigningKeyFile); err != nil {
+			return fmt.Errorf("loading signing keys: %w", err)
+		}
+		logger.InfoContext(ctx, "signing with key", slog.String("key_id", opts.Keys.Current.ID), slog.Int("keys", len(opts.Keys.All)))
+	}
 	opts.Pool, opts.Store, opts.Portal, opts.Logger = pool, store, portal, logger
 	w, err := worker.New(ctx, opts)
 	if err != nil {
