@@ -20,8 +20,8 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/evidence"
-	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/internal/tallytest"
+	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
 
