@@ -162,3 +162,23 @@ func ListCheckpoints(ctx context.Context, q DBTX, orgID string) ([]Checkpoint, e
 	}
 	return cps, nil
 }
+
+// ReportRef names a report and its type.
+type ReportRef struct {
+	ID   string `db:"id"`
+	Type string `db:"type"`
+}
+
+// SampleRecentReadyReports returns up to n ready reports completed within
+// the last window, chosen at random.
+func SampleRecentReadyReports(ctx context.Context, q DBTX, window time.Duration, n int) ([]ReportRef, error) {
+	rows, _ := q.Query(ctx, `
+		SELECT id, type FROM reports
+		 WHERE status = 'ready' AND completed_at > now() - $1::interval
+		 ORDER BY random() LIMIT $2`, window, n)
+	refs, err := pgx.CollectRows(rows, pgx.RowToStructByName[ReportRef])
+	if err != nil {
+		return nil, fmt.Errorf("sampling reports: %w", translate(err))
+	}
+	return refs, nil
+}

@@ -44,6 +44,7 @@ type Metrics struct {
 	reportBytes       *prometheus.HistogramVec
 	queueJobs         *prometheus.GaugeVec
 	queueOldest       *prometheus.GaugeVec
+	reproduced        *prometheus.CounterVec
 
 	mu     sync.Mutex // serializes RefreshQueues
 	queues []string   // every queue ever reported, so an emptied one drops to zero
@@ -84,18 +85,23 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			Name: MetricQueueOldest,
 			Help: "Age in seconds of the oldest available job per queue (0 when none waits), refreshed periodically.",
 		}, []string{"queue"}),
+		reproduced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tally_reports_reproduced_total",
+			Help: "Ready reports rebuilt by reproduce_reports, by report type and result (match, mismatch); a mismatch is expected never.",
+		}, []string{"type", "result"}),
 		queues: slices.Clone(queues),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
+		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest, m.reproduced,
 	)
 	if portal != nil {
 		for _, t := range portal.TypeNames() {
 			m.reportsReady.WithLabelValues(t)
 			m.generationSeconds.WithLabelValues(t)
 			m.reportBytes.WithLabelValues(t)
+			m.reproduced.WithLabelValues(t, "mismatch")
 			for _, code := range failureCodes {
 				m.reportsFailed.WithLabelValues(t, code)
 			}
@@ -118,6 +124,15 @@ func (m *Metrics) ReportReady(reportType string, took time.Duration, sizeBytes i
 	m.reportsReady.WithLabelValues(reportType).Inc()
 	m.generationSeconds.WithLabelValues(reportType).Observe(took.Seconds())
 	m.reportBytes.WithLabelValues(reportType).Observe(float64(sizeBytes))
+}
+
+// ReportReproduced counts a rebuilt report by whether it matched.
+func (m *Metrics) ReportReproduced(reportType string, match bool) {
+	result := "match"
+	if !match {
+		result = "mismatch"
+	}
+	m.reproduced.WithLabelValues(reportType, result).Inc()
 }
 
 // ReportFailed counts a failed report.

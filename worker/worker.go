@@ -29,6 +29,8 @@ import (
 const (
 	DefaultFetchCooldown      = 20 * time.Millisecond
 	DefaultExpireInterval     = 10 * time.Minute
+	DefaultCheckpointInterval = 10 * time.Minute
+	DefaultReproduceInterval  = time.Hour
 	DefaultQueueStatsInterval = 10 * time.Second
 )
 
@@ -91,6 +93,8 @@ type Opts struct {
 	RetryPolicy river.ClientRetryPolicy
 	// ExpireInterval is the period of the expire_reports job.
 	ExpireInterval time.Duration
+	// CheckpointInterval is the period of the checkpoint_activity job.
+	CheckpointInterval time.Duration
 	// QueueStatsInterval is the refresh period of the queue gauges.
 	QueueStatsInterval time.Duration
 	// ID names the River client; empty means River's <hostname>_<time>.
@@ -141,6 +145,7 @@ func (o *Opts) setDefaults() error {
 	setDefault(&o.FetchPollInterval, config.DefaultFetchPollInterval)
 	setDefault(&o.RescueStuckJobsAfter, o.JobTimeout+config.RescueMargin)
 	setDefault(&o.ExpireInterval, DefaultExpireInterval)
+	setDefault(&o.CheckpointInterval, DefaultCheckpointInterval)
 	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
 	if o.FetchPollInterval < o.FetchCooldown {
 		o.FetchPollInterval = o.FetchCooldown
@@ -209,6 +214,16 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering expire_reports: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &jobs.CheckpointActivityWorker{
+		Pool: opts.Pool, Keys: opts.Keys, Logger: logger,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering checkpoint_activity: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &jobs.ReproduceReportsWorker{
+		Pool: opts.Pool, Store: opts.Store, Portal: opts.Portal, Logger: logger, Metrics: metrics,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering reproduce_reports: %w", err)
+	}
 
 	client, err := river.NewClient(riverpgxv5.New(opts.Pool), &river.Config{
 		ID:     opts.ID,
@@ -231,6 +246,12 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(opts.ExpireInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.ExpireReportsArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.ExpireReportsArgs{}.Kind(), RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(opts.CheckpointInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return jobs.CheckpointActivityArgs{}, nil },
+				&river.PeriodicJobOpts{ID: jobs.CheckpointActivityArgs{}.Kind(), RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(DefaultReproduceInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return jobs.ReproduceReportsArgs{}, nil },
+				&river.PeriodicJobOpts{ID: jobs.ReproduceReportsArgs{}.Kind()}),
 		},
 		TestOnly: opts.TestOnly,
 	})
