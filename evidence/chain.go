@@ -110,6 +110,22 @@ func (v *ChainVerifier) Head() []byte {
 func (v *ChainVerifier) Add(e *ChainEvent) error {
 	want := v.Len() + 1
 	if !bytes.Equal(EventHash(e.PrevHash, EventCanonical(e)), e.Hash) {
+		// A forger who inserts or removes an event must renumber the ones
+		// after it; an event whose hash holds with its old seq names that.
+		n := len(v.hashes)
+		if orig := *e; n >= 1 {
+			orig.Seq = e.Seq - 1
+			if bytes.Equal(EventHash(e.PrevHash, EventCanonical(&orig)), e.Hash) && bytes.Equal(e.PrevHash, prevOr(v.hashes, n-2)) {
+				return &ChainError{v.ids[n-1], want - 1, fmt.Sprintf(
+					"event %d (seq %d) was inserted: event %d after it chains to the event before it", v.ids[n-1], want-1, e.ID)}
+			}
+		}
+		orig := *e
+		orig.Seq = e.Seq + 1
+		if bytes.Equal(EventHash(e.PrevHash, EventCanonical(&orig)), e.Hash) {
+			return &ChainError{e.ID, want, fmt.Sprintf(
+				"event(s) removed before event %d: it was seq %d and was renumbered", e.ID, orig.Seq)}
+		}
 		return &ChainError{e.ID, e.Seq, fmt.Sprintf("event %d (seq %d) was changed: its fields do not match its hash", e.ID, e.Seq)}
 	}
 	if !bytes.Equal(e.PrevHash, v.Head()) {
