@@ -170,7 +170,7 @@ func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.
 	var e report.Event
 	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, deref(rep.CreationSnapshot), func(ev db.Event) error {
 		e = report.Event{OccurredAt: ev.OccurredAt, Kind: ev.Kind, ReportID: ev.ReportID, ReportType: ev.ReportType,
-			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName)}
+			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName), Hash: ev.Hash}
 		return aw.WriteEvent(&e)
 	})
 	if err != nil {

@@ -468,7 +468,7 @@ func TestActivityLogWriter(t *testing.T) {
 	w := report.NewActivityLogWriter(&b)
 	events := []report.Event{
 		{OccurredAt: t0, Kind: "report.created", ReportID: "rpt_1", ReportType: "transaction_summary",
-			ActorID: "usr_1", ActorEmail: "ann@example.com", ActorName: "Ann, Auditor"},
+			ActorID: "usr_1", ActorEmail: "ann@example.com", ActorName: "Ann, Auditor", Hash: "ab01"},
 		{OccurredAt: t1, Kind: "report.generated", ReportID: "rpt_1", ReportType: "transaction_summary"},
 		{OccurredAt: t1, Kind: "report.downloaded", ReportID: "rpt_1", ReportType: "transaction_summary",
 			ActorID: "usr_2", ActorEmail: "bo@example.com", ActorName: "=Bo"},
@@ -482,10 +482,10 @@ func TestActivityLogWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name\n" +
-		"2025-03-01T10:00:00Z,report.created,rpt_1,transaction_summary,usr_1,ann@example.com,\"Ann, Auditor\"\n" +
-		"2025-03-02T10:30:00.123456Z,report.generated,rpt_1,transaction_summary,,system,\n" +
-		"2025-03-02T10:30:00.123456Z,report.downloaded,rpt_1,transaction_summary,usr_2,bo@example.com,'=Bo\n"
+	want := "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,hash\n" +
+		"2025-03-01T10:00:00Z,report.created,rpt_1,transaction_summary,usr_1,ann@example.com,\"Ann, Auditor\",ab01\n" +
+		"2025-03-02T10:30:00.123456Z,report.generated,rpt_1,transaction_summary,,system,,\n" +
+		"2025-03-02T10:30:00.123456Z,report.downloaded,rpt_1,transaction_summary,usr_2,bo@example.com,'=Bo,\n"
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("file mismatch (-want +got):\n%s", diff)
 	}
