@@ -79,7 +79,7 @@ bench: ## Run the load benchmark (cmd/tally-bench) against local services; args 
 	$(GO) run ./cmd/tally-bench $(BENCH_ARGS)
 
 .PHONY: chaos
-chaos: ## Run the chaos test (cmd/tally-chaos) against local services; args in CHAOS_ARGS
+chaos: ## Run the chaos test (cmd/tally-chaos): its own PostgreSQL and MinIO, crashed and restarted; args in CHAOS_ARGS
 	$(call services_env,DATABASE_URL)
 	$(GO) run ./cmd/tally-chaos $(CHAOS_ARGS)
 

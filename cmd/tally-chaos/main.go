@@ -1,31 +1,39 @@
 // Command tally-chaos is Tally's chaos run (make chaos). It proves, by
-// trying, that no report is lost when processes crash and dependencies go
-// away:
+// trying, that no report is lost or changed when processes crash and
+// dependencies go away:
 //
-//   - its own database on the local cluster (tally_chaos_<time>, migrated,
-//     dropped at the end) and its own MinIO process on a free port with a
-//     temporary data directory, so that crashing it disturbs nobody;
+//   - its own PostgreSQL cluster (initdb of the installed binaries into a
+//     temporary directory, its own port, trust authentication; as root it
+//     runs as the postgres user) and its own MinIO process on a free port
+//     with a temporary data directory, so that crashing them disturbs
+//     nobody;
 //   - the API and two workers as real processes (the binaries built from this
 //     checkout), with short job timeouts so that River's rescuer takes back
 //     the jobs of killed workers within the run;
 //   - a demo tenant with about 200k transactions and cases of mixed sizes,
 //     and 300 reports created over HTTP as the demo auditor, spread over
 //     time, each with its own Idempotency-Key across retries;
-//   - meanwhile: kill -9 of a random worker every few seconds (restarted at
-//     once), a MinIO crash (SIGKILL) of 15 s with downloads attempted through
-//     the API while it is down, and a PostgreSQL outage of 5 s.
+//   - meanwhile: small imports (ingest.Import) into the demo application,
+//     committing at once, held open for seconds first, or rolled back; kill
+//     -9 of a random worker every few seconds (restarted at once); a MinIO
+//     crash (SIGKILL) of 15 s with downloads attempted through the API
+//     while it is down; and a PostgreSQL crash: SIGKILL of the postmaster,
+//     then a start on the same data directory, which runs crash recovery;
+//   - then the zombie phase (zombie.go): a third worker is paused with
+//     SIGSTOP while it runs a job, past the rescue deadline, until the
+//     rescued run has completed the job, and resumed with SIGCONT, so that
+//     its run, still alive, races the one that finished.
 //
-// PostgreSQL is the machine's shared cluster, so its outage is simulated
-// for the run's database only: ALTER DATABASE ... ALLOW_CONNECTIONS false
-// refuses new connections, and pg_terminate_backend, repeated every 100 ms,
-// kills every open one; after 5 s connections are allowed again. To the
-// API and the workers this is what a database restart looks like (their
-// connections die, reconnecting fails), while other users of the cluster
-// see nothing.
+// With -postgres shared (or when no initdb is found) the database is one
+// of the machine's shared cluster and its outage is simulated for that
+// database only: ALTER DATABASE ... ALLOW_CONNECTIONS false refuses new
+// connections, and pg_terminate_backend, repeated every 100 ms, kills every
+// open one; after 5 s connections are allowed again.
 //
 // At the end, once every report is terminal (or the deadline passed), it
 // checks that every report is ready exactly once (one report.generated event,
 // one completed job), that every object's SHA-256 and size equal its row,
+// that every committed import is whole and every rolled-back one absent,
 // that no object lacks a ready report, and that downloads while MinIO was
 // down got 503 with a JSON error. It prints a Markdown table and exits
 // non-zero on any loss. Logs of every process are kept under
@@ -92,6 +100,15 @@ type options struct {
 	seed         uint64
 	keep         bool
 	out          string
+
+	postgres      string
+	pgBin         string
+	importEvery   time.Duration
+	importRowsMax int
+	zombie        bool
+	zombieAt      time.Duration
+	zombieTimeout time.Duration
+	sweepEvery    time.Duration
 }
 
 func parseOptions(args []string) (options, error) {
@@ -99,13 +116,13 @@ func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("tally-chaos", flag.ContinueOnError)
 	fs.IntVar(&o.reports, "reports", 300, "reports to create")
 	fs.Int64Var(&o.transactions, "transactions", 200_000, "transactions of the demo application")
-	fs.DurationVar(&o.createOver, "create-over", 90*time.Second, "spread the creations over this long")
-	fs.DurationVar(&o.chaosFor, "chaos-for", 110*time.Second, "kill workers for this long from the start")
+	fs.DurationVar(&o.createOver, "create-over", 80*time.Second, "spread the creations over this long")
+	fs.DurationVar(&o.chaosFor, "chaos-for", 95*time.Second, "kill workers for this long from the start")
 	fs.DurationVar(&o.killMin, "kill-min", 5*time.Second, "shortest pause between two worker kills")
 	fs.DurationVar(&o.killMax, "kill-max", 9*time.Second, "longest pause between two worker kills")
-	fs.DurationVar(&o.minioAt, "minio-at", 35*time.Second, "crash MinIO this long after the start")
+	fs.DurationVar(&o.minioAt, "minio-at", 30*time.Second, "crash MinIO this long after the start")
 	fs.DurationVar(&o.minioFor, "minio-for", 15*time.Second, "keep MinIO down this long")
-	fs.DurationVar(&o.pgAt, "pg-at", 70*time.Second, "cut PostgreSQL off this long after the start")
+	fs.DurationVar(&o.pgAt, "pg-at", 60*time.Second, "crash PostgreSQL (or cut it off, when shared) this long after the start")
 	fs.DurationVar(&o.pgFor, "pg-for", 5*time.Second, "keep PostgreSQL cut off this long")
 	fs.DurationVar(&o.deadline, "deadline", 8*time.Minute, "every report must be terminal this long after the start")
 	fs.DurationVar(&o.jobTimeout, "job-timeout", 30*time.Second, "TALLY_JOB_TIMEOUT of the workers")
@@ -115,6 +132,14 @@ func parseOptions(args []string) (options, error) {
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed of the report mix and the kills (0: from the clock)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the database and MinIO data for inspection")
 	fs.StringVar(&o.out, "out", "", "directory for logs (default artifacts/chaos/<run>)")
+	fs.StringVar(&o.postgres, "postgres", pgAuto, "PostgreSQL: private (a cluster of the run's own, crashed with SIGKILL), shared (the local cluster, outage simulated), auto (private when initdb is found)")
+	fs.StringVar(&o.pgBin, "pg-bin", "/usr/lib/postgresql/15/bin", "directory of initdb and postgres for -postgres private (else initdb on PATH)")
+	fs.DurationVar(&o.importEvery, "import-every", 1500*time.Millisecond, "start an import batch this often while reports are created (0: no imports)")
+	fs.IntVar(&o.importRowsMax, "import-rows", 300, "largest import batch, in rows")
+	fs.BoolVar(&o.zombie, "zombie", true, "run the zombie phase (a worker paused with SIGSTOP past the rescue deadline)")
+	fs.DurationVar(&o.zombieAt, "zombie-at", 0, "start the zombie phase this long after the start (0: once the kills and the PostgreSQL outage are over)")
+	fs.DurationVar(&o.zombieTimeout, "zombie-job-timeout", 5*time.Minute, "TALLY_JOB_TIMEOUT (and rescue) of the zombie worker, so that its run is still alive when it resumes")
+	fs.DurationVar(&o.sweepEvery, "sweep-every", 20*time.Second, "TALLY_SWEEP_INTERVAL of the workers (the grace is their job timeout + 15 s)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -127,6 +152,15 @@ func parseOptions(args []string) (options, error) {
 	if o.killMax < o.killMin {
 		o.killMax = o.killMin
 	}
+	switch o.postgres {
+	case pgAuto, pgPrivate, pgShared:
+	default:
+		return o, fmt.Errorf("-postgres %q: want private, shared or auto", o.postgres)
+	}
+	if o.zombieAt == 0 {
+		o.zombieAt = max(o.chaosFor, o.pgAt+o.pgFor+10*time.Second) + 2*time.Second
+	}
+	o.importRowsMax = max(o.importRowsMax, 1)
 	return o, nil
 }
 
@@ -136,24 +170,30 @@ const workerCount = 2
 // chaos is one run.
 type chaos struct {
 	opts   options
+	cfg    *config.Config
 	logger *slog.Logger
 	runID  string
 	outDir string
 	rng    *rand.Rand
 	rngMu  sync.Mutex
 
-	db      *chaosDB
-	pool    *pgxpool.Pool
-	minio   *minioServer
-	s3      storage.Opts
-	store   *storage.Store
-	api     *proc
-	apiPort int
-	workers []*proc
-	client  *apiClient
-	tenant  *ingest.DemoTenant
-	specs   []reportSpec
-	t0      time.Time
+	pgMode    string   // pgPrivate or pgShared
+	cluster   *cluster // the private cluster; nil when shared
+	db        *chaosDB
+	pool      *pgxpool.Pool
+	minio     *minioServer
+	s3        storage.Opts
+	store     *storage.Store
+	api       *proc
+	apiPort   int
+	workers   []*proc
+	zombie    *proc // the zombie phase's worker; nil before it
+	binDir    string
+	commonEnv []string // environment of the API and the workers
+	client    *apiClient
+	tenant    *ingest.DemoTenant
+	specs     []reportSpec
+	t0        time.Time
 
 	stopping atomic.Bool // set before the final stop: exits are expected
 	pgDown   atomic.Bool // the simulated PostgreSQL outage is on
@@ -166,10 +206,22 @@ type chaos struct {
 	minioDown     time.Time
 	minioUp       time.Time
 	pgOutage      outageResult
+	pgCrash       crashResult
+	imports       []importBatch
+	zombieRes     zombieResult
+	extraIDs      []string // reports created by the zombie phase
 	pgOutageErr   error
 	ids           []string
 	createErrs    []error
 	stopResults   []string
+}
+
+// rel is t relative to the start of the chaos phase: "+1m2.3s".
+func (c *chaos) rel(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return "+" + t.Sub(c.t0).Round(100*time.Millisecond).String()
 }
 
 func (c *chaos) since() time.Duration { return time.Since(c.t0).Round(100 * time.Millisecond) }
@@ -201,7 +253,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	c := &chaos{
-		opts: opts, logger: logger, runID: started.UTC().Format("20060102_150405"),
+		opts: opts, cfg: cfg, logger: logger, runID: started.UTC().Format("20060102_150405"),
 		rng:           rand.New(rand.NewPCG(opts.seed, opts.seed>>1|1)),
 		killedPending: map[*proc]bool{},
 	}
@@ -247,24 +299,12 @@ func run(ctx context.Context) error {
 	}
 	logger.Info("built tally-api and tally-worker", slog.Duration("took", time.Since(t).Round(time.Millisecond)))
 
-	// Database.
-	c.db, err = createDatabase(ctx, cfg.DatabaseURL.Reveal(), "tally_chaos_"+c.runID)
+	// Database: on a private cluster, or on the shared one.
+	pgCleanup, err := c.setupPostgres(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() {
-		if opts.keep {
-			logger.Info("kept database", slog.String("database", c.db.name))
-			return
-		}
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := c.db.drop(dctx); err != nil {
-			logger.Error("dropping database", slog.String("database", c.db.name), slog.String("error", err.Error()))
-			return
-		}
-		logger.Info("dropped database", slog.String("database", c.db.name))
-	})
+	cleanups = append(cleanups, pgCleanup)
 	if err := c.db.migrate(ctx, slog.New(slog.DiscardHandler)); err != nil {
 		return fmt.Errorf("migrating %s: %w", c.db.name, err)
 	}
@@ -442,28 +482,19 @@ func (c *chaos) startProcesses(ctx context.Context, binDir string) error {
 		return err
 	}
 	go c.supervise(ctx, c.api)
+	c.binDir, c.commonEnv = binDir, common
 	for i := range workerCount {
-		port, err := freePort()
+		w, readyURL, err := c.newWorker(fmt.Sprintf("worker-%d", i+1), c.opts.concurrency, c.opts.jobTimeout, c.opts.rescueAfter)
 		if err != nil {
 			return err
 		}
-		env := append(append([]string(nil), common...),
-			"TALLY_METRICS_PORT="+strconv.Itoa(port),
-			"TALLY_WORKER_CONCURRENCY="+strconv.Itoa(c.opts.concurrency),
-			"TALLY_WORKER_LARGE_CONCURRENCY=1",
-			"TALLY_JOB_TIMEOUT="+c.opts.jobTimeout.String(),
-			"TALLY_RESCUE_STUCK_JOBS_AFTER="+c.opts.rescueAfter.String(),
-			"TALLY_FETCH_POLL_INTERVAL=500ms",
-		)
-		name := fmt.Sprintf("worker-%d", i+1)
-		w := newProc(name, filepath.Join(binDir, "tally-worker"), nil, env, filepath.Join(c.outDir, name+".log"))
 		if err := w.start(); err != nil {
 			return err
 		}
 		c.workers = append(c.workers, w)
 		go c.supervise(ctx, w)
-		if err := waitHTTP(ctx, "http://127.0.0.1:"+strconv.Itoa(port)+"/readyz", 30*time.Second, w); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+		if err := waitHTTP(ctx, readyURL, 30*time.Second, w); err != nil {
+			return fmt.Errorf("%s: %w", w.name, err)
 		}
 	}
 	if err := waitHTTP(ctx, "http://127.0.0.1:"+strconv.Itoa(c.apiPort)+"/readyz", 30*time.Second, c.api); err != nil {
@@ -478,6 +509,30 @@ func (c *chaos) startProcesses(ctx context.Context, binDir string) error {
 	c.logger.Info("API and workers ready", slog.String("api", c.client.base), slog.Int("api_pid", c.api.pid()),
 		slog.Int("worker_1_pid", c.workers[0].pid()), slog.Int("worker_2_pid", c.workers[1].pid()))
 	return nil
+}
+
+// newWorker returns a tally-worker process, not started, and the URL of
+// its /readyz.
+func (c *chaos) newWorker(name string, concurrency int, jobTimeout, rescueAfter time.Duration) (*proc, string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	env := append(append([]string(nil), c.commonEnv...),
+		"TALLY_METRICS_PORT="+strconv.Itoa(port),
+		"TALLY_WORKER_CONCURRENCY="+strconv.Itoa(concurrency),
+		"TALLY_WORKER_LARGE_CONCURRENCY=1",
+		"TALLY_JOB_TIMEOUT="+jobTimeout.String(),
+		"TALLY_RESCUE_STUCK_JOBS_AFTER="+rescueAfter.String(),
+		"TALLY_FETCH_POLL_INTERVAL=500ms",
+		// sweep_objects runs during the chaos too, racing the runs, with
+		// the shortest safe grace: a run cannot commit its file once its
+		// job timeout passed.
+		"TALLY_SWEEP_INTERVAL="+c.opts.sweepEvery.String(),
+		"TALLY_SWEEP_GRACE="+(jobTimeout+15*time.Second).String(),
+	)
+	w := newProc(name, filepath.Join(c.binDir, "tally-worker"), nil, env, filepath.Join(c.outDir, name+".log"))
+	return w, "http://127.0.0.1:" + strconv.Itoa(port) + "/readyz", nil
 }
 
 // waitHTTP waits until url answers 200, failing early if p exits.
@@ -522,6 +577,9 @@ func (c *chaos) stopAll() {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	all := append([]*proc{}, c.workers...)
+	if c.zombie != nil {
+		all = append(all, c.zombie)
+	}
 	if c.api != nil {
 		all = append(all, c.api)
 	}
@@ -533,6 +591,7 @@ func (c *chaos) stopAll() {
 			if !p.running() {
 				return
 			}
+			_ = p.signal(syscall.SIGCONT) // a paused zombie must hear SIGTERM
 			clean := p.stop(20 * time.Second)
 			res := fmt.Sprintf("%s: exit 0", p.name)
 			if !clean {

@@ -75,7 +75,8 @@ func (c *chaos) chaosPhase(ctx context.Context) error {
 	c.logger.Info("chaos starts",
 		slog.Duration("create_over", c.opts.createOver), slog.Duration("kill_for", c.opts.chaosFor),
 		slog.String("minio_down", fmt.Sprintf("+%s for %s", c.opts.minioAt, c.opts.minioFor)),
-		slog.String("postgres_down", fmt.Sprintf("+%s for %s", c.opts.pgAt, c.opts.pgFor)))
+		slog.String("postgres_down", fmt.Sprintf("+%s for %s (%s)", c.opts.pgAt, c.opts.pgFor, c.pgMode)),
+		slog.Duration("import_every", c.opts.importEvery), slog.Any("zombie_at", zombieAt(c.opts)))
 
 	// Creations.
 	createsDone := make(chan struct{})
@@ -98,7 +99,11 @@ func (c *chaos) chaosPhase(ctx context.Context) error {
 				return
 			case <-time.After(2 * time.Second):
 			}
-			c.client.listReports(bg)
+			// Not cancelled by the end of the phase: a poll in flight
+			// then would be recorded as unanswered.
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(bg), 30*time.Second)
+			c.client.listReports(lctx)
+			cancel()
 		}
 	})
 
@@ -113,26 +118,30 @@ func (c *chaos) chaosPhase(ctx context.Context) error {
 		c.minioOutage(bg)
 	})
 
-	// PostgreSQL outage.
+	// PostgreSQL outage: a crash of the private cluster, or simulated.
 	wg.Go(func() {
 		if !sleepUntil(bg, c.t0.Add(c.opts.pgAt)) {
 			return
 		}
-		c.logger.Warn("PostgreSQL outage (simulated): refusing connections to the run's database and terminating its backends",
-			slog.String("database", c.db.name), slog.Duration("for", c.opts.pgFor))
-		c.pgDown.Store(true)
-		res, err := c.db.outage(bg, c.opts.pgFor)
-		c.pgDown.Store(false)
-		c.mu.Lock()
-		c.pgOutage, c.pgOutageErr = res, err
-		c.mu.Unlock()
-		if err != nil {
-			c.logger.Error("PostgreSQL outage", slog.String("error", err.Error()))
-			return
-		}
-		c.logger.Warn("PostgreSQL back: connections allowed again", slog.Int("backends_terminated", res.terminated),
-			slog.Duration("down_for", res.end.Sub(res.start).Round(100*time.Millisecond)))
+		c.takePostgresDown(bg)
 	})
+
+	// Imports into the demo application while reports are created.
+	wg.Go(func() { c.runImports(bg, c.t0.Add(c.opts.createOver)) })
+
+	// The zombie phase, once the kills and the outage are over.
+	zombieDone := make(chan struct{})
+	if c.opts.zombie {
+		wg.Go(func() {
+			defer close(zombieDone)
+			if !sleepUntil(bg, c.t0.Add(c.opts.zombieAt)) {
+				return
+			}
+			c.zombiePhase(bg)
+		})
+	} else {
+		close(zombieDone)
+	}
 
 	// Status line every 5 s until every report is terminal.
 	tick := time.NewTicker(5 * time.Second)
@@ -149,6 +158,11 @@ func (c *chaos) chaosPhase(ctx context.Context) error {
 		c.printStatus(counts, err)
 		select {
 		case <-createsDone:
+		default:
+			continue
+		}
+		select {
+		case <-zombieDone:
 		default:
 			continue
 		}
@@ -171,6 +185,13 @@ func (c *chaos) chaosPhase(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+func zombieAt(o options) any {
+	if !o.zombie {
+		return "off"
+	}
+	return o.zombieAt
 }
 
 func sleepUntil(ctx context.Context, t time.Time) bool {

@@ -21,6 +21,9 @@ type proc struct {
 	args    []string
 	env     []string
 	logPath string
+	// cred, when set, runs the process as another user (PostgreSQL
+	// refuses to run as root).
+	cred *syscall.Credential
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -56,7 +59,7 @@ func (p *proc) start() error {
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: p.cred}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return fmt.Errorf("starting %s: %w", p.name, err)
@@ -121,14 +124,17 @@ func (p *proc) signal(sig syscall.Signal) error {
 
 // stop sends SIGTERM, waits up to grace, then SIGKILL, and waits for the end.
 // It reports whether the process ended on SIGTERM within grace.
-func (p *proc) stop(grace time.Duration) bool {
+func (p *proc) stop(grace time.Duration) bool { return p.stopWith(syscall.SIGTERM, grace) }
+
+// stopWith is stop with another first signal than SIGTERM.
+func (p *proc) stopWith(sig syscall.Signal, grace time.Duration) bool {
 	done := p.exited()
 	select {
 	case <-done:
 		return true
 	default:
 	}
-	_ = p.signal(syscall.SIGTERM)
+	_ = p.signal(sig)
 	select {
 	case <-done:
 		return true

@@ -106,13 +106,14 @@ func (c *chaos) verify(ctx context.Context) (*verdict, error) {
 	ids, createErrs := c.ids, c.createErrs
 	kills, restarts, crashes := c.kills, c.restarts, slices.Clone(c.crashes)
 	minioDown, minioUp, pgOut, pgErr := c.minioDown, c.minioUp, c.pgOutage, c.pgOutageErr
+	pgCrash, extraIDs, zombie := c.pgCrash, slices.Clone(c.extraIDs), c.zombieRes
 	c.mu.Unlock()
 	calls := c.client.snapshot()
-	rel := func(t time.Time) string {
-		if t.IsZero() {
-			return "never"
-		}
-		return "+" + t.Sub(c.t0).Round(100*time.Millisecond).String()
+	rel := c.rel
+	// The window in which PostgreSQL was unreachable.
+	pgStart, pgEnd := pgOut.start, pgOut.end
+	if c.cluster != nil {
+		pgStart, pgEnd = pgCrash.killed, pgCrash.ready
 	}
 
 	// Creations.
@@ -130,8 +131,15 @@ func (c *chaos) verify(ctx context.Context) (*verdict, error) {
 			createAnswers[cl.status]++
 		}
 	}
+	for _, id := range extraIDs {
+		created[id] = true
+	}
+	extra := ""
+	if len(extraIDs) > 0 {
+		extra = fmt.Sprintf(" (+%d by the zombie phase)", len(extraIDs))
+	}
 	v.add("reports created over HTTP (one Idempotency-Key each, retried on 503/429)",
-		fmt.Sprintf("%d / %d; answers: %s", len(created), c.opts.reports, countsString(createAnswers)))
+		fmt.Sprintf("%d / %d%s; answers: %s", len(created)-len(extraIDs), c.opts.reports, extra, countsString(createAnswers)))
 	kinds := map[string]int{}
 	for _, s := range c.specs {
 		kinds[s.kind]++
@@ -243,7 +251,8 @@ func (c *chaos) verify(ctx context.Context) (*verdict, error) {
 	startFailures := map[string]int{}
 	for _, cr := range crashes {
 		switch {
-		case strings.Contains(cr, "tally-worker: connecting to the database"):
+		case strings.Contains(cr, "tally-worker: connecting to the database"),
+			strings.Contains(cr, "tally-worker: worker: pinging database"):
 			startFailures["PostgreSQL unreachable"]++
 		case strings.Contains(cr, "tally-worker: checking the object store"):
 			startFailures["MinIO unreachable"]++
@@ -270,8 +279,16 @@ func (c *chaos) verify(ctx context.Context) (*verdict, error) {
 	case pgErr != nil:
 		pgDesc = "failed: " + pgErr.Error()
 		v.problem("PostgreSQL outage: %v", pgErr)
-	case !pgOut.start.IsZero():
-		pgDesc = fmt.Sprintf("%s for %s, simulated on the run's database only (shared cluster): ALLOW_CONNECTIONS false + pg_terminate_backend every 100 ms; %d backends terminated",
+	case c.cluster != nil && !pgCrash.ready.IsZero():
+		pgDesc = fmt.Sprintf("private cluster (initdb, own port): SIGKILL of the postmaster (pid %d, %d server processes) at %s; %d of them alive once it was gone, all gone %s after the kill (%d killed by the run); restarted at %s, crash recovery, accepting connections at %s: down %s. Log: %s",
+			pgCrash.postmaster, pgCrash.children, rel(pgCrash.killed), pgCrash.orphans, pgCrash.orphansFor.Round(10*time.Millisecond), pgCrash.orphansKil,
+			rel(pgCrash.restarted), rel(pgCrash.ready), pgCrash.ready.Sub(pgCrash.killed).Round(100*time.Millisecond),
+			strings.Join(pgCrash.recovery, " / "))
+		if !slices.ContainsFunc(pgCrash.recovery, func(l string) bool { return strings.Contains(l, "automatic recovery in progress") }) {
+			v.problem("PostgreSQL started again without crash recovery in its log (%s)", c.cluster.logPath)
+		}
+	case c.cluster == nil && !pgOut.start.IsZero():
+		pgDesc = fmt.Sprintf("%s for %s, simulated on the run's database only (shared cluster; -postgres shared or no initdb): ALLOW_CONNECTIONS false + pg_terminate_backend every 100 ms; %d backends terminated",
 			rel(pgOut.start), pgOut.end.Sub(pgOut.start).Round(100*time.Millisecond), pgOut.terminated)
 	default:
 		v.problem("the PostgreSQL outage did not happen")
@@ -297,7 +314,7 @@ func (c *chaos) verify(ctx context.Context) (*verdict, error) {
 				v.problem("download while MinIO was down at %s: %s %s %s (want 503 storage_unavailable JSON)", rel(cl.start), desc, cl.err, cl.body)
 			}
 		}
-		if !pgOut.start.IsZero() && !cl.start.Before(pgOut.start) && cl.start.Before(pgOut.end) {
+		if !pgStart.IsZero() && !cl.start.Before(pgStart) && cl.start.Before(pgEnd) {
 			pgAnswers[cl.op+" "+desc]++
 		}
 		switch {
@@ -321,9 +338,23 @@ func (c *chaos) verify(ctx context.Context) (*verdict, error) {
 		all[fmt.Sprintf("%s %d", cl.op, cl.status)]++
 	}
 	v.add("all API answers", countsString(all))
+	if err := c.verifyImports(ctx, v, pgStart, pgEnd); err != nil {
+		return nil, err
+	}
+	c.verifyZombie(v, zombie)
 	v.add("HTTP 5xx other than 503 / requests without an answer", fmt.Sprintf("%d / %d", bad5xx, noAnswer))
 
-	// Objects: each ready report's object equals its row; nothing else is stored.
+	// Objects: each ready report's object equals its row; once the sweep
+	// ran, nothing else is stored.
+	orphansBefore, err := c.orphanObjects(ctx, readyByKey)
+	if err != nil {
+		return nil, err
+	}
+	uploadsBefore, uploadsErr := c.incompleteUploads(ctx)
+	sweep, err := c.sweepOnce(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sweeping: %w", err)
+	}
 	keys := map[string]int64{}
 	if err := c.store.List(ctx, "", func(key string, size int64) error { keys[key] = size; return nil }); err != nil {
 		return nil, fmt.Errorf("listing the bucket: %w", err)
@@ -352,6 +383,12 @@ func (c *chaos) verify(ctx context.Context) (*verdict, error) {
 			v.problem("report %s: object has SHA-256 %s and %d bytes, row says %s and %v", r.ID, got, size, deref(r.SHA256), r.SizeBytes)
 		}
 	}
+	v.add("ready reports' objects (downloaded from MinIO directly and hashed)", fmt.Sprintf("%d objects, %.1f MiB", len(ready)-missing, float64(bytesChecked)/(1<<20)))
+	v.add("SHA-256 or size mismatches", fmt.Sprint(mismatches))
+	v.add("ready reports without their object", fmt.Sprint(missing))
+	if err := c.verifyRebuilds(ctx, v, ready); err != nil {
+		return nil, err
+	}
 	orphans := 0
 	for key := range keys {
 		if _, ok := readyByKey[key]; !ok {
@@ -359,14 +396,26 @@ func (c *chaos) verify(ctx context.Context) (*verdict, error) {
 			v.problem("orphan object %s: no ready report has it", key)
 		}
 	}
-	v.add("objects checked (downloaded from MinIO directly and hashed)", fmt.Sprintf("%d objects, %.1f MiB", len(ready)-missing, float64(bytesChecked)/(1<<20)))
-	v.add("SHA-256 or size mismatches", fmt.Sprint(mismatches))
-	v.add("ready reports without their object", fmt.Sprint(missing))
-	v.add("orphan objects (no ready report)", fmt.Sprint(orphans))
-	if n, err := c.incompleteUploads(ctx); err == nil {
-		v.add("incomplete multipart uploads left by killed workers (not objects; MinIO expires them)", fmt.Sprint(n))
+	uploads, err := c.incompleteUploads(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing incomplete uploads: %w", err)
+	}
+	before := fmt.Sprintf("before it: %d orphan objects, %d incomplete multipart uploads", orphansBefore, uploadsBefore)
+	if uploadsErr != nil {
+		before = fmt.Sprintf("before it: %d orphan objects, incomplete uploads unknown (%v)", orphansBefore, uploadsErr)
+	}
+	if sweep.ran {
+		v.add("sweep_objects once at the end (its logic, grace 1 ns: every run has ended)",
+			fmt.Sprintf("%s; deleted %s; aborted %d uploads", before, countsString(sweep.objects), sweep.uploads))
+		v.add("orphan objects after the sweep", fmt.Sprint(orphans))
+		v.add("incomplete multipart uploads after the sweep", fmt.Sprint(uploads))
+		if uploads > 0 {
+			v.problem("%d incomplete multipart uploads after the sweep", uploads)
+		}
 	} else {
-		v.add("incomplete multipart uploads", "could not list: "+err.Error())
+		v.add("sweep_objects", "not run: "+sweep.why)
+		v.add("orphan objects (no ready report)", fmt.Sprint(orphans))
+		v.add("incomplete multipart uploads left by killed workers (no sweep; MinIO expires them)", fmt.Sprint(uploads))
 	}
 
 	// A few downloads through the API now that everything is up.
@@ -406,6 +455,21 @@ func deref(s *string) string {
 	return *s
 }
 
+// orphanObjects counts the objects no ready report has.
+func (c *chaos) orphanObjects(ctx context.Context, readyByKey map[string]reportRow) (int, error) {
+	n := 0
+	err := c.store.List(ctx, "", func(key string, _ int64) error {
+		if _, ok := readyByKey[key]; !ok {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("listing the bucket: %w", err)
+	}
+	return n, nil
+}
+
 // incompleteUploads counts multipart uploads started and never completed
 // (a worker killed mid-upload leaves one).
 func (c *chaos) incompleteUploads(ctx context.Context) (int, error) {
@@ -429,15 +493,23 @@ func (c *chaos) incompleteUploads(ctx context.Context) (int, error) {
 func (c *chaos) workerLogSummary() string {
 	interesting := map[string]string{
 		"report ready": "ready",
-		"report generation failed; River will retry":            "failed, retried",
-		"report generation interrupted; the job will run again": "interrupted",
-		"job was taken from this run; leaving the report alone": "job taken from a run",
-		"report already finished; nothing to do":                "already finished",
-		"report was finished by another run; nothing to do":     "finished by another run",
-		"report generation failed for good":                     "failed for good",
+		"report generation failed; River will retry":                                  "failed, retried",
+		"report generation interrupted; the job will run again":                       "interrupted",
+		"job was taken from this run; leaving the report alone":                       "job taken from a run",
+		"report already finished; nothing to do":                                      "already finished",
+		"report was finished by another run; nothing to do":                           "finished by another run",
+		"report generation failed for good":                                           "failed for good",
+		"swept object":                                                                "swept object",
+		"aborted incomplete upload":                                                   "aborted incomplete upload",
+		"deleted the file of a run that did not commit":                               "deleted the file of a run that did not commit",
+		"outcome of the finishing transaction unknown; leaving the file to the sweep": "finish outcome unknown, file left to the sweep",
 	}
 	counts := map[string]int{}
-	for _, w := range c.workers {
+	logs := slices.Clone(c.workers)
+	if c.zombie != nil {
+		logs = append(logs, c.zombie)
+	}
+	for _, w := range logs {
 		f, err := os.Open(w.logPath)
 		if err != nil {
 			continue
@@ -446,8 +518,9 @@ func (c *chaos) workerLogSummary() string {
 		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		for sc.Scan() {
 			var line struct {
-				Msg  string `json:"msg"`
-				Code string `json:"code"`
+				Msg    string `json:"msg"`
+				Code   string `json:"code"`
+				Reason string `json:"reason"`
 			}
 			if json.Unmarshal(sc.Bytes(), &line) != nil {
 				continue
@@ -455,6 +528,9 @@ func (c *chaos) workerLogSummary() string {
 			if name, ok := interesting[line.Msg]; ok {
 				if line.Code != "" {
 					name += " (" + line.Code + ")"
+				}
+				if line.Reason != "" {
+					name += " (" + line.Reason + ")"
 				}
 				counts[name]++
 			}
