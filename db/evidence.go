@@ -45,9 +45,13 @@ type ReportManifest struct {
 	CreatedAt time.Time `db:"created_at"`
 }
 
-// CreateReportManifest stores a report's signed manifest.
+// CreateReportManifest stores a report's signed manifest. A report marked
+// ready again (an admin's retry) gets the new run's manifest.
 func CreateReportManifest(ctx context.Context, q DBTX, m ReportManifest) error {
-	_, err := q.Exec(ctx, `INSERT INTO report_manifests (report_id, key_id, manifest, signature) VALUES ($1, $2, $3, $4)`,
+	_, err := q.Exec(ctx, `
+		INSERT INTO report_manifests (report_id, key_id, manifest, signature) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (report_id) DO UPDATE
+		   SET key_id = EXCLUDED.key_id, manifest = EXCLUDED.manifest, signature = EXCLUDED.signature, created_at = now()`,
 		m.ReportID, m.KeyID, m.Manifest, m.Signature)
 	if err != nil {
 		return fmt.Errorf("storing report manifest: %w", translate(err))
