@@ -1,9 +1,11 @@
 package api_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/tally-compliance/tally/api"
+	"github.com/tally-compliance/tally/db"
 )
 
 // callers, in the column order of every row of the access matrix.
@@ -33,6 +35,16 @@ func TestAccessMatrix(t *testing.T) {
 	rA := ready("full", "alpha", fx.caseOK.ID)
 	rBeta := ready("full", "beta", fx.caseBeta.ID)
 	rB := ready("auditorB", "gamma", fx.caseB.ID)
+	// A case every auditor of alpha is assigned to, with a ready report,
+	// then revoked; and a draft case nobody is assigned to.
+	caseRevoked := b.newCaseOn(t, fx.alpha, "full", "create", "list", "download")
+	rRevoked := ready("full", "alpha", caseRevoked.ID)
+	if _, err := db.RevokeCase(context.Background(), b.pool, caseRevoked.ID); err != nil {
+		t.Fatal(err)
+	}
+	caseDraftUnassigned := must[*db.Case](t)(db.CreateCase(context.Background(), b.pool, db.CreateCaseParams{
+		ApplicationID: fx.alpha.ID, Title: "draft", PeriodStart: fx.caseOK.PeriodStart, PeriodEnd: fx.caseOK.PeriodEnd,
+		AccessWindowStart: fx.caseOK.AccessWindowStart, AccessWindowEnd: fx.caseOK.AccessWindowEnd}))
 
 	createBody := func(caseID string) map[string]string {
 		return map[string]string{"case_id": caseID, "report_type": "transaction_summary"}
@@ -51,36 +63,46 @@ func TestAccessMatrix(t *testing.T) {
 		//                                                                    full create list dl  owner member ownerB audB  exp  rev  none malf
 		{"Me", "GET", "/auth/me", nil, []int{200, 200, 200, 200, 200, 200, 200, 200, 401, 401, 401, 401}},
 
+		// An application without any grant of the caller answers 404, like
+		// one that does not exist: members cannot enumerate foreign ids.
 		{"CreateOwnApp", "POST", "/api/applications/alpha/case-reports", createBody(fx.caseOK.ID),
-			[]int{202, 202, 403, 403, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{202, 202, 403, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
 		{"CreateSiblingApp", "POST", "/api/applications/beta/case-reports", createBody(fx.caseBeta.ID),
-			[]int{202, 403, 403, 403, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{202, 404, 404, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
 		{"CreateOtherOrgApp", "POST", "/api/applications/gamma/case-reports", createBody(fx.caseB.ID),
-			[]int{404, 404, 404, 404, 404, 404, 403, 202, 401, 401, 401, 401}},
+			[]int{404, 404, 404, 404, 404, 404, 404, 202, 401, 401, 401, 401}},
 		{"CreateOtherOrgCaseInOwnApp", "POST", "/api/applications/alpha/case-reports", createBody(fx.caseB.ID),
-			[]int{404, 404, 403, 403, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{404, 404, 403, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
+		// Not assigned: 403 before the case's state (draft, revoked) shows.
+		{"CreateDraftCaseUnassigned", "POST", "/api/applications/alpha/case-reports", createBody(caseDraftUnassigned.ID),
+			[]int{403, 403, 403, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
+		{"CreateRevokedCase", "POST", "/api/applications/alpha/case-reports", createBody(caseRevoked.ID),
+			[]int{403, 403, 403, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
 
 		{"ListOwnApp", "GET", "/api/applications/alpha/reports", nil,
-			[]int{200, 403, 200, 403, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{200, 403, 200, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
 		{"ListSiblingApp", "GET", "/api/applications/beta/reports", nil,
-			[]int{200, 403, 403, 403, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{200, 404, 404, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
 		{"ListOtherOrgApp", "GET", "/api/applications/gamma/reports", nil,
-			[]int{404, 404, 404, 404, 404, 404, 403, 200, 401, 401, 401, 401}},
+			[]int{404, 404, 404, 404, 404, 404, 404, 200, 401, 401, 401, 401}},
 		{"ListUnknownApp", "GET", "/api/applications/nope/reports", nil,
 			[]int{404, 404, 404, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
 
 		{"DownloadOwnReport", "GET", dl("alpha", rA), nil,
-			[]int{200, 403, 403, 200, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{200, 403, 403, 200, 404, 404, 404, 404, 401, 401, 401, 401}},
 		{"DownloadSiblingReport", "GET", dl("beta", rBeta), nil,
-			[]int{200, 403, 403, 403, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{200, 404, 404, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
 		{"DownloadSiblingReportViaOwnApp", "GET", dl("alpha", rBeta), nil,
-			[]int{404, 403, 403, 404, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{404, 403, 403, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
 		{"DownloadOtherOrgReportViaOwnApp", "GET", dl("alpha", rB), nil,
-			[]int{404, 403, 403, 404, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{404, 403, 403, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
 		{"DownloadOtherOrgReport", "GET", dl("gamma", rB), nil,
-			[]int{404, 404, 404, 404, 404, 404, 403, 200, 401, 401, 401, 401}},
+			[]int{404, 404, 404, 404, 404, 404, 404, 200, 401, 401, 401, 401}},
 		{"DownloadUnknownReport", "GET", dl("alpha", "rpt_01aaaaaaaaaaaaaaaaaaaaaaaa"), nil,
-			[]int{404, 403, 403, 404, 403, 403, 404, 404, 401, 401, 401, 401}},
+			[]int{404, 403, 403, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
+		// Revoking a case withdraws its reports from auditors, not owners.
+		{"DownloadRevokedCaseReport", "GET", dl("alpha", rRevoked), nil,
+			[]int{403, 403, 403, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
 
 		{"ManifestOwnReport", "GET", mf("alpha", rA), nil,
 			[]int{200, 403, 403, 200, 403, 403, 404, 404, 401, 401, 401, 401}},
@@ -105,6 +127,8 @@ func TestAccessMatrix(t *testing.T) {
 			[]int{403, 403, 403, 403, 200, 403, 404, 403, 401, 401, 401, 401}},
 		{"DownloadOrgOtherOrgReport", "GET", "/api/reports/" + rB + "/download", nil,
 			[]int{403, 403, 403, 403, 404, 403, 200, 403, 401, 401, 401, 401}},
+		{"DownloadOrgRevokedCaseReport", "GET", "/api/reports/" + rRevoked + "/download", nil,
+			[]int{403, 403, 403, 403, 200, 403, 404, 403, 401, 401, 401, 401}},
 	}
 	for _, r := range rows {
 		if len(r.want) != len(callers) {

@@ -68,9 +68,26 @@ func application(c echo.Context) *db.Application {
 	return a
 }
 
-// requireAuditor resolves :foreignId inside the caller's organization (404
-// for anything else, exactly as for an application that does not exist) and
-// checks perm in the caller's auditor bucket on it (403).
+// ctxAuditorPerms holds the caller's auditor-bucket permissions on the
+// route's application.
+const ctxAuditorPerms = "tally.auditor_permissions"
+
+// mayDownload reports whether the caller holds reports:download in the scope
+// of the route they called: their auditor bucket of the application on
+// application routes, their owner-level permissions otherwise. Content
+// derived from a report's file is shown only to them.
+func mayDownload(c echo.Context) bool {
+	if perms, ok := c.Get(ctxAuditorPerms).([]string); ok {
+		return slices.Contains(perms, db.PermReportsDownload)
+	}
+	return slices.Contains(principal(c).OwnerPermissions, db.PermReportsDownload)
+}
+
+// requireAuditor resolves :foreignId inside the caller's organization and
+// checks perm in the caller's auditor bucket on it (403). An application on
+// which the caller holds no grant at all answers 404, exactly as one that
+// does not exist or belongs to another organization, so that members cannot
+// enumerate the organization's applications.
 func (s *Server) requireAuditor(perm string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -81,10 +98,10 @@ func (s *Server) requireAuditor(perm string) echo.MiddlewareFunc {
 				return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
 			}
 			app, perms, err := db.AuditorApplication(ctx, s.pool, p.Organization.ID, foreignID, p.User.ID)
+			if errors.Is(err, db.ErrNotFound) || (err == nil && len(perms) == 0) {
+				return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
+			}
 			if err != nil {
-				if errors.Is(err, db.ErrNotFound) {
-					return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
-				}
 				return fmt.Errorf("loading application and grants: %w", err)
 			}
 			if !slices.Contains(perms, perm) {
@@ -92,6 +109,7 @@ func (s *Server) requireAuditor(perm string) echo.MiddlewareFunc {
 					"this action needs %s in your auditor bucket for this application", perm)
 			}
 			c.Set(ctxApp, app)
+			c.Set(ctxAuditorPerms, perms)
 			return next(c)
 		}
 	}

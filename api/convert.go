@@ -43,7 +43,49 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-// toAPIReport converts a database report to the API's report object.
+// scopeKeys are the metadata keys written at creation: the case's scope. The
+// other keys (row_count, totals, format, pseudonym_key_id) are written when
+// the file is built.
+var scopeKeys = []string{"case_id", "period_start", "period_end", "disclosure_flags", "contract_filters", "data_as_of"}
+
+// withoutContent hides what a report's file reveals (its size, hash, row
+// count and totals, everything the worker added to the metadata) from a
+// caller who may not download it: they see the report's identity, scope and
+// status. The metadata keeps the creation-time keys only, so that a field
+// added to it later is hidden until it is listed here.
+func withoutContent(r Report) Report {
+	r.SizeBytes, r.SHA256 = nil, nil
+	var all map[string]json.RawMessage
+	if json.Unmarshal(r.Metadata, &all) != nil {
+		r.Metadata = json.RawMessage("{}")
+		return r
+	}
+	scope := make(map[string]json.RawMessage, len(scopeKeys))
+	for _, k := range scopeKeys {
+		if v, ok := all[k]; ok {
+			scope[k] = v
+		}
+	}
+	b, err := json.Marshal(scope)
+	if err != nil {
+		b = []byte("{}")
+	}
+	r.Metadata = b
+	return r
+}
+
+// toAPIReportFor converts a report for a caller: with its content-derived
+// fields when content is true, without them otherwise.
+func toAPIReportFor(r *db.Report, content bool) Report {
+	out := toAPIReport(r)
+	if !content {
+		out = withoutContent(out)
+	}
+	return out
+}
+
+// toAPIReport converts a database report to the API's report object, with
+// every field.
 func toAPIReport(r *db.Report) Report {
 	out := Report{
 		ID: r.ID, OrgID: r.OrgID, ApplicationID: r.ApplicationID, Type: r.Type, Status: r.Status,
@@ -63,10 +105,10 @@ func toAPIReport(r *db.Report) Report {
 	return out
 }
 
-func toAPIReports(rs []db.Report) []Report {
+func toAPIReports(rs []db.Report, content bool) []Report {
 	out := make([]Report, len(rs))
 	for i := range rs {
-		out[i] = toAPIReport(&rs[i])
+		out[i] = toAPIReportFor(&rs[i], content)
 	}
 	return out
 }

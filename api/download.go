@@ -46,6 +46,11 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	if err != nil {
 		return fmt.Errorf("loading report: %w", err)
 	}
+	if applicationID != "" {
+		if err := s.checkDownloadCase(c, p, r); err != nil {
+			return err
+		}
+	}
 	if err := downloadable(r); err != nil {
 		return err
 	}
@@ -69,6 +74,11 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 
 	// From here on the work is streaming: it may outlive the request
 	// deadline for as long as the client reads, up to downloadTimeout.
+	releaseDownload, err := s.admitDownload(c, p)
+	if err != nil {
+		return err
+	}
+	defer releaseDownload()
 	streamCtx, cancel := s.streamContext(c)
 	defer cancel()
 	body, info, err := s.store.Get(streamCtx, *r.ObjectKey, offset, length)
@@ -84,7 +94,7 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	}
 
 	if c.Request().Method == http.MethodGet {
-		details := map[string]any{"request_id": requestID(c), "bytes": length, "offset": offset, "partial": partial}
+		details := auditDetails(c, map[string]any{"bytes": length, "offset": offset, "partial": partial})
 		if err := db.CreateReportEvent(ctx, s.pool, r, db.EventReportDownloaded, p.User.ID, details); err != nil {
 			return fmt.Errorf("recording download: %w", err)
 		}
@@ -101,14 +111,47 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	if c.Request().Method == http.MethodHead {
 		return nil
 	}
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	n, err := io.CopyBuffer(c.Response(), io.LimitReader(body, length), *buf)
+	n, err := s.stream(c, io.LimitReader(body, length))
 	if err != nil || n != length {
 		s.logger.WarnContext(ctx, "download interrupted", slog.String("request_id", requestID(c)),
 			slog.String("report_id", r.ID), slog.Int64("sent", n), slog.Int64("want", length), slog.Any("error", err))
 	}
 	return nil
+}
+
+// checkDownloadCase applies the case rules of creation (caseAccess) to an
+// auditor's download, before anything about the report's state is revealed:
+// revoking or closing a case, ending its access window or unassigning the
+// auditor withdraws its reports. A refused GET is recorded as a
+// report.download_refused event. Owner-level downloads do not come here.
+func (s *Server) checkDownloadCase(c echo.Context, p *db.Principal, r *db.Report) error {
+	ctx := c.Request().Context()
+	cs, assigned, err := db.GetCaseForUser(ctx, s.pool, r.CaseID, p.User.ID)
+	if err != nil {
+		return fmt.Errorf("loading the report's case: %w", err)
+	}
+	refusal := caseAccess(cs, assigned, s.now())
+	if refusal == nil {
+		return nil
+	}
+	if c.Request().Method == http.MethodGet {
+		details := auditDetails(c, map[string]any{"code": refusal.Code})
+		if err := db.CreateReportEvent(ctx, s.pool, r, db.EventReportDownloadRefused, p.User.ID, details); err != nil {
+			return fmt.Errorf("recording refused download: %w", err)
+		}
+	}
+	return refusal
+}
+
+// auditDetails adds the request's id, client address and User-Agent to an
+// activity event's details.
+func auditDetails(c echo.Context, details map[string]any) map[string]any {
+	details["request_id"] = requestID(c)
+	details["client_ip"] = c.RealIP()
+	if ua := userAgent(c); ua != "" {
+		details["user_agent"] = ua
+	}
+	return details
 }
 
 // downloadable says why a report cannot be downloaded, if it cannot.

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/csv"
@@ -38,7 +39,7 @@ func (b *testBundle) startWorker(t *testing.T, tweak func(*worker.Opts)) {
 		t.Fatal(err)
 	}
 	opts := worker.Opts{
-		Pool: b.pool, Store: b.store, Portal: portal, Logger: tallytest.Logger(t),
+		Pool: b.pool, Store: b.store, Portal: portal, Logger: tallytest.Logger(t), PseudonymKeys: tallytest.PseudonymKeys(t),
 		SmallConcurrency: 4, LargeConcurrency: 1, JobTimeout: time.Minute, ShutdownTimeout: 5 * time.Second,
 		FetchPollInterval: 100 * time.Millisecond, TestOnly: true,
 	}
@@ -188,7 +189,7 @@ func expectedSummary(txs []e2eTx, appID, reportID string, s db.Scope) []byte {
 		if cp == "" {
 			return ""
 		}
-		m := hmac.New(sha256.New, []byte(reportID))
+		m := hmac.New(sha256.New, testPseudonymKey(reportID))
 		m.Write([]byte(cp))
 		return "cp_" + hex.EncodeToString(m.Sum(nil))[:12]
 	}
@@ -236,6 +237,17 @@ func expectedSummary(txs []e2eTx, appID, reportID string, s db.Scope) []byte {
 	}
 	w.Flush()
 	return buf.Bytes()
+}
+
+// testPseudonymKey is the report's pseudonym key, derived here independently
+// of package report from the test workers' master key: HKDF-SHA256 without
+// salt, the report id as info.
+func testPseudonymKey(reportID string) []byte {
+	key, err := hkdf.Key(sha256.New, tallytest.PseudonymMasterKey, nil, reportID, 32)
+	if err != nil {
+		panic(err)
+	}
+	return key
 }
 
 // TestEndToEndEveryFlagCombination creates reports through HTTP for cases
@@ -461,7 +473,7 @@ func TestEndToEndInFlightImportIsNotInTheReport(t *testing.T) {
 	}
 	var rebuilt bytes.Buffer
 	err = db.WithSnapshotTx(ctx, b.pool, func(tx pgx.Tx) error {
-		_, err := jobs.WriteReport(ctx, tx, portal, row, &rebuilt)
+		_, err := jobs.WriteReport(ctx, tx, portal, tallytest.PseudonymKeys(t), row, &rebuilt)
 		return err
 	})
 	if err != nil {

@@ -34,15 +34,15 @@ echo "$(jq -r .manifest.sha256 manifest.json)  report.csv" | sha256sum -c
 test "$(stat -c %s report.csv)" = "$(jq -r .manifest.size_bytes manifest.json)"
 `
 
-// runWorker runs a real worker signing with keys until stop is called.
-func (b *testBundle) runWorker(t *testing.T, keys *evidence.Keys) (stop func()) {
+// runSigningWorker runs a real worker signing with keys until stop is called.
+func (b *testBundle) runSigningWorker(t *testing.T, keys *evidence.Keys) (stop func()) {
 	t.Helper()
 	portal, err := config.LoadPortal("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	w, err := worker.New(context.Background(), worker.Opts{
-		Pool: b.pool, Store: b.store, Portal: portal, Logger: tallytest.Logger(t), Keys: keys,
+		Pool: b.pool, Store: b.store, Portal: portal, Logger: tallytest.Logger(t), Keys: keys, PseudonymKeys: tallytest.PseudonymKeys(t),
 		JobTimeout: time.Minute, ShutdownTimeout: 5 * time.Second, FetchPollInterval: 100 * time.Millisecond, TestOnly: true,
 	})
 	if err != nil {
@@ -146,7 +146,7 @@ func TestManifestOfRealReportVerifiesWithOpenSSL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.runWorker(t, evidence.KeysOf(key))
+	b.runSigningWorker(t, evidence.KeysOf(key))
 	id := b.readyReport(t)
 	dir := b.evidenceFiles(t, id)
 
@@ -234,10 +234,10 @@ func TestManifestSignedBeforeRotationVerifiesAfter(t *testing.T) {
 	oldKey, _ := evidence.GenerateKey()
 	newKey, _ := evidence.GenerateKey()
 
-	stop := b.runWorker(t, evidence.KeysOf(oldKey))
+	stop := b.runSigningWorker(t, evidence.KeysOf(oldKey))
 	before := b.readyReport(t)
 	stop()
-	b.runWorker(t, evidence.KeysOf(newKey, evidence.Key{ID: oldKey.ID, Public: oldKey.Public}))
+	b.runSigningWorker(t, evidence.KeysOf(newKey, evidence.Key{ID: oldKey.ID, Public: oldKey.Public}))
 	after := b.readyReport(t)
 
 	for id, kid := range map[string]string{before: oldKey.ID, after: newKey.ID} {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -51,9 +52,11 @@ type fixture struct {
 
 type setupOpts struct {
 	adminUser, adminPassword string
+	separateAdmin            bool
 	createPerMinute          float64
 	maxInFlight              int
 	maxAttempts              int
+	trustedProxies           []netip.Prefix
 }
 
 func setup(t *testing.T) *testBundle {
@@ -74,8 +77,8 @@ func setupWith(t *testing.T, o setupOpts) *testBundle {
 	}
 	srv, err := api.New(api.Opts{
 		Pool: pool, River: rc, Store: store, Portal: portal, Logger: tallytest.Logger(t),
-		AdminUser: o.adminUser, AdminPassword: o.adminPassword, CreatePerMinute: o.createPerMinute,
-		MaxInFlight: o.maxInFlight, MaxAttempts: o.maxAttempts,
+		AdminUser: o.adminUser, AdminPassword: o.adminPassword, SeparateAdmin: o.separateAdmin, CreatePerMinute: o.createPerMinute,
+		MaxInFlight: o.maxInFlight, MaxAttempts: o.maxAttempts, TrustedProxies: o.trustedProxies,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +176,7 @@ func newFixture(t *testing.T, pool *pgxpool.Pool) *fixture {
 		return c
 	}
 	open, end := now.Add(-time.Hour), now.Add(24*time.Hour)
-	fx.caseOK = mkCase(fx.alpha, true, open, end, "full", "create", "expired", "revoked")
+	fx.caseOK = mkCase(fx.alpha, true, open, end, "full", "create", "download", "expired", "revoked")
 	fx.caseDraft = mkCase(fx.alpha, false, open, end, "full", "create")
 	fx.caseUnassigned = mkCase(fx.alpha, true, open, end)
 	fx.caseWindowClosed = mkCase(fx.alpha, true, now.Add(-48*time.Hour), now.Add(-24*time.Hour), "full", "create")
@@ -216,6 +219,9 @@ func (r response) errorCode(t *testing.T) string {
 type reqOpt func(*http.Request)
 
 func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
+
+// fromAddr sends the request from addr, the peer address the API sees.
+func fromAddr(addr string) reqOpt { return func(r *http.Request) { r.RemoteAddr = addr } }
 
 func (b *testBundle) do(t *testing.T, method, path, token string, body any, opts ...reqOpt) response {
 	t.Helper()
@@ -305,3 +311,20 @@ var testKeys = func() *evidence.Keys {
 	}
 	return evidence.KeysOf(k)
 }()
+
+// newCaseOn makes an approved case on app with the fixture's period and an
+// open access window, assigned to roles.
+func (b *testBundle) newCaseOn(t *testing.T, app *db.Application, roles ...string) *db.Case {
+	t.Helper()
+	ctx := context.Background()
+	c := must[*db.Case](t)(db.CreateCase(ctx, b.pool, db.CreateCaseParams{
+		ApplicationID: app.ID, Title: "case", PeriodStart: b.fx.caseOK.PeriodStart, PeriodEnd: b.fx.caseOK.PeriodEnd,
+		DisclosureFlags: []string{"line_items"}, AccessWindowStart: time.Now().Add(-time.Hour), AccessWindowEnd: time.Now().Add(24 * time.Hour)}))
+	c = must[*db.Case](t)(db.ApproveCase(ctx, b.pool, c.ID, b.fx.users["owner"].ID))
+	for _, r := range roles {
+		if err := db.AssignCase(ctx, b.pool, c.ID, b.fx.users[r].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}

@@ -33,6 +33,10 @@ type loadOpts struct {
 	maxInFlight    int
 	admissionWait  time.Duration
 	requestTimeout time.Duration
+
+	downloadsPerUser, downloadsPerOrg int
+	downloadMinRate                   int64
+	downloadStallTimeout              time.Duration
 }
 
 // loadBundle is a real HTTP server over the API with a small pool.
@@ -65,6 +69,8 @@ func setupLoad(t *testing.T, o loadOpts) *loadBundle {
 	srv, err := api.New(api.Opts{
 		Pool: pool, River: rc, Store: store, Portal: portal, Logger: logger,
 		MaxInFlight: o.maxInFlight, AdmissionWait: o.admissionWait, RequestTimeout: o.requestTimeout,
+		DownloadsPerUser: o.downloadsPerUser, DownloadsPerOrg: o.downloadsPerOrg,
+		DownloadMinRate: o.downloadMinRate, DownloadStallTimeout: o.downloadStallTimeout,
 		CreatePerMinute: 1e6, // the limiter is not under test: every create reaches the database
 	})
 	if err != nil {

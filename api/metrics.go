@@ -13,6 +13,10 @@ type metrics struct {
 	created      *prometheus.CounterVec
 	downloads    *prometheus.CounterVec
 	rejected     prometheus.Counter
+
+	downloadsActive  prometheus.Gauge
+	downloadsRefused *prometheus.CounterVec
+	downloadsStalled prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -34,8 +38,20 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tally_http_rejected_busy_total",
 			Help: "Requests answered 503 because every admission slot was taken.",
 		}),
+		downloadsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tally_report_downloads_in_progress",
+			Help: "Report downloads streaming now.",
+		}),
+		downloadsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tally_report_downloads_refused_total",
+			Help: "Downloads answered 429 too_many_downloads, by the limit reached (user or organization).",
+		}, []string{"limit"}),
+		downloadsStalled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tally_report_downloads_stalled_total",
+			Help: "Downloads cut off because the client read slower than the minimum rate.",
+		}),
 	}
-	reg.MustRegister(m.httpDuration, m.created, m.downloads, m.rejected,
+	reg.MustRegister(m.httpDuration, m.created, m.downloads, m.rejected, m.downloadsActive, m.downloadsRefused, m.downloadsStalled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

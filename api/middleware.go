@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -29,6 +30,7 @@ const (
 	ctxPrincipal = "tally.principal"
 	ctxApp       = "tally.application"
 	ctxBase      = "tally.base_context"
+	ctxAdmission = "tally.admission_release"
 )
 
 // requestIDMiddleware keeps a well-formed X-Request-ID from the client (so a
@@ -140,7 +142,9 @@ var errBusy = errors.New("api: too many requests in flight")
 
 // admission bounds the requests doing work at once. A request that cannot get
 // a slot within wait is answered 503 at once instead of queueing on the
-// database pool until its deadline.
+// database pool until its deadline. A download gives its slot back when it
+// starts streaming (releaseAdmission): streams have limits of their own
+// (downloadlimit.go).
 func (s *Server) admission(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if s.slots == nil || isProbe(c.Request().URL.Path) {
@@ -156,8 +160,20 @@ func (s *Server) admission(next echo.HandlerFunc) echo.HandlerFunc {
 		case <-c.Request().Context().Done():
 			return c.Request().Context().Err()
 		}
-		defer func() { <-s.slots }()
+		var once sync.Once
+		release := func() { once.Do(func() { <-s.slots }) }
+		defer release()
+		c.Set(ctxAdmission, release)
 		return next(c)
+	}
+}
+
+// releaseAdmission gives back the request's admission slot before the
+// request ends: a handler calls it once its remaining work is only
+// streaming to the client.
+func releaseAdmission(c echo.Context) {
+	if release, ok := c.Get(ctxAdmission).(func()); ok {
+		release()
 	}
 }
 

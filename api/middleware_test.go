@@ -106,6 +106,35 @@ func TestAdmission503WhenSaturated(t *testing.T) {
 	wg.Wait()
 }
 
+// TestAdmissionReleasedEarly: a request that gives its slot back (a
+// download starting to stream) lets another in while it still runs, and its
+// slot is given back once only.
+func TestAdmissionReleasedEarly(t *testing.T) {
+	t.Parallel()
+	s := &Server{slots: make(chan struct{}, 1), admissionWait: 50 * time.Millisecond, metrics: newTestMetrics()}
+	e := echo.New()
+	serve := func(h echo.HandlerFunc) error {
+		c := e.NewContext(httptest.NewRequest(http.MethodGet, "/api/reports", nil), httptest.NewRecorder())
+		return s.admission(h)(c)
+	}
+	err := serve(func(c echo.Context) error {
+		releaseAdmission(c)
+		releaseAdmission(c)
+		if err := serve(func(echo.Context) error { return nil }); err != nil {
+			t.Errorf("while the first streams: got %v, want admitted", err)
+		}
+		s.slots <- struct{}{} // someone else takes the freed slot
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first request's end gave nothing back twice: the slot stays taken.
+	if got := len(s.slots); got != 1 {
+		t.Fatalf("slots taken after the request: got %d, want 1 (the other holder's)", got)
+	}
+}
+
 func TestTimeoutSetsDeadline(t *testing.T) {
 	t.Parallel()
 	s := &Server{requestTimeout: time.Second, downloadTimeout: time.Hour}

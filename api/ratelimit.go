@@ -7,13 +7,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// userLimiter is a token bucket per user for report creation. Idle buckets
-// are swept so the map does not grow without bound.
-type userLimiter struct {
+// keyedLimiter is a token bucket per key: per user for report creation, per
+// client address for failed admin logins. Idle buckets are swept so the map
+// does not grow without bound.
+type keyedLimiter struct {
 	mu        sync.Mutex
 	perSecond rate.Limit
 	burst     int
-	users     map[string]*limiterEntry
+	keys      map[string]*limiterEntry
 	lastSweep time.Time
 }
 
@@ -22,32 +23,58 @@ type limiterEntry struct {
 	seen time.Time
 }
 
-func newUserLimiter(perMinute float64, burst int) *userLimiter {
-	return &userLimiter{perSecond: rate.Limit(perMinute / 60), burst: burst, users: map[string]*limiterEntry{}}
+func newKeyedLimiter(perMinute float64, burst int) *keyedLimiter {
+	return &keyedLimiter{perSecond: rate.Limit(perMinute / 60), burst: burst, keys: map[string]*limiterEntry{}}
 }
 
-// allow reports whether userID may act now and, if not, how long to wait.
-func (l *userLimiter) allow(userID string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// entry returns key's bucket, creating it full. l.mu must be held.
+func (l *keyedLimiter) entry(key string, now time.Time) *rate.Limiter {
 	if now.Sub(l.lastSweep) > 5*time.Minute {
-		for id, e := range l.users {
+		// A bucket idle this long is full again: forgetting it changes nothing.
+		for k, e := range l.keys {
 			if now.Sub(e.seen) > 10*time.Minute {
-				delete(l.users, id)
+				delete(l.keys, k)
 			}
 		}
 		l.lastSweep = now
 	}
-	e, ok := l.users[userID]
+	e, ok := l.keys[key]
 	if !ok {
 		e = &limiterEntry{lim: rate.NewLimiter(l.perSecond, l.burst)}
-		l.users[userID] = e
+		l.keys[key] = e
 	}
 	e.seen = now
-	r := e.lim.ReserveN(now, 1)
+	return e.lim
+}
+
+// allow takes a token for key and reports whether there was one and, if not,
+// how long to wait.
+func (l *keyedLimiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.entry(key, now).ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		return false, d
 	}
 	return true, 0
+}
+
+// wait says how long key must wait for a token, without taking one: zero
+// when a token is there.
+func (l *keyedLimiter) wait(key string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tokens := l.entry(key, now).TokensAt(now)
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / float64(l.perSecond) * float64(time.Second))
+}
+
+// spend takes a token for key if there is one.
+func (l *keyedLimiter) spend(key string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entry(key, now).AllowN(now, 1)
 }

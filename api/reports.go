@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -71,6 +72,7 @@ func (s *Server) createReport(c echo.Context) error {
 
 	report, err := jobs.CreateReport(ctx, s.pool, s.river, jobs.CreateReportParams{
 		Application: app, Case: cs, Type: typ, UserID: p.User.ID, RequestID: requestID(c),
+		ClientIP: c.RealIP(), UserAgent: userAgent(c),
 		IdempotencyKey: idemKey, RequestHash: reqHash, LargeReportRows: s.largeRows, MaxAttempts: s.maxAttempts,
 	})
 	if errors.Is(err, jobs.ErrIdempotencyConflict) {
@@ -90,14 +92,15 @@ func (s *Server) createReport(c echo.Context) error {
 	s.metrics.created.WithLabelValues(report.Type).Inc()
 	s.logger.InfoContext(ctx, "report created", slog.String("request_id", requestID(c)),
 		slog.String("report_id", report.ID), slog.String("type", report.Type), slog.String("case_id", cs.ID))
-	return c.JSON(http.StatusAccepted, toAPIReport(report))
+	return c.JSON(http.StatusAccepted, toAPIReportFor(report, mayDownload(c)))
 }
 
 // replayed answers with the report an earlier request with the same
-// Idempotency-Key created.
+// Idempotency-Key created, as it is now: its content only to a caller who
+// may download it.
 func replayed(c echo.Context, r *db.Report) error {
 	c.Response().Header().Set("Idempotent-Replayed", "true")
-	return c.JSON(http.StatusAccepted, toAPIReport(r))
+	return c.JSON(http.StatusAccepted, toAPIReportFor(r, mayDownload(c)))
 }
 
 func validIdempotencyKey(k string) bool {
@@ -133,8 +136,8 @@ func (s *Server) replay(ctx context.Context, p *db.Principal, app *db.Applicatio
 	return r, nil
 }
 
-// checkCase applies the case rules in order: same application (404),
-// approved (409), caller assigned (403), inside the access window (403).
+// checkCase applies the case rules to a new report: same application (404),
+// then caseAccess.
 func (s *Server) checkCase(ctx context.Context, p *db.Principal, app *db.Application, caseID string) (*db.Case, error) {
 	notFound := newError(http.StatusNotFound, CodeCaseNotFound, "case not found in this application")
 	if !db.ValidID(db.PrefixCase, caseID) {
@@ -147,20 +150,49 @@ func (s *Server) checkCase(ctx context.Context, p *db.Principal, app *db.Applica
 	if err != nil {
 		return nil, fmt.Errorf("loading case: %w", err)
 	}
-	if cs.Status != db.CaseApproved {
-		return nil, &Error{Status: http.StatusConflict, Code: CodeCaseNotApproved,
+	if err := caseAccess(cs, assigned, s.now()); err != nil {
+		return nil, err
+	}
+	return cs, nil
+}
+
+// caseAccess says why an auditor may not work on a case now, if they may
+// not: not assigned (403 case_not_assigned, before anything about the case's
+// state is revealed), revoked (403 case_revoked), closed (403 case_closed),
+// another state than approved (409 case_not_approved), outside the access
+// window (403 access_window_closed). Creating a report and downloading one
+// at auditor scope apply the same rules.
+func caseAccess(cs *db.Case, assigned bool, now time.Time) *Error {
+	if !assigned {
+		return newError(http.StatusForbidden, CodeCaseNotAssigned, "you are not assigned to this case")
+	}
+	switch cs.Status {
+	case db.CaseApproved:
+	case db.CaseRevoked:
+		return &Error{Status: http.StatusForbidden, Code: CodeCaseRevoked,
+			Message: "the case was revoked", Details: map[string]any{"case_status": cs.Status}}
+	case db.CaseClosed:
+		return &Error{Status: http.StatusForbidden, Code: CodeCaseClosed,
+			Message: "the case is closed", Details: map[string]any{"case_status": cs.Status}}
+	default:
+		return &Error{Status: http.StatusConflict, Code: CodeCaseNotApproved,
 			Message: fmt.Sprintf("the case is %s, not approved", cs.Status), Details: map[string]any{"case_status": cs.Status}}
 	}
-	if !assigned {
-		return nil, newError(http.StatusForbidden, CodeCaseNotAssigned, "you are not assigned to this case")
-	}
-	now := s.now()
 	if now.Before(cs.AccessWindowStart) || !now.Before(cs.AccessWindowEnd) {
-		return nil, &Error{Status: http.StatusForbidden, Code: CodeAccessWindowClosed,
+		return &Error{Status: http.StatusForbidden, Code: CodeAccessWindowClosed,
 			Message: "the case's access window is closed",
 			Details: map[string]any{"access_window_start": cs.AccessWindowStart.UTC(), "access_window_end": cs.AccessWindowEnd.UTC()}}
 	}
-	return cs, nil
+	return nil
+}
+
+// maxUserAgent bounds the User-Agent recorded in activity events.
+const maxUserAgent = 256
+
+// userAgent is the request's User-Agent as recorded: valid UTF-8, at most
+// maxUserAgent bytes.
+func userAgent(c echo.Context) string {
+	return truncate(strings.ToValidUTF8(c.Request().UserAgent(), "\uFFFD"), maxUserAgent)
 }
 
 // listAppReports handles GET /api/applications/:foreignId/reports.
@@ -243,7 +275,7 @@ func (s *Server) listReports(c echo.Context, applicationID, path string) error {
 		next.Set("cursor", encodeCursor(&reports[len(reports)-1], filter))
 		h.Set("Link", "<"+path+"?"+next.Encode()+`>; rel="next"`)
 	}
-	body, err := json.Marshal(toAPIReports(reports))
+	body, err := json.Marshal(toAPIReports(reports, mayDownload(c)))
 	if err != nil {
 		return err
 	}

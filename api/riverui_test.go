@@ -172,15 +172,17 @@ func TestRiverUI401(t *testing.T) {
 		{http.MethodPost, "/admin/riverui/api/jobs/cancel", fmt.Sprintf(`{"ids":["%d"]}`, jobID)},
 		{http.MethodPost, "/admin/riverui/api/jobs/delete", fmt.Sprintf(`{"ids":["%d"]}`, jobID)},
 	}
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			for _, req := range requests {
+			for j, req := range requests {
 				var body any
 				if req.body != "" {
 					body = req.body
 				}
-				var opts []reqOpt
+				// Each from its own address: failed logins from one are
+				// limited (TestRiverUI429AfterFailedLogins).
+				opts := []reqOpt{fromAddr(fmt.Sprintf("10.0.%d.%d:1234", i, j))}
 				if tt.opt != nil {
 					opts = append(opts, tt.opt)
 				}

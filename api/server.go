@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,9 @@ type Opts struct {
 	// AdminUser and AdminPassword protect River UI; empty turns it off (404).
 	AdminUser     string
 	AdminPassword string
+	// SeparateAdmin serves River UI and /metrics on AdminHandler only: the
+	// public handler then answers 404 for them.
+	SeparateAdmin bool
 
 	RequestTimeout  time.Duration // default 30s
 	DownloadTimeout time.Duration // default 1h
@@ -40,6 +44,16 @@ type Opts struct {
 	// slot before a 503 (default 1s).
 	MaxInFlight   int
 	AdmissionWait time.Duration
+	// DownloadsPerUser and DownloadsPerOrg bound the downloads streaming at
+	// once for one user and for one organization (defaults 4 and 32);
+	// beyond them a download answers 429 too_many_downloads.
+	DownloadsPerUser int
+	DownloadsPerOrg  int
+	// A download whose client takes longer than DownloadStallTimeout
+	// (default 30s) to accept DownloadMinRate × DownloadStallTimeout bytes
+	// (default 1 KiB/s) is cut off.
+	DownloadMinRate      int64
+	DownloadStallTimeout time.Duration
 	// CreatePerMinute is each user's report-creation rate (default 60, burst 20).
 	CreatePerMinute float64
 	// MaxAttempts is each report job's attempt budget, fixed at insert
@@ -47,6 +61,9 @@ type Opts struct {
 	MaxAttempts int
 	// LargeReportRows routes reports with more estimated rows to the large queue.
 	LargeReportRows int64
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// address recorded in activity events; empty: the peer is the client.
+	TrustedProxies []netip.Prefix
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
 	// NowFunc returns the current time; nil means time.Now.
@@ -63,7 +80,11 @@ type Server struct {
 	logger          *slog.Logger
 	metrics         *metrics
 	registry        *prometheus.Registry
-	limiter         *userLimiter
+	limiter         *keyedLimiter
+	adminFailures   *keyedLimiter
+	downloads       *downloadLimiter
+	minRate         int64
+	stallTimeout    time.Duration
 	slots           chan struct{}
 	admissionWait   time.Duration
 	requestTimeout  time.Duration
@@ -72,7 +93,10 @@ type Server struct {
 	maxAttempts     int
 	adminUser       string
 	adminPassword   string
+	separateAdmin   bool
 	riverUI         http.Handler
+	trustedProxies  []netip.Prefix
+	admin           *echo.Echo
 	now             func() time.Time
 }
 
@@ -85,7 +109,9 @@ func New(opts Opts) (*Server, error) {
 		pool: opts.Pool, river: opts.River, store: opts.Store, portal: opts.Portal, logger: opts.Logger,
 		requestTimeout: opts.RequestTimeout, downloadTimeout: opts.DownloadTimeout,
 		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows, maxAttempts: opts.MaxAttempts,
-		adminUser: opts.AdminUser, adminPassword: opts.AdminPassword, registry: opts.Registry, now: opts.NowFunc,
+		trustedProxies: opts.TrustedProxies, adminUser: opts.AdminUser, adminPassword: opts.AdminPassword,
+		separateAdmin: opts.SeparateAdmin,
+		registry:      opts.Registry, now: opts.NowFunc, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -105,6 +131,20 @@ func New(opts Opts) (*Server, error) {
 	if s.maxAttempts <= 0 {
 		s.maxAttempts = config.DefaultMaxAttempts
 	}
+	if s.minRate <= 0 {
+		s.minRate = config.DefaultDownloadMinRate
+	}
+	if s.stallTimeout <= 0 {
+		s.stallTimeout = config.DefaultDownloadStallTimeout
+	}
+	perUser, perOrg := opts.DownloadsPerUser, opts.DownloadsPerOrg
+	if perUser <= 0 {
+		perUser = config.DefaultDownloadsPerUser
+	}
+	if perOrg <= 0 {
+		perOrg = config.DefaultDownloadsPerOrg
+	}
+	s.downloads = newDownloadLimiter(perUser, perOrg)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -122,7 +162,8 @@ func New(opts Opts) (*Server, error) {
 	if perMinute <= 0 {
 		perMinute = config.DefaultCreateRatePerMinute
 	}
-	s.limiter = newUserLimiter(perMinute, 20)
+	s.limiter = newKeyedLimiter(perMinute, 20)
+	s.adminFailures = newKeyedLimiter(adminFailuresPerMinute, adminFailureBurst)
 	s.metrics = newMetrics(s.registry)
 	if s.adminUser != "" && s.adminPassword != "" {
 		h, err := newRiverUI(opts.River, s.logger)
@@ -132,6 +173,7 @@ func New(opts Opts) (*Server, error) {
 		s.riverUI = h
 	}
 	s.echo = s.routes()
+	s.admin = s.adminRoutes()
 	return s, nil
 }
 
@@ -146,15 +188,29 @@ func (s *Server) Start(ctx context.Context) error {
 // ServeHTTP makes the Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
+// AdminHandler serves River UI and /metrics, for a listener kept off the
+// portal's network. The public handler serves them too unless
+// Opts.SeparateAdmin is set.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
 // Registry returns the Prometheus registry holding the API's metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
 // HTTPServer returns an http.Server for the API with timeouts that bound slow
 // clients without cutting long downloads.
 func (s *Server) HTTPServer(addr string) *http.Server {
+	return s.httpServer(addr, s)
+}
+
+// AdminHTTPServer returns an http.Server for AdminHandler.
+func (s *Server) AdminHTTPServer(addr string) *http.Server {
+	return s.httpServer(addr, s.admin)
+}
+
+func (s *Server) httpServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
 		Addr:              addr,
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,

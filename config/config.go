@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -46,20 +49,35 @@ type S3 struct {
 	UseTLS          bool   `env:"USE_TLS" envDefault:"false"`
 }
 
+// Environments of TALLY_ENV. Development relaxes what production requires
+// (a pseudonym key).
+const (
+	EnvDevelopment = "development"
+	EnvProduction  = "production"
+)
+
+// DevelopmentPseudonymKey is the pseudonym master key in development when
+// none is configured. It is public: pseudonyms built with it protect nothing.
+const DevelopmentPseudonymKey = "tally development pseudonym key: public, protects nothing"
+
 // Defaults of the settings that another package also falls back on when a
 // field of its options is zero (api.Opts, worker.Opts). They are declared
 // here only; LoadFrom starts from them, so they are not repeated as
 // envDefault tags.
 const (
-	DefaultRequestTimeout      = 30 * time.Second
-	DefaultCreateRatePerMinute = 60.0
-	DefaultLargeReportRows     = 200_000
-	DefaultSmallConcurrency    = 4
-	DefaultLargeConcurrency    = 1
-	DefaultJobTimeout          = 15 * time.Minute
-	DefaultShutdownTimeout     = 25 * time.Second
-	DefaultMaxAttempts         = 5
-	DefaultFetchPollInterval   = time.Second
+	DefaultRequestTimeout       = 30 * time.Second
+	DefaultCreateRatePerMinute  = 60.0
+	DefaultLargeReportRows      = 200_000
+	DefaultSmallConcurrency     = 4
+	DefaultLargeConcurrency     = 1
+	DefaultJobTimeout           = 15 * time.Minute
+	DefaultShutdownTimeout      = 25 * time.Second
+	DefaultMaxAttempts          = 5
+	DefaultFetchPollInterval    = time.Second
+	DefaultDownloadsPerUser     = 4
+	DefaultDownloadsPerOrg      = 32
+	DefaultDownloadMinRate      = 1 << 10 // bytes per second
+	DefaultDownloadStallTimeout = 30 * time.Second
 	// RescueMargin is added to the job timeout to get the time after which
 	// River's rescuer takes a job back from a worker that vanished, when
 	// TALLY_RESCUE_STUCK_JOBS_AFTER is unset.
@@ -69,6 +87,9 @@ const (
 // Config is every setting of the three binaries. Each reads what it needs.
 // Fields without an envDefault tag default to the constants above.
 type Config struct {
+	// Env is development or production (the default).
+	Env string `env:"TALLY_ENV" envDefault:"production"`
+
 	DatabaseURL Secret `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/tally?sslmode=disable"`
 	S3          S3     `envPrefix:"S3_"`
 
@@ -80,6 +101,28 @@ type Config struct {
 	RequestTimeout  time.Duration `env:"TALLY_REQUEST_TIMEOUT"`
 	CreateRateLimit float64       `env:"TALLY_CREATE_RATE_PER_MINUTE"`
 	APIMaxConns     int32         `env:"TALLY_API_DB_MAX_CONNS" envDefault:"16"`
+	// TrustedProxies are the networks whose X-Forwarded-For the API
+	// believes for the client address it records; empty means the peer
+	// address is the client's.
+	TrustedProxies []netip.Prefix `env:"TALLY_TRUSTED_PROXIES"`
+
+	// Pseudonym keys (worker): the current master key, from the variable or
+	// a file (its first line; further lines are retired keys), and retired
+	// keys, comma-separated, still used to rebuild reports built with them.
+	PseudonymKey         Secret `env:"TALLY_PSEUDONYM_KEY"`
+	PseudonymKeyFile     string `env:"TALLY_PSEUDONYM_KEY_FILE"`
+	PseudonymRetiredKeys Secret `env:"TALLY_PSEUDONYM_RETIRED_KEYS"`
+	// AdminAddr, when set, is the address (host:port) of a listener of its
+	// own for River UI and /metrics; the public port then answers 404 for
+	// them.
+	AdminAddr string `env:"TALLY_ADMIN_ADDR"`
+	// Downloads stream outside request admission, at most DownloadsPerUser
+	// and DownloadsPerOrg at once; a client taking in less than
+	// DownloadMinRate bytes a second over DownloadStallTimeout is cut off.
+	DownloadsPerUser     int           `env:"TALLY_DOWNLOADS_PER_USER"`
+	DownloadsPerOrg      int           `env:"TALLY_DOWNLOADS_PER_ORG"`
+	DownloadMinRate      int64         `env:"TALLY_DOWNLOAD_MIN_RATE"`
+	DownloadStallTimeout time.Duration `env:"TALLY_DOWNLOAD_STALL_TIMEOUT"`
 
 	// Worker.
 	MetricsPort       int           `env:"TALLY_METRICS_PORT" envDefault:"9090"`
@@ -121,6 +164,11 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		ShutdownTimeout:   DefaultShutdownTimeout,
 		MaxAttempts:       DefaultMaxAttempts,
 		FetchPollInterval: DefaultFetchPollInterval,
+
+		DownloadsPerUser:     DefaultDownloadsPerUser,
+		DownloadsPerOrg:      DefaultDownloadsPerOrg,
+		DownloadMinRate:      DefaultDownloadMinRate,
+		DownloadStallTimeout: DefaultDownloadStallTimeout,
 	}
 	opts := env.Options{}
 	if environ != nil {
@@ -143,10 +191,60 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	if (cfg.AdminUser == "") != (cfg.AdminPassword == "") {
 		return nil, fmt.Errorf("set both TALLY_ADMIN_USER and TALLY_ADMIN_PASSWORD, or neither")
 	}
+	if cfg.Env != EnvDevelopment && cfg.Env != EnvProduction {
+		return nil, fmt.Errorf("TALLY_ENV must be development or production, not %q", cfg.Env)
+	}
+	if cfg.PseudonymKey != "" && cfg.PseudonymKeyFile != "" {
+		return nil, fmt.Errorf("set TALLY_PSEUDONYM_KEY or TALLY_PSEUDONYM_KEY_FILE, not both")
+	}
+	if cfg.DownloadsPerUser < 1 || cfg.DownloadsPerOrg < 1 || cfg.DownloadMinRate < 1 || cfg.DownloadStallTimeout <= 0 {
+		return nil, fmt.Errorf("TALLY_DOWNLOADS_PER_USER, TALLY_DOWNLOADS_PER_ORG, TALLY_DOWNLOAD_MIN_RATE and TALLY_DOWNLOAD_STALL_TIMEOUT must be positive")
+	}
+	if cfg.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.AdminAddr); err != nil {
+			return nil, fmt.Errorf("TALLY_ADMIN_ADDR must be host:port (host may be empty), not %q", cfg.AdminAddr)
+		}
+	}
 	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 {
 		return nil, fmt.Errorf("worker concurrency must be at least 1")
 	}
 	return &cfg, nil
+}
+
+// PseudonymKeys returns the pseudonym master keys: the current one and the
+// retired ones. Outside development a key is required; in development,
+// without one, the current key is DevelopmentPseudonymKey and dev is true.
+func (c *Config) PseudonymKeys() (current []byte, retired [][]byte, dev bool, err error) {
+	var keys []string
+	switch {
+	case c.PseudonymKeyFile != "":
+		b, err := os.ReadFile(c.PseudonymKeyFile)
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("reading TALLY_PSEUDONYM_KEY_FILE: %w", err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if line = strings.TrimRight(line, "\r\n"); line != "" {
+				keys = append(keys, line)
+			}
+		}
+		if len(keys) == 0 {
+			return nil, nil, false, fmt.Errorf("TALLY_PSEUDONYM_KEY_FILE %s holds no key", c.PseudonymKeyFile)
+		}
+	case c.PseudonymKey != "":
+		keys = []string{c.PseudonymKey.Reveal()}
+	case c.Env == EnvDevelopment:
+		keys, dev = []string{DevelopmentPseudonymKey}, true
+	default:
+		return nil, nil, false, fmt.Errorf("TALLY_PSEUDONYM_KEY or TALLY_PSEUDONYM_KEY_FILE is required outside development (TALLY_ENV=%s)", c.Env)
+	}
+	if r := c.PseudonymRetiredKeys.Reveal(); r != "" {
+		keys = append(keys, strings.Split(r, ",")...)
+	}
+	current = []byte(keys[0])
+	for _, k := range keys[1:] {
+		retired = append(retired, []byte(k))
+	}
+	return current, retired, dev, nil
 }
 
 // NewLogger returns the process logger described by LOG_LEVEL and LOG_FORMAT.

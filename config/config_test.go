@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +19,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Port != 8080 || cfg.S3.Bucket != "tally" || cfg.JobTimeout != 15*time.Minute || cfg.LogFormat != "json" ||
-		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" {
+		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.AdminAddr != "" {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	want := Config{
@@ -24,14 +27,18 @@ func TestLoadDefaults(t *testing.T) {
 		SmallConcurrency: DefaultSmallConcurrency, LargeConcurrency: DefaultLargeConcurrency,
 		LargeThreshold: DefaultLargeReportRows, JobTimeout: DefaultJobTimeout, ShutdownTimeout: DefaultShutdownTimeout,
 		MaxAttempts: DefaultMaxAttempts, FetchPollInterval: DefaultFetchPollInterval,
+		DownloadsPerUser: DefaultDownloadsPerUser, DownloadsPerOrg: DefaultDownloadsPerOrg,
+		DownloadMinRate: DefaultDownloadMinRate, DownloadStallTimeout: DefaultDownloadStallTimeout,
 	}
 	got := Config{
 		RequestTimeout: cfg.RequestTimeout, CreateRateLimit: cfg.CreateRateLimit,
 		SmallConcurrency: cfg.SmallConcurrency, LargeConcurrency: cfg.LargeConcurrency,
 		LargeThreshold: cfg.LargeThreshold, JobTimeout: cfg.JobTimeout, ShutdownTimeout: cfg.ShutdownTimeout,
 		MaxAttempts: cfg.MaxAttempts, FetchPollInterval: cfg.FetchPollInterval,
+		DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
+		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout,
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults = %+v, want the Default constants %+v", got, want)
 	}
 }
@@ -61,6 +68,9 @@ func TestLoadRejects(t *testing.T) {
 		"BadDuration":   {"TALLY_JOB_TIMEOUT": "soon"},
 		"ZeroWorkers":   {"TALLY_WORKER_CONCURRENCY": "0"},
 		"BadTLSBoolean": {"S3_USE_TLS": "maybe"},
+		"ZeroDownloads": {"TALLY_DOWNLOADS_PER_USER": "0"},
+		"NoStallTime":   {"TALLY_DOWNLOAD_STALL_TIMEOUT": "0s"},
+		"AdminAddrPort": {"TALLY_ADMIN_ADDR": "9091"},
 	}
 	for name, env := range tests {
 		if _, err := LoadFrom(env); err == nil {
@@ -74,7 +84,7 @@ func TestSecretsMasked(t *testing.T) {
 	t.Parallel()
 	cfg, err := LoadFrom(map[string]string{
 		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
-		"TALLY_ADMIN_USER": "admin", "TALLY_ADMIN_PASSWORD": "admin-pass-789",
+		"TALLY_ADMIN_USER": "admin", "TALLY_ADMIN_PASSWORD": "admin-pass-789", "TALLY_PSEUDONYM_KEY": "pseudo-key-000", "TALLY_PSEUDONYM_RETIRED_KEYS": "pseudo-old-111",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +92,7 @@ func TestSecretsMasked(t *testing.T) {
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", slog.Any("config", cfg))
 	out := buf.String() + fmt.Sprintf("%v %+v", cfg, cfg)
-	for _, secret := range []string{"db-pass-123", "s3-secret-456", "admin-pass-789"} {
+	for _, secret := range []string{"db-pass-123", "s3-secret-456", "admin-pass-789", "pseudo-key-000", "pseudo-old-111"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("secret %q leaked: %s", secret, out)
 		}
@@ -120,5 +130,66 @@ func TestPortal(t *testing.T) {
 	p, err = ParsePortal([]byte("report_types:\n  - {name: audit, builder: activity_log, format: csv}\nretention_days: 7\n"))
 	if err != nil || p.Retention() != 7*24*time.Hour {
 		t.Fatalf("custom portal: %v %v", p, err)
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadFrom(map[string]string{"TALLY_TRUSTED_PROXIES": "10.0.0.0/8,2001:db8::/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.TrustedProxies); got != "[10.0.0.0/8 2001:db8::/32]" {
+		t.Errorf("TrustedProxies = %s", got)
+	}
+	if _, err := LoadFrom(map[string]string{"TALLY_TRUSTED_PROXIES": "10.0.0.1"}); err == nil {
+		t.Error("an address without a prefix length was accepted")
+	}
+}
+
+func TestPseudonymKeys(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(file, []byte("current-from-file\nretired-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		current string
+		retired []string
+		dev     bool
+		wantErr bool
+	}{
+		{"ProductionWithoutKey", map[string]string{}, "", nil, false, true},
+		{"DevelopmentWithoutKey", map[string]string{"TALLY_ENV": "development"}, DevelopmentPseudonymKey, nil, true, false},
+		{"FromVariable", map[string]string{"TALLY_PSEUDONYM_KEY": "k1", "TALLY_PSEUDONYM_RETIRED_KEYS": "k0,k-1"}, "k1", []string{"k0", "k-1"}, false, false},
+		{"FromFile", map[string]string{"TALLY_PSEUDONYM_KEY_FILE": file}, "current-from-file", []string{"retired-from-file"}, false, false},
+		{"MissingFile", map[string]string{"TALLY_PSEUDONYM_KEY_FILE": file + ".nope"}, "", nil, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadFrom(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur, retired, dev, err := cfg.PseudonymKeys()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			var got []string
+			for _, r := range retired {
+				got = append(got, string(r))
+			}
+			if string(cur) != tt.current || fmt.Sprint(got) != fmt.Sprint(tt.retired) || dev != tt.dev {
+				t.Errorf("got %q %q %v, want %q %q %v", cur, got, dev, tt.current, tt.retired, tt.dev)
+			}
+		})
+	}
+	if _, err := LoadFrom(map[string]string{"TALLY_PSEUDONYM_KEY": "a", "TALLY_PSEUDONYM_KEY_FILE": file}); err == nil {
+		t.Error("both the key and its file were accepted")
+	}
+	if _, err := LoadFrom(map[string]string{"TALLY_ENV": "staging"}); err == nil {
+		t.Error("TALLY_ENV=staging was accepted")
 	}
 }

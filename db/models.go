@@ -42,6 +42,9 @@ const (
 	EventReportCanceled   = "report.canceled"
 	EventReportExpired    = "report.expired"
 	EventReportRequeued   = "report.requeued"
+	// EventReportDownloadRefused is an auditor's download refused by the
+	// case rules (revoked, closed, not assigned, access window closed).
+	EventReportDownloadRefused = "report.download_refused"
 	// EventReportManifestViewed is a read of a report's signed manifest.
 	EventReportManifestViewed = "report.manifest_viewed"
 )
@@ -117,6 +120,11 @@ type Scope struct {
 	DisclosureFlags []string  `json:"disclosure_flags"`
 	ContractFilters []string  `json:"contract_filters"`
 	DataAsOf        time.Time `json:"data_as_of"`
+	// PseudonymKeyID names the master key the report's counterparty
+	// pseudonyms were derived from. The worker records it when the report
+	// becomes ready, so that a rebuild after a key rotation uses the same
+	// key; empty until then.
+	PseudonymKeyID string `json:"pseudonym_key_id,omitempty"`
 }
 
 // HasFlag reports whether the scope carries disclosure flag f.
@@ -139,6 +147,9 @@ type ReadyMetadata struct {
 	// Totals are the per-currency totals of a transaction_summary, keyed by
 	// ISO 4217 code; empty, not null, for other report types.
 	Totals map[string]CurrencyTotal `json:"totals"`
+	// PseudonymKeyID names the master key the file's counterparty
+	// pseudonyms were derived from (Scope.PseudonymKeyID).
+	PseudonymKeyID string `json:"pseudonym_key_id,omitempty"`
 }
 
 // CurrencyTotal is the total of one currency in a report's metadata.

@@ -1,7 +1,9 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +19,9 @@ import (
 )
 
 // buildFunc writes a report's file from its scope, reading on q (the
-// snapshot transaction), and returns what the file holds.
-type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error)
+// snapshot transaction), and returns what the file holds. pseudonymKey is
+// the report's key for counterparty pseudonyms.
+type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer) (report.Summary, error)
 
 // builders maps a report type's builder (config's report_types[].builder)
 // to the function that writes its file.
@@ -40,28 +43,35 @@ type builtFile struct {
 	size        int64
 	sha256      string
 	summary     report.Summary
+	// pseudonymKeyID names the master key of the file's pseudonyms.
+	pseudonymKeyID string
 }
 
-// WriteReport writes rep's file to out, as GenerateReportWorker builds it,
-// and says what the file holds. The file depends only on what the report
-// stores (its type, scope metadata and creation snapshot), so writing it
-// again at any later time gives the same bytes: this is how a stored file
-// is checked against its report. Run it in db.WithSnapshotTx, so that the
-// rows and the totals come from one snapshot.
-func WriteReport(ctx context.Context, q db.DBTX, portal *config.Portal, rep *db.Report, out io.Writer) (report.Summary, error) {
-	_, write, err := reportWriter(portal, rep)
+// WriteReport writes rep's file to out, as GenerateReportWorker builds it
+// with keys, and says what the file holds. The file depends only on what the
+// report stores (its type, scope metadata, pseudonym key id and creation
+// snapshot) and the keys, so writing it again at any later time gives the
+// same bytes: this is how a stored file is checked against its report. Run
+// it in db.WithSnapshotTx, so that the rows and the totals come from one
+// snapshot.
+func WriteReport(ctx context.Context, q db.DBTX, portal *config.Portal, keys *report.PseudonymKeys, rep *db.Report, out io.Writer) (report.Summary, error) {
+	_, _, write, err := reportWriter(portal, keys, rep)
 	if err != nil {
 		return report.Summary{}, err
 	}
 	return write(ctx, q, out)
 }
 
-// reportWriter returns rep's report type and the function that writes its
-// file, or a permanent failure when the type or the scope is unusable.
-func reportWriter(portal *config.Portal, rep *db.Report) (config.ReportType, writeFunc, error) {
+// reportWriter returns rep's report type, the id of its pseudonym key and
+// the function that writes its file, or a permanent failure when the type,
+// the scope or the key is unusable. A report keeps the pseudonym key it was
+// first built with (metadata.pseudonym_key_id), so a rebuild after a key
+// rotation writes the same bytes; a report not built yet gets the current
+// key.
+func reportWriter(portal *config.Portal, keys *report.PseudonymKeys, rep *db.Report) (config.ReportType, string, writeFunc, error) {
 	rt, ok := portal.ReportType(rep.Type)
 	if !ok {
-		return rt, nil, permanent(CodeUnknownReportType,
+		return rt, "", nil, permanent(CodeUnknownReportType,
 			fmt.Sprintf("report type %q is not offered by this portal", rep.Type), nil)
 	}
 	scope, err := rep.Scope()
@@ -69,15 +79,24 @@ func reportWriter(portal *config.Portal, rep *db.Report) (config.ReportType, wri
 		err = checkScope(&scope)
 	}
 	if err != nil {
-		return rt, nil, permanent(CodeBuildFailed, "the report's scope snapshot is unreadable", err)
+		return rt, "", nil, permanent(CodeBuildFailed, "the report's scope snapshot is unreadable", err)
 	}
 	build, ok := builders[rt.Builder]
 	if !ok {
-		return rt, nil, permanent(CodeUnknownReportType,
+		return rt, "", nil, permanent(CodeUnknownReportType,
 			fmt.Sprintf("report type %q uses builder %q, which this worker does not know", rep.Type, rt.Builder), nil)
 	}
-	return rt, func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error) {
-		return build(ctx, q, rep, &scope, out)
+	if keys == nil {
+		return rt, "", nil, permanent(CodeBuildFailed, "the worker has no pseudonym keys", nil)
+	}
+	keyID := cmp.Or(scope.PseudonymKeyID, keys.CurrentID())
+	pseudonymKey, err := keys.ReportKey(keyID, rep.ID)
+	if err != nil {
+		return rt, "", nil, permanent(CodeBuildFailed,
+			fmt.Sprintf("the report's pseudonym key %q is not configured on this worker", keyID), err)
+	}
+	return rt, keyID, func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error) {
+		return build(ctx, q, rep, &scope, pseudonymKey, out)
 	}, nil
 }
 
@@ -87,15 +106,16 @@ type writeFunc func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summa
 // build streams the report's file, written from a consistent snapshot of
 // its scope, into the object store.
 func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*builtFile, error) {
-	rt, write, err := reportWriter(w.Portal, rep)
+	rt, keyID, write, err := reportWriter(w.Portal, w.PseudonymKeys, rep)
 	if err != nil {
 		return nil, err
 	}
 
 	file := &builtFile{
-		key:         storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, rt.Format),
-		format:      rt.Format,
-		contentType: rt.ContentType(),
+		key:            storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, rt.Format),
+		format:         rt.Format,
+		contentType:    rt.ContentType(),
+		pseudonymKeyID: keyID,
 	}
 	err = db.WithSnapshotTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		written, err := w.Store.Write(ctx, file.key, file.contentType, func(out io.Writer) error {
@@ -124,8 +144,8 @@ func checkScope(s *db.Scope) error {
 	return nil
 }
 
-func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
-	opts := report.SummaryOptsFromFlags(rep.ID, scope.DisclosureFlags)
+func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer) (report.Summary, error) {
+	opts := report.SummaryOptsFromFlags(pseudonymKey, scope.DisclosureFlags)
 	sw := report.NewSummaryWriter(out, opts)
 	sq := db.ScopeParams{
 		ApplicationID:   rep.ApplicationID,
@@ -165,12 +185,22 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 	return sum, nil
 }
 
-func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, out io.Writer) (report.Summary, error) {
+func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, _ []byte, out io.Writer) (report.Summary, error) {
 	aw := report.NewActivityLogWriter(out)
 	var e report.Event
 	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, deref(rep.CreationSnapshot), func(ev db.Event) error {
+		var req struct {
+			ClientIP  string `json:"client_ip"`
+			UserAgent string `json:"user_agent"`
+		}
+		if len(ev.Details) > 0 {
+			if err := json.Unmarshal(ev.Details, &req); err != nil {
+				return fmt.Errorf("reading details of event %d: %w", ev.ID, err)
+			}
+		}
 		e = report.Event{OccurredAt: ev.OccurredAt, Kind: ev.Kind, ReportID: ev.ReportID, ReportType: ev.ReportType,
-			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName), Hash: ev.Hash}
+			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName),
+			ClientIP: req.ClientIP, UserAgent: req.UserAgent, Hash: ev.Hash}
 		return aw.WriteEvent(&e)
 	})
 	if err != nil {

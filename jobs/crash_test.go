@@ -18,6 +18,7 @@ import (
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
+	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -60,9 +61,13 @@ func runVanishingWorker() error {
 	if err != nil {
 		return err
 	}
+	keys, err := report.NewPseudonymKeys(tallytest.PseudonymMasterKey)
+	if err != nil {
+		return err
+	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &jobs.GenerateReportWorker{
-		Pool: pool, Store: store, Portal: portal, JobTimeout: 3 * time.Second,
+		Pool: pool, Store: store, Portal: portal, PseudonymKeys: keys, JobTimeout: 3 * time.Second,
 		AfterUploadFunc: func(ctx context.Context, job *river.Job[jobs.GenerateReportArgs]) error {
 			fmt.Println(helperUploaded, job.ID)
 			select {} // the process is about to vanish

@@ -36,6 +36,10 @@ type CreateReportParams struct {
 	// RequestID is recorded on the report, in the job's metadata and in the
 	// report.created event.
 	RequestID string
+	// ClientIP and UserAgent are the request's client address and
+	// User-Agent, recorded in the report.created event when not empty.
+	ClientIP  string
+	UserAgent string
 	// IdempotencyKey, when not empty, is claimed for the new report with
 	// RequestHash in the same transaction (see db.ClaimIdempotencyKey).
 	IdempotencyKey string
@@ -98,6 +102,12 @@ func CreateReport(ctx context.Context, q db.DBTX, client *river.Client[pgx.Tx], 
 			}
 		}
 		details := map[string]any{"request_id": p.RequestID, "job_id": res.Job.ID, "queue": queue}
+		if p.ClientIP != "" {
+			details["client_ip"] = p.ClientIP
+		}
+		if p.UserAgent != "" {
+			details["user_agent"] = p.UserAgent
+		}
 		return db.CreateReportEvent(ctx, tx, rep, db.EventReportCreated, p.UserID, details)
 	})
 	if errors.Is(err, ErrIdempotencyConflict) {

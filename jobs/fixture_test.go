@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/csv"
@@ -287,7 +288,7 @@ func (fastRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(
 // workerOpts are test settings: short timeouts, fast pickup and retries.
 func (b *testBundle) workerOpts(t *testing.T) worker.Opts {
 	return worker.Opts{
-		Pool: b.pool, Store: b.store, Portal: b.portal, Logger: testLogger(t),
+		Pool: b.pool, Store: b.store, Portal: b.portal, Logger: testLogger(t), PseudonymKeys: tallytest.PseudonymKeys(t),
 		SmallConcurrency: 4, LargeConcurrency: 1,
 		JobTimeout: 20 * time.Second, ShutdownTimeout: time.Second,
 		FetchPollInterval: 100 * time.Millisecond, RetryPolicy: fastRetry{}, TestOnly: true,
@@ -437,11 +438,17 @@ func testGuard(s string) string {
 	return s
 }
 
+// testPseudonym derives the report's key from the test workers' master key
+// (HKDF-SHA256, info = report id) and computes the pseudonym from it.
 func testPseudonym(reportID, cp string) string {
 	if cp == "" {
 		return ""
 	}
-	m := hmac.New(sha256.New, []byte(reportID))
+	key, err := hkdf.Key(sha256.New, tallytest.PseudonymMasterKey, nil, reportID, 32)
+	if err != nil {
+		panic(err)
+	}
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(cp))
 	return "cp_" + hex.EncodeToString(m.Sum(nil))[:12]
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/evidence"
+	"github.com/tally-compliance/tally/report"
 )
 
 // GenerateReportWorker builds a report's file from its scope snapshot,
@@ -34,6 +35,10 @@ type GenerateReportWorker struct {
 	Store ObjectStore
 	// Portal gives report types (builder, format) and the retention.
 	Portal *config.Portal
+	// PseudonymKeys key counterparty pseudonyms. A report records the id of
+	// the key it was built with (metadata.pseudonym_key_id) and is rebuilt
+	// with that key; a report without one gets the current key.
+	PseudonymKeys *report.PseudonymKeys
 	// Logger is the base logger; each job logs with report_id, job_id,
 	// attempt and request_id. Nil discards.
 	Logger *slog.Logger
@@ -176,8 +181,9 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 			return fmt.Errorf("%w: job %d is %s", errJobLost, job.ID, after.State)
 		}
 		ok, err := db.MarkReportReady(ctx, tx, db.MarkReportReadyParams{
-			ID:          rep.ID,
-			Metadata:    db.ReadyMetadata{RowCount: file.summary.RowCount, Totals: totals, Format: file.format},
+			ID: rep.ID,
+			Metadata: db.ReadyMetadata{RowCount: file.summary.RowCount, Totals: totals, Format: file.format,
+				PseudonymKeyID: file.pseudonymKeyID},
 			SizeBytes:   file.size,
 			SHA256:      file.sha256,
 			ContentType: file.contentType,

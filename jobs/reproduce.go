@@ -17,6 +17,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -44,7 +45,7 @@ type Reproduction struct {
 // snapshot) into a hashing writer, compares it byte by byte with the stored
 // object streamed alongside, and compares the digest and size with the
 // report's. Nothing is written anywhere.
-func Reproduce(ctx context.Context, pool *pgxpool.Pool, store ObjectReader, portal *config.Portal, reportID string) (*Reproduction, error) {
+func Reproduce(ctx context.Context, pool *pgxpool.Pool, store ObjectReader, portal *config.Portal, keys *report.PseudonymKeys, reportID string) (*Reproduction, error) {
 	rep, err := db.GetReportByID(ctx, pool, reportID)
 	if err != nil {
 		return nil, fmt.Errorf("loading report %s: %w", reportID, err)
@@ -59,7 +60,7 @@ func Reproduce(ctx context.Context, pool *pgxpool.Pool, store ObjectReader, port
 	defer obj.Close()
 	cw := &compareWriter{stored: obj, h: sha256.New(), diff: -1}
 	err = db.WithSnapshotTx(ctx, pool, func(tx pgx.Tx) error {
-		_, err := WriteReport(ctx, tx, portal, rep, cw)
+		_, err := WriteReport(ctx, tx, portal, keys, rep, cw)
 		return err
 	})
 	if err != nil {
@@ -153,11 +154,13 @@ const DefaultReproduceSample = 3
 type ReproduceReportsWorker struct {
 	river.WorkerDefaults[ReproduceReportsArgs]
 
-	Pool    *pgxpool.Pool
-	Store   ObjectReader
-	Portal  *config.Portal
-	Logger  *slog.Logger
-	Metrics ReproduceMetrics
+	Pool   *pgxpool.Pool
+	Store  ObjectReader
+	Portal *config.Portal
+	// PseudonymKeys rebuild counterparty pseudonyms, as the report's build did.
+	PseudonymKeys *report.PseudonymKeys
+	Logger        *slog.Logger
+	Metrics       ReproduceMetrics
 	// Sample is the number of reports per run; zero means DefaultReproduceSample.
 	Sample int
 }
@@ -182,7 +185,7 @@ func (w *ReproduceReportsWorker) Work(ctx context.Context, job *river.Job[Reprod
 		return err
 	}
 	for _, s := range ids {
-		r, err := Reproduce(ctx, w.Pool, w.Store, w.Portal, s.ID)
+		r, err := Reproduce(ctx, w.Pool, w.Store, w.Portal, w.PseudonymKeys, s.ID)
 		if err != nil {
 			logger.WarnContext(ctx, "could not reproduce report", slog.String("report_id", s.ID), slog.Any("error", err))
 			continue

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 )
 
@@ -19,7 +20,7 @@ func TestReproduceMatchesThenFindsTheChangedByte(t *testing.T) {
 	rep, _ := b.createReport(t, c, reportOpts{})
 	r := b.waitReport(t, rep.ID, 30*time.Second, db.ReportReady)
 
-	got, err := jobs.Reproduce(b.ctx, b.pool, b.store, b.portal, r.ID)
+	got, err := jobs.Reproduce(b.ctx, b.pool, b.store, b.portal, tallytest.PseudonymKeys(t), r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func TestReproduceMatchesThenFindsTheChangedByte(t *testing.T) {
 	if _, err := b.store.Put(b.ctx, deref(r.ObjectKey), bytes.NewReader(file), deref(r.ContentType)); err != nil {
 		t.Fatal(err)
 	}
-	got, err = jobs.Reproduce(b.ctx, b.pool, b.store, b.portal, r.ID)
+	got, err = jobs.Reproduce(b.ctx, b.pool, b.store, b.portal, tallytest.PseudonymKeys(t), r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

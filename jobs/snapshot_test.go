@@ -17,6 +17,7 @@ import (
 
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/ingest"
+	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 )
 
@@ -101,7 +102,7 @@ func rebuild(t *testing.T, b *testBundle, rep *db.Report) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	err := db.WithSnapshotTx(b.ctx, b.pool, func(tx pgx.Tx) error {
-		_, err := jobs.WriteReport(b.ctx, tx, b.portal, rep, &buf)
+		_, err := jobs.WriteReport(b.ctx, tx, b.portal, tallytest.PseudonymKeys(t), rep, &buf)
 		return err
 	})
 	if err != nil {

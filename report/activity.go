@@ -8,7 +8,7 @@ import (
 )
 
 // ActivityLogHeader is the first line of every activity_log file.
-const ActivityLogHeader = "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,hash\n"
+const ActivityLogHeader = "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,client_ip,user_agent,hash\n"
 
 // SystemActor is the actor_email of events written by Tally itself (workers).
 const SystemActor = "system"
@@ -22,6 +22,11 @@ type Event struct {
 	ActorID    string // empty for the system
 	ActorEmail string
 	ActorName  string
+	// ClientIP and UserAgent are the request's, for events caused by a
+	// request (report.created, report.downloaded,
+	// report.download_refused); empty otherwise.
+	ClientIP  string
+	UserAgent string
 	// Hash is the event's hash in its organization's activity chain (hex),
 	// so that an auditor can check continuity against a signed checkpoint.
 	Hash string
@@ -80,6 +85,10 @@ func (a *ActivityLogWriter) WriteEvent(e *Event) error {
 		r = append(r, ',')
 		r = appendTextField(r, e.ActorName)
 	}
+	r = append(r, ',')
+	r = appendTextField(r, e.ClientIP)
+	r = append(r, ',')
+	r = appendTextField(r, e.UserAgent)
 	r = append(r, ',')
 	r = appendTextField(r, e.Hash)
 	r = append(r, '\n')

@@ -108,15 +108,15 @@ func benchSummary(b *testing.B, opts report.SummaryOpts) {
 }
 
 func BenchmarkSummaryWriterLineItemsPseudonyms(b *testing.B) {
-	benchSummary(b, report.SummaryOpts{ReportID: "rpt_bench", LineItems: true, Descriptions: true})
+	benchSummary(b, report.SummaryOpts{PseudonymKey: []byte("rpt_bench"), LineItems: true, Descriptions: true})
 }
 
 func BenchmarkSummaryWriterLineItemsNames(b *testing.B) {
-	benchSummary(b, report.SummaryOpts{ReportID: "rpt_bench", LineItems: true, CounterpartyNames: true, Descriptions: true})
+	benchSummary(b, report.SummaryOpts{PseudonymKey: []byte("rpt_bench"), LineItems: true, CounterpartyNames: true, Descriptions: true})
 }
 
 func BenchmarkSummaryWriterNoLineItems(b *testing.B) {
-	benchSummary(b, report.SummaryOpts{ReportID: "rpt_bench"})
+	benchSummary(b, report.SummaryOpts{PseudonymKey: []byte("rpt_bench")})
 }
 
 // BenchmarkSummaryEncodingCSVBaseline writes the same line-item rows as

@@ -7,12 +7,3 @@ var (
 	AppendTextField = appendTextField
 	FormatAmount    = formatAmount
 )
-
-// Pseudonym returns the pseudonym of counterparty in the report keyed by
-// reportID, as a SummaryWriter writes it; an empty counterparty stays empty.
-func Pseudonym(reportID, counterparty string) string {
-	if counterparty == "" {
-		return ""
-	}
-	return string(newPseudonymizer(reportID).append(nil, counterparty))
-}

@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/csv"
@@ -94,7 +95,7 @@ func TestSummaryWriterUnknownCurrencyFailsBeforeItsAmounts(t *testing.T) {
 		{ContractID: "A", Currency: "ABC", Kind: "payment", OccurredAt: t0, ExternalID: "y", AmountMinor: 12345},
 	}
 	for _, lineItems := range []bool{false, true} {
-		got, _, err := writeSummary(t, report.SummaryOpts{ReportID: "r", LineItems: lineItems}, rows)
+		got, _, err := writeSummary(t, report.SummaryOpts{PseudonymKey: []byte("r"), LineItems: lineItems}, rows)
 		var uc *report.UnknownCurrencyError
 		if !errors.As(err, &uc) || uc.Currency != "ABC" {
 			t.Errorf("line_items=%v: err = %v, want an UnknownCurrencyError for ABC", lineItems, err)
@@ -104,7 +105,7 @@ func TestSummaryWriterUnknownCurrencyFailsBeforeItsAmounts(t *testing.T) {
 		}
 	}
 	var b bytes.Buffer
-	w := report.NewSummaryWriter(&b, report.SummaryOpts{ReportID: "r"})
+	w := report.NewSummaryWriter(&b, report.SummaryOpts{PseudonymKey: []byte("r")})
 	err := w.WriteGroup(&report.Group{ContractID: "A", Currency: "XAU", Kind: "payment", Count: 1, SumMinor: 5})
 	var uc *report.UnknownCurrencyError
 	if !errors.As(err, &uc) || uc.Currency != "XAU" {
@@ -192,9 +193,10 @@ func TestAppendTextFieldGuardsFormulas(t *testing.T) {
 	}
 }
 
-// pseudonym is computed here independently of the package.
-func pseudonym(reportID, cp string) string {
-	m := hmac.New(sha256.New, []byte(reportID))
+// pseudonym is computed here independently of the package, from a report's
+// pseudonym key.
+func pseudonym(key []byte, cp string) string {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(cp))
 	return "cp_" + hex.EncodeToString(m.Sum(nil))[:12]
 }
@@ -229,7 +231,7 @@ func writeSummary(t testing.TB, opts report.SummaryOpts, rows []report.Transacti
 
 func TestSummaryWriterExplicitBytes(t *testing.T) {
 	t.Parallel()
-	const rid = "rpt_01jtest"
+	rid := []byte("the pseudonym key of rpt_01jtest")
 	acme, eq, bob := pseudonym(rid, "Acme, Inc."), pseudonym(rid, "=cmd"), pseudonym(rid, "Bob")
 	subtotalsAndTotals := "" +
 		"subtotal,C-1,EUR,payment,,,,,2,12.29\n" +
@@ -247,17 +249,17 @@ func TestSummaryWriterExplicitBytes(t *testing.T) {
 	}{
 		{
 			name: "NoLineItemsSubtotalsAndTotalsOnly",
-			opts: report.SummaryOpts{ReportID: rid},
+			opts: report.SummaryOpts{PseudonymKey: rid},
 			want: report.SummaryHeader + subtotalsAndTotals,
 		},
 		{
 			name: "NoLineItemsIgnoresOtherFlags",
-			opts: report.SummaryOpts{ReportID: rid, CounterpartyNames: true, Descriptions: true},
+			opts: report.SummaryOpts{PseudonymKey: rid, CounterpartyNames: true, Descriptions: true},
 			want: report.SummaryHeader + subtotalsAndTotals,
 		},
 		{
 			name: "LineItemsPseudonymsNoDescriptions",
-			opts: report.SummaryOpts{ReportID: rid, LineItems: true},
+			opts: report.SummaryOpts{PseudonymKey: rid, LineItems: true},
 			want: report.SummaryHeader +
 				"transaction,C-1,EUR,payment,2025-03-01T10:00:00Z,e1," + acme + ",,,12.34\n" +
 				"transaction,C-1,EUR,payment,2025-03-02T10:30:00.123456Z,e2," + eq + ",,,-0.05\n" +
@@ -276,7 +278,7 @@ func TestSummaryWriterExplicitBytes(t *testing.T) {
 		},
 		{
 			name: "LineItemsNamesAndDescriptionsEscaped",
-			opts: report.SummaryOpts{ReportID: rid, LineItems: true, CounterpartyNames: true, Descriptions: true},
+			opts: report.SummaryOpts{PseudonymKey: rid, LineItems: true, CounterpartyNames: true, Descriptions: true},
 			want: report.SummaryHeader +
 				"transaction,C-1,EUR,payment,2025-03-01T10:00:00Z,e1,\"Acme, Inc.\",\"say \"\"hi\"\"\",,12.34\n" +
 				"transaction,C-1,EUR,payment,2025-03-02T10:30:00.123456Z,e2,'=cmd,,,-0.05\n" +
@@ -327,7 +329,7 @@ func TestSummaryWriterExplicitBytes(t *testing.T) {
 func TestSummaryWriterEmptyScopeIsHeaderOnly(t *testing.T) {
 	t.Parallel()
 	for _, lineItems := range []bool{false, true} {
-		got, sum, err := writeSummary(t, report.SummaryOpts{ReportID: "r", LineItems: lineItems}, nil)
+		got, sum, err := writeSummary(t, report.SummaryOpts{PseudonymKey: []byte("r"), LineItems: lineItems}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,17 +344,77 @@ func TestSummaryWriterEmptyScopeIsHeaderOnly(t *testing.T) {
 
 func TestPseudonymsStablePerReportAndDistinctAcrossReports(t *testing.T) {
 	t.Parallel()
-	if got, want := report.Pseudonym("rpt_a", "Acme"), pseudonym("rpt_a", "Acme"); got != want {
+	master := []byte("a master key of at least 32 bytes, for tests")
+	keys, err := report.NewPseudonymKeys(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyA, err := keys.ReportKey(keys.CurrentID(), "rpt_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyB, _ := keys.ReportKey(keys.CurrentID(), "rpt_b")
+	// The report key is HKDF-SHA256(master, no salt, info = report id).
+	if want, _ := hkdf.Key(sha256.New, master, nil, "rpt_a", 32); !bytes.Equal(keyA, want) {
+		t.Errorf("ReportKey = %x, want %x", keyA, want)
+	}
+	if got, want := report.Pseudonym(keyA, "Acme"), pseudonym(keyA, "Acme"); got != want {
 		t.Errorf("Pseudonym = %q, want %q", got, want)
 	}
-	if report.Pseudonym("rpt_a", "Acme") == report.Pseudonym("rpt_b", "Acme") {
+	if report.Pseudonym(keyA, "Acme") == report.Pseudonym(keyB, "Acme") {
 		t.Error("same pseudonym in two reports, want them unrelated")
 	}
-	if got := report.Pseudonym("rpt_a", ""); got != "" {
+	// Whoever knows the report id but not the master key cannot match a name.
+	if report.Pseudonym(keyA, "Acme") == pseudonym([]byte("rpt_a"), "Acme") {
+		t.Error("pseudonym keyed by the report id alone")
+	}
+	if got := report.Pseudonym(keyA, ""); got != "" {
 		t.Errorf("empty counterparty became %q, want empty", got)
 	}
-	if got := report.Pseudonym("rpt_a", "Acme"); len(got) != 15 || !strings.HasPrefix(got, "cp_") {
+	if got := report.Pseudonym(keyA, "Acme"); len(got) != 15 || !strings.HasPrefix(got, "cp_") {
 		t.Errorf("pseudonym %q, want cp_ and 12 hex digits", got)
+	}
+}
+
+func TestPseudonymKeysRotation(t *testing.T) {
+	t.Parallel()
+	old, cur := []byte("the retired master key, 32 bytes or more"), []byte("the current master key, 32 bytes or more")
+	before, err := report.NewPseudonymKeys(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := report.NewPseudonymKeys(cur, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.CurrentID() == after.CurrentID() || after.CurrentID() != report.PseudonymKeyID(cur) {
+		t.Fatalf("ids %s, %s: want the new key current", before.CurrentID(), after.CurrentID())
+	}
+	k1, _ := before.ReportKey(before.CurrentID(), "rpt_x")
+	k2, err := after.ReportKey(before.CurrentID(), "rpt_x")
+	if err != nil || !bytes.Equal(k1, k2) {
+		t.Fatalf("retired key after rotation: %x, %v; want %x", k2, err, k1)
+	}
+	if _, err := before.ReportKey(after.CurrentID(), "rpt_x"); !errors.Is(err, report.ErrUnknownPseudonymKey) {
+		t.Errorf("unknown key id: err = %v, want ErrUnknownPseudonymKey", err)
+	}
+	if _, err := report.NewPseudonymKeys([]byte("short")); err == nil {
+		t.Error("a 5-byte key was accepted")
+	}
+	if _, err := report.NewPseudonymKeys(cur, []byte("short")); err == nil {
+		t.Error("a 5-byte retired key was accepted")
+	}
+}
+
+func TestSummaryWriterPseudonymsNeedAKey(t *testing.T) {
+	t.Parallel()
+	rows := sampleRows()
+	_, _, err := writeSummary(t, report.SummaryOpts{LineItems: true}, rows)
+	if err == nil {
+		t.Fatal("pseudonyms written without a key")
+	}
+	if _, _, err := writeSummary(t, report.SummaryOpts{LineItems: true, CounterpartyNames: true}, rows); err != nil {
+		t.Fatalf("names need no key: %v", err)
 	}
 }
 
@@ -374,7 +436,7 @@ func TestSummaryWriterOverflow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, lineItems := range []bool{false, true} {
-			_, _, err := writeSummary(t, report.SummaryOpts{ReportID: "r", LineItems: lineItems}, tt.rows)
+			_, _, err := writeSummary(t, report.SummaryOpts{PseudonymKey: []byte("r"), LineItems: lineItems}, tt.rows)
 			if got := errors.Is(err, report.ErrAmountOverflow); got != tt.wantErr {
 				t.Errorf("%s (line_items=%v): err = %v, want overflow %v", tt.name, lineItems, err, tt.wantErr)
 			}
@@ -408,12 +470,12 @@ func TestSummaryWriterGroupsGiveSameBytesAsRows(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for trial := 0; trial < 50; trial++ {
 		rows := randomRows(r, r.IntN(200))
-		want, wantSum, err := writeSummary(t, report.SummaryOpts{ReportID: "r"}, rows)
+		want, wantSum, err := writeSummary(t, report.SummaryOpts{PseudonymKey: []byte("r")}, rows)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var b bytes.Buffer
-		w := report.NewSummaryWriter(&b, report.SummaryOpts{ReportID: "r"})
+		w := report.NewSummaryWriter(&b, report.SummaryOpts{PseudonymKey: []byte("r")})
 		for i := 0; i < len(rows); {
 			g := report.Group{ContractID: rows[i].ContractID, Currency: rows[i].Currency, Kind: rows[i].Kind}
 			for ; i < len(rows) && rows[i].ContractID == g.ContractID && rows[i].Currency == g.Currency && rows[i].Kind == g.Kind; i++ {
@@ -439,7 +501,7 @@ func TestSummaryWriterGroupsGiveSameBytesAsRows(t *testing.T) {
 
 func TestSummaryWriterWriteGroupWithLineItemsFails(t *testing.T) {
 	t.Parallel()
-	w := report.NewSummaryWriter(&bytes.Buffer{}, report.SummaryOpts{LineItems: true})
+	w := report.NewSummaryWriter(&bytes.Buffer{}, report.SummaryOpts{LineItems: true, PseudonymKey: []byte("k")})
 	if err := w.WriteGroup(&report.Group{ContractID: "A", Currency: "EUR", Kind: "fee", Count: 1}); err == nil {
 		t.Fatal("WriteGroup with line items succeeded, want an error")
 	}
@@ -452,7 +514,7 @@ func (f failingWriter) Write([]byte) (int, error) { return 0, f.err }
 func TestSummaryWriterReportsWriteErrors(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("boom")
-	w := report.NewSummaryWriter(failingWriter{boom}, report.SummaryOpts{LineItems: true})
+	w := report.NewSummaryWriter(failingWriter{boom}, report.SummaryOpts{LineItems: true, PseudonymKey: []byte("k")})
 	rows := sampleRows()
 	for i := range rows {
 		_ = w.WriteTransaction(&rows[i])
@@ -468,10 +530,10 @@ func TestActivityLogWriter(t *testing.T) {
 	w := report.NewActivityLogWriter(&b)
 	events := []report.Event{
 		{OccurredAt: t0, Kind: "report.created", ReportID: "rpt_1", ReportType: "transaction_summary",
-			ActorID: "usr_1", ActorEmail: "ann@example.com", ActorName: "Ann, Auditor", Hash: "ab01"},
+			ActorID: "usr_1", ActorEmail: "ann@example.com", ActorName: "Ann, Auditor", ClientIP: "203.0.113.7", UserAgent: "portal/1.0 (x, y)", Hash: "ab01"},
 		{OccurredAt: t1, Kind: "report.generated", ReportID: "rpt_1", ReportType: "transaction_summary"},
 		{OccurredAt: t1, Kind: "report.downloaded", ReportID: "rpt_1", ReportType: "transaction_summary",
-			ActorID: "usr_2", ActorEmail: "bo@example.com", ActorName: "=Bo"},
+			ActorID: "usr_2", ActorEmail: "bo@example.com", ActorName: "=Bo", ClientIP: "2001:db8::1", UserAgent: "=curl"},
 	}
 	for i := range events {
 		if err := w.WriteEvent(&events[i]); err != nil {
@@ -482,10 +544,10 @@ func TestActivityLogWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,hash\n" +
-		"2025-03-01T10:00:00Z,report.created,rpt_1,transaction_summary,usr_1,ann@example.com,\"Ann, Auditor\",ab01\n" +
-		"2025-03-02T10:30:00.123456Z,report.generated,rpt_1,transaction_summary,,system,,\n" +
-		"2025-03-02T10:30:00.123456Z,report.downloaded,rpt_1,transaction_summary,usr_2,bo@example.com,'=Bo,\n"
+	want := "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,client_ip,user_agent,hash\n" +
+		"2025-03-01T10:00:00Z,report.created,rpt_1,transaction_summary,usr_1,ann@example.com,\"Ann, Auditor\",203.0.113.7,\"portal/1.0 (x, y)\",ab01\n" +
+		"2025-03-02T10:30:00.123456Z,report.generated,rpt_1,transaction_summary,,system,,,,\n" +
+		"2025-03-02T10:30:00.123456Z,report.downloaded,rpt_1,transaction_summary,usr_2,bo@example.com,'=Bo,2001:db8::1,'=curl,\n"
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("file mismatch (-want +got):\n%s", diff)
 	}

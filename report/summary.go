@@ -2,12 +2,8 @@ package report
 
 import (
 	"bufio"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"math/bits"
 	"slices"
@@ -51,9 +47,10 @@ const bufferSize = 64 << 10
 
 // SummaryOpts configure a SummaryWriter from a report's snapshot.
 type SummaryOpts struct {
-	// ReportID keys the counterparty pseudonyms, so that they are stable
-	// within a report and unrelated across reports.
-	ReportID string
+	// PseudonymKey keys the counterparty pseudonyms (see
+	// PseudonymKeys.ReportKey); it must be set when line items are on and
+	// counterparty names are not.
+	PseudonymKey []byte
 	// LineItems writes one transaction row per transaction.
 	LineItems bool
 	// CounterpartyNames writes real counterparty names instead of pseudonyms.
@@ -63,10 +60,10 @@ type SummaryOpts struct {
 }
 
 // SummaryOptsFromFlags returns the options for a report with these
-// disclosure flags.
-func SummaryOptsFromFlags(reportID string, flags []string) SummaryOpts {
+// disclosure flags and pseudonym key.
+func SummaryOptsFromFlags(pseudonymKey []byte, flags []string) SummaryOpts {
 	return SummaryOpts{
-		ReportID:          reportID,
+		PseudonymKey:      pseudonymKey,
 		LineItems:         slices.Contains(flags, FlagLineItems),
 		CounterpartyNames: slices.Contains(flags, FlagCounterpartyNames),
 		Descriptions:      slices.Contains(flags, FlagDescriptions),
@@ -170,7 +167,11 @@ func NewSummaryWriter(w io.Writer, opts SummaryOpts) *SummaryWriter {
 		totals: make(map[string]*currencyTotal),
 	}
 	if opts.LineItems && !opts.CounterpartyNames {
-		s.pseudonyms = newPseudonymizer(opts.ReportID)
+		if len(opts.PseudonymKey) == 0 {
+			// Without a secret key a pseudonym is a plain hash of the name.
+			s.err = errors.New("report: pseudonymised counterparties need a PseudonymKey")
+		}
+		s.pseudonyms = newPseudonymizer(opts.PseudonymKey)
 	}
 	s.write([]byte(SummaryHeader))
 	return s
@@ -362,43 +363,4 @@ func (s *SummaryWriter) Close() (Summary, error) {
 		return Summary{}, s.err
 	}
 	return sum, nil
-}
-
-// pseudonymCacheSize bounds the pseudonym cache, so that memory stays flat
-// whatever the number of distinct counterparties.
-const pseudonymCacheSize = 1 << 14
-
-// pseudonymizer maps counterparty names to stable pseudonyms:
-// "cp_" + the first 12 hex digits of HMAC-SHA256(report id, name).
-type pseudonymizer struct {
-	mac     hash.Hash
-	scratch []byte
-	sum     []byte
-	cache   map[string]string
-}
-
-func newPseudonymizer(key string) *pseudonymizer {
-	return &pseudonymizer{
-		mac:   hmac.New(sha256.New, []byte(key)),
-		sum:   make([]byte, 0, sha256.Size),
-		cache: make(map[string]string),
-	}
-}
-
-func (p *pseudonymizer) append(dst []byte, counterparty string) []byte {
-	if v, ok := p.cache[counterparty]; ok {
-		return append(dst, v...)
-	}
-	p.mac.Reset()
-	p.scratch = append(p.scratch[:0], counterparty...)
-	p.mac.Write(p.scratch)
-	p.sum = p.mac.Sum(p.sum[:0])
-	var name [3 + 12]byte
-	copy(name[:], "cp_")
-	hex.Encode(name[3:], p.sum[:6])
-	if len(p.cache) >= pseudonymCacheSize {
-		clear(p.cache)
-	}
-	p.cache[counterparty] = string(name[:])
-	return append(dst, name[:]...)
 }

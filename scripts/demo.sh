@@ -34,6 +34,8 @@ out=artifacts/demo
 mkdir -p "$out"
 export PORT="${DEMO_PORT:-18080}" TALLY_METRICS_PORT="${DEMO_METRICS_PORT:-19090}"
 export LOG_FORMAT=json LOG_LEVEL=info TALLY_FETCH_POLL_INTERVAL=200ms
+# A local demo: the worker uses the public development pseudonym key.
+export TALLY_ENV="${TALLY_ENV:-development}"
 export TALLY_ADMIN_USER=admin TALLY_ADMIN_PASSWORD="${TALLY_ADMIN_PASSWORD:-demo-admin-password}"
 api="http://127.0.0.1:$PORT"
 

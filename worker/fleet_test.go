@@ -89,6 +89,7 @@ func TestFleetTwoProcesses(t *testing.T) {
 
 	env := []string{
 		"DATABASE_URL=" + dbURL,
+		"TALLY_PSEUDONYM_KEY=" + string(tallytest.PseudonymMasterKey),
 		"S3_ENDPOINT=" + s3.Endpoint,
 		"S3_ACCESS_KEY_ID=" + s3.AccessKeyID,
 		"S3_SECRET_ACCESS_KEY=" + s3.SecretAccessKey,

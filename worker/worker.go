@@ -20,6 +20,7 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/jobs"
+	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -52,7 +53,7 @@ func MaxConns(small, large int) int32 {
 	return int32(small + large + MaintenanceWorkers + RiverInternalConns)
 }
 
-// Opts configure a Worker. Pool, Store and Portal are required; a zero
+// Opts configure a Worker. Pool, Store, Portal and PseudonymKeys are required; a zero
 // duration or count means the default above, and each other field says what
 // its zero value means.
 type Opts struct {
@@ -62,6 +63,8 @@ type Opts struct {
 	Store *storage.Store
 	// Portal gives report types and retention.
 	Portal *config.Portal
+	// PseudonymKeys key counterparty pseudonyms (config.PseudonymKeys).
+	PseudonymKeys *report.PseudonymKeys
 	// Logger receives the worker's and River's logs; nil discards.
 	Logger *slog.Logger
 
@@ -130,8 +133,8 @@ func OptsFromConfig(cfg *config.Config) Opts {
 }
 
 func (o *Opts) setDefaults() error {
-	if o.Pool == nil || o.Store == nil || o.Portal == nil {
-		return errors.New("worker: Pool, Store and Portal are required")
+	if o.Pool == nil || o.Store == nil || o.Portal == nil || o.PseudonymKeys == nil {
+		return errors.New("worker: Pool, Store, Portal and PseudonymKeys are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -198,6 +201,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		Pool:            opts.Pool,
 		Store:           opts.Store,
 		Portal:          opts.Portal,
+		PseudonymKeys:   opts.PseudonymKeys,
 		Logger:          logger,
 		JobTimeout:      opts.JobTimeout,
 		Metrics:         metrics,
@@ -220,7 +224,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		return nil, fmt.Errorf("worker: registering checkpoint_activity: %w", err)
 	}
 	if err := river.AddWorkerSafely(workers, &jobs.ReproduceReportsWorker{
-		Pool: opts.Pool, Store: opts.Store, Portal: opts.Portal, Logger: logger, Metrics: metrics,
+		Pool: opts.Pool, Store: opts.Store, Portal: opts.Portal, PseudonymKeys: opts.PseudonymKeys, Logger: logger, Metrics: metrics,
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering reproduce_reports: %w", err)
 	}

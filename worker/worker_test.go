@@ -83,7 +83,7 @@ func setup(t *testing.T) *testBundle {
 }
 
 func (b *testBundle) opts(t *testing.T) worker.Opts {
-	return worker.Opts{Pool: b.pool, Store: b.store, Portal: b.portal,
+	return worker.Opts{Pool: b.pool, Store: b.store, Portal: b.portal, PseudonymKeys: tallytest.PseudonymKeys(t),
 		Logger:     slog.New(levelHandler{tallytest.Logger(t).Handler(), slog.LevelInfo}),
 		JobTimeout: 10 * time.Second, ShutdownTimeout: time.Second, FetchPollInterval: 100 * time.Millisecond,
 		QueueStatsInterval: 100 * time.Millisecond, TestOnly: true}

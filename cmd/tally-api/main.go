@@ -42,7 +42,7 @@ func run(ctx context.Context) error {
 	}
 	logger := cfg.NewLogger(os.Stderr)
 	logger.Info("starting tally-api", slog.Int("port", cfg.Port), slog.String("s3_endpoint", cfg.S3.Endpoint),
-		slog.Any("s3_secret", cfg.S3.SecretAccessKey), slog.Bool("river_ui", cfg.AdminUser != ""))
+		slog.Any("s3_secret", cfg.S3.SecretAccessKey), slog.Bool("river_ui", cfg.AdminUser != ""), slog.String("admin_addr", cfg.AdminAddr))
 
 	portal, err := config.LoadPortal(cfg.PortalConfig)
 	if err != nil {
@@ -72,8 +72,10 @@ func run(ctx context.Context) error {
 	}
 	srv, err := api.New(api.Opts{
 		Pool: pool, River: riverClient, Store: store, Portal: portal, Logger: logger,
-		AdminUser: cfg.AdminUser, AdminPassword: cfg.AdminPassword.Reveal(),
+		AdminUser: cfg.AdminUser, AdminPassword: cfg.AdminPassword.Reveal(), SeparateAdmin: cfg.AdminAddr != "",
 		RequestTimeout: cfg.RequestTimeout, MaxAttempts: cfg.MaxAttempts, CreatePerMinute: cfg.CreateRateLimit, LargeReportRows: cfg.LargeThreshold,
+		TrustedProxies: cfg.TrustedProxies, DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
+		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout,
 	})
 	if err != nil {
 		return err
@@ -82,10 +84,17 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("starting River UI: %w", err)
 	}
 
-	httpSrv := srv.HTTPServer(net.JoinHostPort("", strconv.Itoa(cfg.Port)))
-	errc := make(chan error, 1)
-	go func() { errc <- httpSrv.ListenAndServe() }()
-	logger.Info("listening", slog.String("addr", httpSrv.Addr))
+	servers := []*http.Server{srv.HTTPServer(net.JoinHostPort("", strconv.Itoa(cfg.Port)))}
+	if cfg.AdminAddr != "" {
+		// River UI and /metrics on a listener of their own, off the
+		// portal's network.
+		servers = append(servers, srv.AdminHTTPServer(cfg.AdminAddr))
+	}
+	errc := make(chan error, len(servers))
+	for _, hs := range servers {
+		go func() { errc <- hs.ListenAndServe() }()
+		logger.Info("listening", slog.String("addr", hs.Addr), slog.Bool("admin", hs != servers[0]))
+	}
 
 	select {
 	case err := <-errc:
@@ -95,8 +104,11 @@ func run(ctx context.Context) error {
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := httpSrv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutting down: %w", err)
+	var errs []error
+	for _, hs := range servers {
+		if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, fmt.Errorf("shutting down %s: %w", hs.Addr, err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

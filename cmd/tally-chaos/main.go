@@ -466,6 +466,7 @@ func (c *chaos) startProcesses(ctx context.Context, binDir string) error {
 		"LOG_LEVEL=info",
 		"TALLY_JOB_MAX_ATTEMPTS=" + strconv.Itoa(c.opts.maxAttempts),
 		"TALLY_SHUTDOWN_TIMEOUT=5s",
+		"TALLY_PSEUDONYM_KEY=" + chaosPseudonymKey,
 		"HOME=" + os.Getenv("HOME"),
 		"PATH=" + os.Getenv("PATH"),
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/jobs"
+	"github.com/tally-compliance/tally/report"
 )
 
 // rebuildParallel is how many reports are rebuilt at once.
@@ -72,17 +73,24 @@ func (c *chaos) verifyRebuilds(ctx context.Context, v *verdict, ready []reportRo
 	return nil
 }
 
+// chaosPseudonymKey is the workers' pseudonym master key (TALLY_PSEUDONYM_KEY).
+const chaosPseudonymKey = "tally chaos pseudonym master key, not a secret"
+
 // rebuild writes report id's file again into SHA-256, as the worker builds
-// it, in the kind of transaction the worker reads it in.
+// it with the workers' key, in the kind of transaction the worker reads it in.
 func (c *chaos) rebuild(ctx context.Context, portal *config.Portal, id string) (string, int64, error) {
+	keys, err := report.NewPseudonymKeys([]byte(chaosPseudonymKey))
+	if err != nil {
+		return "", 0, err
+	}
 	h := sha256.New()
 	cw := &countWriter{w: h}
-	err := db.WithSnapshotTx(ctx, c.pool, func(tx pgx.Tx) error {
+	err = db.WithSnapshotTx(ctx, c.pool, func(tx pgx.Tx) error {
 		rep, err := db.GetReportByID(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		_, err = jobs.WriteReport(ctx, tx, portal, rep, cw)
+		_, err = jobs.WriteReport(ctx, tx, portal, keys, rep, cw)
 		return err
 	})
 	return hex.EncodeToString(h.Sum(nil)), cw.n, err

@@ -42,7 +42,11 @@ first differing byte offset (exit non-zero). Nothing is written.`,
 			if err != nil {
 				return err
 			}
-			r, err := jobs.Reproduce(ctx, pool, store, portal, args[0])
+			keys, err := d.pseudonymKeys()
+			if err != nil {
+				return err
+			}
+			r, err := jobs.Reproduce(ctx, pool, store, portal, keys, args[0])
 			if err != nil {
 				return err
 			}

@@ -37,6 +37,8 @@ type deps struct {
 	// configuration, for report reproduce.
 	openStore  func() (*storage.Store, error)
 	loadPortal func() (*config.Portal, error)
+	// pseudonymKeys returns the workers' pseudonym keys (config.PseudonymKeys).
+	pseudonymKeys func() (*report.PseudonymKeys, error)
 	// now is the clock; nil means time.Now.
 	now func() time.Time
 

@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -313,4 +314,19 @@ func EmptyDB(tb testing.TB) *pgxpool.Pool {
 		_, _ = admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
 	})
 	return pool
+}
+
+// PseudonymMasterKey is the pseudonym master key of test workers. Tests that
+// compute expected files derive report keys from it independently.
+var PseudonymMasterKey = []byte("tally test pseudonym master key, not a secret")
+
+// PseudonymKeys returns the key set of test workers: PseudonymMasterKey,
+// current.
+func PseudonymKeys(tb testing.TB) *report.PseudonymKeys {
+	tb.Helper()
+	k, err := report.NewPseudonymKeys(PseudonymMasterKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
 }

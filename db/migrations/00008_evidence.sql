@@ -24,7 +24,8 @@ CREATE TABLE report_manifests (
 ALTER TABLE activity_events DROP CONSTRAINT activity_events_kind_check;
 ALTER TABLE activity_events ADD CONSTRAINT activity_events_kind_check
     CHECK (kind IN ('report.created', 'report.generated', 'report.failed', 'report.downloaded',
-                    'report.canceled', 'report.expired', 'report.requeued', 'report.manifest_viewed'));
+                    'report.canceled', 'report.expired', 'report.requeued', 'report.download_refused',
+                    'report.manifest_viewed'));
 
 -- The chain: per organization, event n has chain_seq n, prev_hash = hash of
 -- event n-1 (32 zero bytes for the first) and
@@ -150,9 +151,10 @@ DROP TABLE activity_chain_heads;
 DROP INDEX activity_events_chain_idx;
 ALTER TABLE activity_events DROP COLUMN hash, DROP COLUMN prev_hash, DROP COLUMN chain_seq;
 DROP FUNCTION tally_activity_canonical(activity_events);
+DELETE FROM activity_events WHERE kind = 'report.manifest_viewed';
 ALTER TABLE activity_events DROP CONSTRAINT activity_events_kind_check;
 ALTER TABLE activity_events ADD CONSTRAINT activity_events_kind_check
     CHECK (kind IN ('report.created', 'report.generated', 'report.failed', 'report.downloaded',
-                    'report.canceled', 'report.expired', 'report.requeued'));
+                    'report.canceled', 'report.expired', 'report.requeued', 'report.download_refused'));
 DROP TABLE report_manifests;
 DROP TABLE signing_keys;
