@@ -41,6 +41,12 @@ func (s *Server) manifest(c echo.Context, applicationID string) error {
 	if err != nil {
 		return fmt.Errorf("loading report: %w", err)
 	}
+	if applicationID != "" {
+		// The case rules of the download hold for its evidence too.
+		if err := s.checkDownloadCase(c, p, r); err != nil {
+			return err
+		}
+	}
 	m, err := db.GetReportManifest(ctx, s.pool, r.ID)
 	if errors.Is(err, db.ErrNotFound) {
 		if r.Status == db.ReportExpired {
@@ -55,7 +61,7 @@ func (s *Server) manifest(c echo.Context, applicationID string) error {
 		return fmt.Errorf("loading manifest: %w", err)
 	}
 	if err := db.CreateReportEvent(ctx, s.pool, r, db.EventReportManifestViewed, p.User.ID,
-		map[string]any{"request_id": requestID(c), "key_id": m.KeyID}); err != nil {
+		auditDetails(c, map[string]any{"key_id": m.KeyID})); err != nil {
 		return fmt.Errorf("recording manifest view: %w", err)
 	}
 	c.Response().Header().Set("Cache-Control", "private, no-cache")
