@@ -82,15 +82,15 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	streamCtx, cancel := s.streamContext(c)
 	defer cancel()
 	body, info, err := s.store.Get(streamCtx, *r.ObjectKey, offset, length)
+	if errors.Is(err, storage.ErrNotFound) {
+		return s.objectMissing(c, r, err)
+	}
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("report %s is ready but its object is missing: %w", r.ID, err)
-		}
 		return fmt.Errorf("opening report file: %w", err)
 	}
 	defer body.Close()
-	if info.Size != size && !partial {
-		return fmt.Errorf("report %s: object is %d bytes, row says %d", r.ID, info.Size, size)
+	if err := s.checkObject(r, info); err != nil {
+		return err
 	}
 
 	if c.Request().Method == http.MethodGet {
@@ -117,6 +117,52 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 			slog.String("report_id", r.ID), slog.Int64("sent", n), slog.Int64("want", length), slog.Any("error", err))
 	}
 	return nil
+}
+
+// objectMissing answers a download whose object is gone. Expiry marks a
+// report expired before it deletes the object, so a report that was ready
+// when the download started and is now expired gets its 410; a report still
+// ready without its object is an incident: 500 report_object_missing.
+func (s *Server) objectMissing(c echo.Context, r *db.Report, err error) error {
+	ctx := c.Request().Context()
+	cur, rerr := db.GetReportByID(ctx, s.pool, r.ID)
+	if rerr == nil && cur.Status != db.ReportReady {
+		if derr := downloadable(cur); derr != nil {
+			return derr
+		}
+	}
+	s.metrics.objectMissing.Inc()
+	return &Error{Status: http.StatusInternalServerError, Code: CodeReportObjectMissing,
+		Message: "the report's file is missing; the incident was logged",
+		Err:     fmt.Errorf("report %s is ready but its object %s is missing: %w", r.ID, *r.ObjectKey, err)}
+}
+
+// checkObject compares the object about to be sent with the report, before
+// the first byte: its whole size, and the SHA-256 that Put stored as its
+// metadata. A mismatch means the store holds other bytes than the ones the
+// report certifies: 500 report_object_mismatch, never a silent stream.
+// Objects are written once under a run's key and get their digest before
+// the report refers to them, so a missing digest means an object stored
+// before digests were kept: it is checked by size alone.
+func (s *Server) checkObject(r *db.Report, info storage.ObjectInfo) error {
+	field := ""
+	switch {
+	case info.Size != *r.SizeBytes:
+		field = "size"
+	case info.SHA256 != "" && info.SHA256 != *r.SHA256:
+		field = "sha256"
+	case info.SHA256 == "":
+		s.logger.Warn("report object has no stored digest; checked by size only",
+			slog.String("report_id", r.ID), slog.String("object_key", *r.ObjectKey))
+		return nil
+	default:
+		return nil
+	}
+	s.metrics.objectMismatch.WithLabelValues(field).Inc()
+	return &Error{Status: http.StatusInternalServerError, Code: CodeReportObjectMismatch,
+		Message: "the stored file does not match the report; the incident was logged",
+		Err: fmt.Errorf("report %s: object %s has %d bytes and SHA-256 %q, the report says %d bytes and %s",
+			r.ID, *r.ObjectKey, info.Size, info.SHA256, *r.SizeBytes, *r.SHA256)}
 }
 
 // checkDownloadCase applies the case rules of creation (caseAccess) to an

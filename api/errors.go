@@ -52,6 +52,8 @@ const (
 	CodeRequestTimeout        = "request_timeout"
 	CodeBadRequest            = "bad_request"
 	CodeInternal              = "internal_error"
+	CodeReportObjectMismatch  = "report_object_mismatch"
+	CodeReportObjectMissing   = "report_object_missing"
 )
 
 // CodeStorageUnavailable (503, the file store is unreachable) is also the

@@ -277,7 +277,7 @@ func (b *testBundle) makeReady(t *testing.T, reportID string, content []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := storage.ReportKey(r.OrgID, r.ApplicationID, r.ID, "csv")
+	key := storage.ReportKey(r.OrgID, r.ApplicationID, r.ID, db.NewID(db.PrefixRun), "csv")
 	if _, err := b.store.Put(ctx, key, bytes.NewReader(content), "text/csv; charset=utf-8"); err != nil {
 		t.Fatal(err)
 	}

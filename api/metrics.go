@@ -13,6 +13,10 @@ type metrics struct {
 	created      *prometheus.CounterVec
 	downloads    *prometheus.CounterVec
 	rejected     prometheus.Counter
+	// objectMismatch and objectMissing count downloads refused because
+	// the stored object is not the report's file: each one is an incident.
+	objectMismatch *prometheus.CounterVec
+	objectMissing  prometheus.Counter
 
 	downloadsActive  prometheus.Gauge
 	downloadsRefused *prometheus.CounterVec
@@ -38,6 +42,14 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tally_http_rejected_busy_total",
 			Help: "Requests answered 503 because every admission slot was taken.",
 		}),
+		objectMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tally_report_object_mismatch_total",
+			Help: "Downloads refused because the stored object's size or SHA-256 differs from the report's, by what differed.",
+		}, []string{"field"}),
+		objectMissing: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tally_report_object_missing_total",
+			Help: "Downloads refused because a ready report's object is missing from the store.",
+		}),
 		downloadsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tally_report_downloads_in_progress",
 			Help: "Report downloads streaming now.",
@@ -51,7 +63,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help: "Downloads cut off because the client read slower than the minimum rate.",
 		}),
 	}
+	m.objectMismatch.WithLabelValues("size")
+	m.objectMismatch.WithLabelValues("sha256")
 	reg.MustRegister(m.httpDuration, m.created, m.downloads, m.rejected, m.downloadsActive, m.downloadsRefused, m.downloadsStalled,
+		m.objectMismatch, m.objectMissing,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -78,6 +78,10 @@ const (
 	DefaultDownloadsPerOrg      = 32
 	DefaultDownloadMinRate      = 1 << 10 // bytes per second
 	DefaultDownloadStallTimeout = 30 * time.Second
+	DefaultSweepInterval        = time.Hour
+	// DefaultSweepGrace must exceed DefaultJobTimeout: a run may commit its
+	// file up to its job timeout after it started.
+	DefaultSweepGrace = time.Hour
 	// RescueMargin is added to the job timeout to get the time after which
 	// River's rescuer takes a job back from a worker that vanished, when
 	// TALLY_RESCUE_STUCK_JOBS_AFTER is unset.
@@ -137,6 +141,12 @@ type Config struct {
 	// rescuer hands it to another worker; unset means the job timeout plus
 	// RescueMargin.
 	RescueStuckJobsAfter time.Duration `env:"TALLY_RESCUE_STUCK_JOBS_AFTER"`
+	// SweepInterval is how often sweep_objects deletes report files that no
+	// committed report owns.
+	SweepInterval time.Duration `env:"TALLY_SWEEP_INTERVAL"`
+	// SweepGrace is the age below which the sweep keeps a file or upload
+	// that a run in flight may still commit; it must exceed the job timeout.
+	SweepGrace time.Duration `env:"TALLY_SWEEP_GRACE"`
 	// SigningKeysDir holds the PEM Ed25519 keys that sign report manifests
 	// and activity checkpoints (see evidence.LoadKeys); SigningKeyFile is
 	// one such key. Both unset: an ephemeral key, for development.
@@ -164,6 +174,8 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		ShutdownTimeout:   DefaultShutdownTimeout,
 		MaxAttempts:       DefaultMaxAttempts,
 		FetchPollInterval: DefaultFetchPollInterval,
+		SweepInterval:     DefaultSweepInterval,
+		SweepGrace:        DefaultSweepGrace,
 
 		DownloadsPerUser:     DefaultDownloadsPerUser,
 		DownloadsPerOrg:      DefaultDownloadsPerOrg,

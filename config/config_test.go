@@ -19,7 +19,8 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Port != 8080 || cfg.S3.Bucket != "tally" || cfg.JobTimeout != 15*time.Minute || cfg.LogFormat != "json" ||
-		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.AdminAddr != "" {
+		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.AdminAddr != "" ||
+		cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	want := Config{

@@ -17,6 +17,8 @@ const (
 	PrefixSession      = "ses_"
 	PrefixCase         = "case_"
 	PrefixReport       = "rpt_"
+	// PrefixRun names one run of a report's job: its file's key holds it.
+	PrefixRun = "run_"
 )
 
 // NewID returns a fresh id with the given prefix, such as "rpt_01j…".

@@ -47,3 +47,15 @@ func (ExpireReportsArgs) Kind() string { return "expire_reports" }
 func (ExpireReportsArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaint, MaxAttempts: 3}
 }
+
+// SweepObjectsArgs asks a worker to delete report files that no committed
+// report owns, and incomplete multipart uploads, past a grace period.
+type SweepObjectsArgs struct{}
+
+// Kind is the job kind.
+func (SweepObjectsArgs) Kind() string { return "sweep_objects" }
+
+// InsertOpts are the per-kind defaults.
+func (SweepObjectsArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueMaint, MaxAttempts: 3}
+}

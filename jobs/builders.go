@@ -104,15 +104,17 @@ func reportWriter(portal *config.Portal, keys *report.PseudonymKeys, rep *db.Rep
 type writeFunc func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error)
 
 // build streams the report's file, written from a consistent snapshot of
-// its scope, into the object store.
-func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report) (*builtFile, error) {
+// its scope, into the object store, under a key of this run's own (runID):
+// a file that another run committed is never replaced. When it returns an
+// error, no object of this run is left, except after a crash.
+func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report, runID string) (*builtFile, error) {
 	rt, keyID, write, err := reportWriter(w.Portal, w.PseudonymKeys, rep)
 	if err != nil {
 		return nil, err
 	}
 
 	file := &builtFile{
-		key:            storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, rt.Format),
+		key:            storage.ReportKey(rep.OrgID, rep.ApplicationID, rep.ID, runID, rt.Format),
 		format:         rt.Format,
 		contentType:    rt.ContentType(),
 		pseudonymKeyID: keyID,

@@ -22,3 +22,20 @@ type ReportMetrics interface {
 	// ReportFailed is called once a report is committed failed.
 	ReportFailed(reportType, code string)
 }
+
+// SweepStore is what SweepObjectsWorker needs of a storage.Store.
+type SweepStore interface {
+	ListInfo(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error
+	ListUploads(ctx context.Context, prefix string, fn func(storage.Upload) error) error
+	AbortUpload(ctx context.Context, u storage.Upload) error
+	Delete(ctx context.Context, key string) error
+}
+
+// SweepMetrics receives what SweepObjectsWorker deleted. The worker package
+// implements it with Prometheus counters.
+type SweepMetrics interface {
+	// ObjectsSwept counts objects deleted for a reason (SweepReason*).
+	ObjectsSwept(reason string, n int)
+	// UploadsAborted counts incomplete multipart uploads aborted.
+	UploadsAborted(n int)
+}

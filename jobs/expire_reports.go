@@ -16,11 +16,14 @@ import (
 // DefaultExpireBatchSize is how many reports ExpireReportsWorker reads at once.
 const DefaultExpireBatchSize = 100
 
-// ExpireReportsWorker expires ready reports past their expires_at: it deletes
-// each file and sets the report expired with a report.expired event, keeping
-// the row and its history. It runs as a periodic job and is idempotent: the
-// object is deleted before the row changes, so a crash in between leaves a
-// ready report that the next run expires (deleting a missing object is fine).
+// ExpireReportsWorker expires ready reports past their expires_at: it sets
+// each report expired with a report.expired event, keeping the row and its
+// history, and then deletes its file. The row changes first so that a
+// download racing with expiry finds the report expired (410 report_expired)
+// rather than a ready report without its file. It runs as a periodic job and
+// is idempotent; a file left behind by a crash or an object store outage
+// between the two steps belongs to an expired report, and
+// SweepObjectsWorker deletes it.
 type ExpireReportsWorker struct {
 	river.WorkerDefaults[ExpireReportsArgs]
 
@@ -64,7 +67,7 @@ func (w *ExpireReportsWorker) Work(ctx context.Context, job *river.Job[ExpireRep
 			return fmt.Errorf("listing expiring reports: %w", err)
 		}
 		for i := range due {
-			ok, err := w.expire(ctx, job, &due[i])
+			ok, err := w.expire(ctx, logger, job, &due[i])
 			if err != nil {
 				return err
 			}
@@ -85,10 +88,7 @@ func (w *ExpireReportsWorker) Work(ctx context.Context, job *river.Job[ExpireRep
 	return nil
 }
 
-func (w *ExpireReportsWorker) expire(ctx context.Context, job *river.Job[ExpireReportsArgs], r *db.ExpiringReport) (bool, error) {
-	if err := w.Store.Delete(ctx, r.ObjectKey); err != nil {
-		return false, fmt.Errorf("deleting file of report %s: %w", r.ID, err)
-	}
+func (w *ExpireReportsWorker) expire(ctx context.Context, logger *slog.Logger, job *river.Job[ExpireReportsArgs], r *db.ExpiringReport) (bool, error) {
 	var ok bool
 	err := db.WithTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		var err error
@@ -104,5 +104,13 @@ func (w *ExpireReportsWorker) expire(ctx context.Context, job *river.Job[ExpireR
 	if err != nil {
 		return false, fmt.Errorf("expiring report %s: %w", r.ID, err)
 	}
-	return ok, nil
+	if !ok {
+		return false, nil // no longer ready: someone else expired it
+	}
+	if err := w.Store.Delete(ctx, r.ObjectKey); err != nil {
+		// The report is expired already; its file is the sweep's now.
+		logger.WarnContext(ctx, "deleting the file of an expired report; the sweep will",
+			slog.String("report_id", r.ID), slog.String("object_key", r.ObjectKey), slog.String("error", err.Error()))
+	}
+	return true, nil
 }

@@ -379,6 +379,21 @@ func (b *testBundle) download(t *testing.T, r *db.Report) []byte {
 	return data
 }
 
+// reportObjects returns the keys of every object of a report's runs, sorted.
+func (b *testBundle) reportObjects(t *testing.T, r *db.Report) []string {
+	t.Helper()
+	var keys []string
+	prefix := storage.ReportsPrefix + r.OrgID + "/" + r.ApplicationID + "/" + r.ID + "/"
+	if err := b.store.List(b.ctx, prefix, func(key string, _ int64) error {
+		keys = append(keys, key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 func (b *testBundle) events(t *testing.T, reportID string) []db.Event {
 	t.Helper()
 	evs, err := tallytest.ListReportEvents(b.ctx, b.pool, reportID)

@@ -22,9 +22,12 @@ import (
 
 // GenerateReportWorker builds a report's file from its scope snapshot,
 // streams it to the object store, and marks the report ready in the same
-// transaction that completes its job. The file is a pure function of the
-// snapshot, so a rerun (a rescued or retried job) uploads the same bytes to
-// the same key.
+// transaction that completes its job. Each run writes a key of its own
+// (storage.ReportKey with a fresh run id) and the finishing transaction
+// records which key is the report's file, so a late run (a rescued run that
+// is still alive) can never replace a committed file; a run that does not
+// commit deletes its own object, and SweepObjectsWorker deletes what a
+// crashed run left.
 type GenerateReportWorker struct {
 	river.WorkerDefaults[GenerateReportArgs]
 
@@ -123,17 +126,33 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 	}
 	logger.InfoContext(ctx, "generating report")
 
-	file, err := w.build(ctx, rep)
+	runID := db.NewID(db.PrefixRun)
+	logger = logger.With(slog.String("run_id", runID))
+	file, err := w.build(ctx, rep, runID)
 	if err != nil {
 		return w.fail(ctx, logger, job, rep, err)
 	}
 	if w.AfterUploadFunc != nil {
 		if err := w.AfterUploadFunc(ctx, job); err != nil {
+			w.discard(ctx, logger, file.key)
 			return w.fail(ctx, logger, job, rep, err)
 		}
 	}
-	if err := w.finish(ctx, logger, job, rep, file); err != nil {
+	committed, err := w.finish(ctx, logger, job, rep, file)
+	switch {
+	case errors.Is(err, errCommitUnknown):
+		// The COMMIT may have succeeded: the object is left to the sweep,
+		// which keeps it if the report owns it.
+		logger.WarnContext(ctx, "outcome of the finishing transaction unknown; leaving the file to the sweep",
+			slog.String("object_key", file.key))
+	case !committed:
+		w.discard(ctx, logger, file.key)
+	}
+	if err != nil {
 		return w.fail(ctx, logger, job, rep, err)
+	}
+	if !committed {
+		return nil // another run finished the report, or an admin canceled it
 	}
 	took := time.Since(started)
 	if w.Metrics != nil {
@@ -147,15 +166,18 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 	return nil
 }
 
-// finish marks the report ready, stores its signed manifest, writes
-// report.generated and completes the job, all in one transaction. The job row is locked first, in the order the
-// river_job triggers lock (job, then report), so an admin's concurrent cancel
-// cannot deadlock with it.
-func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, job *river.Job[GenerateReportArgs], rep *db.Report, file *builtFile) error {
+// finish marks the report ready with this run's file as its object_key,
+// stores its signed manifest, writes report.generated and completes the job,
+// all in one transaction, and reports whether it committed. The job row is
+// locked first, in the order the river_job triggers lock (job, then report),
+// so an admin's concurrent cancel cannot deadlock with it. An error wrapping
+// errCommitUnknown means the transaction reached COMMIT and its outcome is
+// unknown; any other error means nothing was committed.
+func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, job *river.Job[GenerateReportArgs], rep *db.Report, file *builtFile) (bool, error) {
 	if err := river.RecordOutput(ctx, map[string]any{
-		"row_count": file.summary.RowCount, "size_bytes": file.size, "sha256": file.sha256,
+		"row_count": file.summary.RowCount, "size_bytes": file.size, "sha256": file.sha256, "object_key": file.key,
 	}); err != nil {
-		return fmt.Errorf("recording job output: %w", err)
+		return false, fmt.Errorf("recording job output: %w", err)
 	}
 	totals := make(map[string]db.CurrencyTotal, len(file.summary.Totals))
 	for currency, t := range file.summary.Totals {
@@ -164,13 +186,13 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 	now := w.now()
 	keys, err := w.ephemeral.get(ctx, w.Keys, w.logger())
 	if err != nil {
-		return err
+		return false, err
 	}
 	manifest, err := ManifestOf(rep, file.format, file.sha256, file.size, file.summary.RowCount, now)
 	if err != nil {
-		return err
+		return false, err
 	}
-	var alreadyFinished bool
+	var alreadyFinished, reachedCommit bool
 	err = db.WithTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		after, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		if err != nil {
@@ -210,23 +232,52 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 		if err := SignAndStoreManifest(ctx, tx, keys, manifest); err != nil {
 			return err
 		}
-		return db.CreateReportEvent(ctx, tx, rep, db.EventReportGenerated, "", map[string]any{
+		if err := db.CreateReportEvent(ctx, tx, rep, db.EventReportGenerated, "", map[string]any{
 			"row_count":  file.summary.RowCount,
 			"size_bytes": file.size,
 			"sha256":     file.sha256,
 			"job_id":     job.ID,
 			"attempt":    job.Attempt,
-		})
-	})
-	if alreadyFinished {
-		logger.InfoContext(ctx, "report was finished by another run; nothing to do")
+		}); err != nil {
+			return err
+		}
+		reachedCommit = true
 		return nil
+	})
+	switch {
+	case alreadyFinished:
+		logger.InfoContext(ctx, "report was finished by another run; nothing to do")
+		return false, nil
+	case err != nil && reachedCommit:
+		return false, fmt.Errorf("%w: %w", errCommitUnknown, err)
 	}
-	return err
+	return err == nil, err
+}
+
+// discardTimeout bounds the deletion of a losing run's object. It runs on a
+// context detached from the job's, which may be cancelled already.
+const discardTimeout = 30 * time.Second
+
+// discard deletes the object of a run that did not commit, so that no file
+// outlives the run that wrote it. It is best effort: a failure is logged,
+// and SweepObjectsWorker deletes the object after its grace period.
+func (w *GenerateReportWorker) discard(ctx context.Context, logger *slog.Logger, key string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), discardTimeout)
+	defer cancel()
+	if err := w.Store.Delete(ctx, key); err != nil {
+		logger.WarnContext(ctx, "deleting the file of a run that did not commit; the sweep will",
+			slog.String("object_key", key), slog.String("error", err.Error()))
+		return
+	}
+	logger.InfoContext(ctx, "deleted the file of a run that did not commit", slog.String("object_key", key))
 }
 
 // errRollback makes WithTx roll back without it being a failure.
 var errRollback = errors.New("rollback")
+
+// errCommitUnknown means the finishing transaction failed at COMMIT (the
+// connection broke, the context ended): it may or may not have committed.
+var errCommitUnknown = errors.New("outcome of the finishing transaction unknown")
 
 // errJobLost means the job left the running state while this run worked on
 // it (River's rescuer gave it to another run, or an admin cancelled it). The

@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -38,8 +39,14 @@ func (b *testBundle) checkReady(t *testing.T, r *db.Report, jobID int64, want ex
 	if deref(r.ContentType) != "text/csv; charset=utf-8" {
 		t.Errorf("content_type = %q, want text/csv; charset=utf-8", deref(r.ContentType))
 	}
-	if wantKey := storage.ReportKey(r.OrgID, r.ApplicationID, r.ID, "csv"); deref(r.ObjectKey) != wantKey {
-		t.Errorf("object_key = %q, want %q", deref(r.ObjectKey), wantKey)
+	// The key is one run's: reports/<org>/<app>/<report>/run_<ulid>.csv,
+	// and the object carries the file's SHA-256.
+	prefix := storage.ReportsPrefix + r.OrgID + "/" + r.ApplicationID + "/" + r.ID + "/" + db.PrefixRun
+	if key := deref(r.ObjectKey); !strings.HasPrefix(key, prefix) || !db.ValidID(db.PrefixRun, strings.TrimSuffix(strings.TrimPrefix(key, prefix[:len(prefix)-len(db.PrefixRun)]), ".csv")) {
+		t.Errorf("object_key = %q, want %s<ulid>.csv", key, prefix)
+	}
+	if st, err := tallytest.Stat(b.ctx, b.store, deref(r.ObjectKey)); err != nil || st.SHA256 != deref(r.SHA256) {
+		t.Errorf("object digest metadata %q (err %v), want %s", st.SHA256, err, deref(r.SHA256))
 	}
 	if r.StartedAt == nil || r.CompletedAt == nil || r.ExpiresAt == nil {
 		t.Fatalf("started_at %v, completed_at %v, expires_at %v: want all set", r.StartedAt, r.CompletedAt, r.ExpiresAt)
@@ -193,9 +200,12 @@ func TestGenerateReportRerunGivesIdenticalBytes(t *testing.T) {
 	if !bytes.Equal(firstBytes, secondBytes) {
 		t.Fatalf("rerun changed the file:\n%s", cmp.Diff(string(firstBytes), string(secondBytes)))
 	}
-	if deref(first.SHA256) != deref(second.SHA256) || deref(first.ObjectKey) != deref(second.ObjectKey) || deref(first.SizeBytes) != deref(second.SizeBytes) {
-		t.Errorf("rerun: sha %s key %s size %d, want %s %s %d", deref(second.SHA256), deref(second.ObjectKey), deref(second.SizeBytes),
-			deref(first.SHA256), deref(first.ObjectKey), deref(first.SizeBytes))
+	if deref(first.SHA256) != deref(second.SHA256) || deref(first.SizeBytes) != deref(second.SizeBytes) {
+		t.Errorf("rerun: sha %s size %d, want %s %d", deref(second.SHA256), deref(second.SizeBytes),
+			deref(first.SHA256), deref(first.SizeBytes))
+	}
+	if deref(first.ObjectKey) == deref(second.ObjectKey) {
+		t.Errorf("rerun wrote the first run's key %s, want a key of its own", deref(first.ObjectKey))
 	}
 	if got := eventKinds(b.events(t, rep.ID)); !cmp.Equal(got, []string{"report.created", "report.generated", "report.generated"}) {
 		t.Errorf("events %v, want created and one generated per run", got)

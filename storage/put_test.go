@@ -3,6 +3,8 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"testing"
@@ -20,10 +22,10 @@ func TestPutSizes(t *testing.T) {
 	s := tallytest.Store(t)
 	for _, size := range []int{0, 1, 161_508, storage.SinglePutMax - 1, storage.SinglePutMax, storage.SinglePutMax + 1, storage.PartSize + storage.SinglePutMax} {
 		data := bytes.Repeat([]byte("tally,"), size/6+1)[:size]
-		key := storage.ReportKey("org_1", "app_1", "rpt_small", "csv")
-		n, err := s.Put(ctx, key, iotest.OneByteReader(bytes.NewReader(data)), "text/csv")
-		if err != nil || n != int64(size) {
-			t.Fatalf("Put(%d bytes) = %d, %v; want %d", size, n, err, size)
+		key := storage.ReportKey("org_1", "app_1", "rpt_small", "run_1", "csv")
+		w, err := s.Put(ctx, key, iotest.OneByteReader(bytes.NewReader(data)), "text/csv")
+		if err != nil || w.Size != int64(size) || w.SHA256 != sha256Hex(data) {
+			t.Fatalf("Put(%d bytes) = %+v, %v; want %d bytes with SHA-256 %s", size, w, err, size, sha256Hex(data))
 		}
 		rc, info, err := s.Get(ctx, key, 0, -1)
 		if err != nil {
@@ -33,6 +35,12 @@ func TestPutSizes(t *testing.T) {
 		rc.Close()
 		if err != nil || !bytes.Equal(got, data) || info.Size != int64(size) || info.ContentType != "text/csv" {
 			t.Fatalf("read back %d bytes (size %d, type %q), err %v; want %d bytes", len(got), info.Size, info.ContentType, err, size)
+		}
+		// The digest is stored with the object, whether it went up in one
+		// request or in parts, and returned by Get and Stat alike.
+		st, err := tallytest.Stat(ctx, s, key)
+		if err != nil || info.SHA256 != sha256Hex(data) || st.SHA256 != sha256Hex(data) || st.ContentType != "text/csv" {
+			t.Fatalf("digest metadata: Get %q, Stat %q (type %q, err %v); want %s", info.SHA256, st.SHA256, st.ContentType, err, sha256Hex(data))
 		}
 	}
 }
@@ -44,7 +52,7 @@ func TestPutReaderFails(t *testing.T) {
 	ctx := context.Background()
 	s := tallytest.Store(t)
 	boom := errors.New("boom")
-	key := storage.ReportKey("org_1", "app_1", "rpt_failed", "csv")
+	key := storage.ReportKey("org_1", "app_1", "rpt_failed", "run_1", "csv")
 	for _, before := range []int{0, 1000, storage.SinglePutMax + 1000, storage.PartSize + 1000} {
 		r := io.MultiReader(bytes.NewReader(make([]byte, before)), iotest.ErrReader(boom))
 		if _, err := s.Put(ctx, key, r, "text/csv"); !errors.Is(err, boom) {
@@ -63,7 +71,7 @@ func TestGetRangeWholeSize(t *testing.T) {
 	ctx := context.Background()
 	s := tallytest.Store(t)
 	data := []byte("0123456789abcdef")
-	key := storage.ReportKey("org_1", "app_1", "rpt_range", "csv")
+	key := storage.ReportKey("org_1", "app_1", "rpt_range", "run_1", "csv")
 	if _, err := s.Put(ctx, key, bytes.NewReader(data), "text/csv"); err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +88,36 @@ func TestGetRangeWholeSize(t *testing.T) {
 		}
 		if err != nil || !bytes.Equal(got, want) || info.Size != int64(len(data)) {
 			t.Errorf("Get(%d, %d) = %q (size %d), err %v; want %q (size %d)", tt.off, tt.length, got, info.Size, err, want, len(data))
+		}
+	}
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// TestReportKeyIsPerRun: two runs of one report write two keys, and both
+// (and the older one-key-per-report form) name the report.
+func TestReportKeyIsPerRun(t *testing.T) {
+	t.Parallel()
+	a := storage.ReportKey("org_1", "app_1", "rpt_1", "run_a", "csv")
+	b := storage.ReportKey("org_1", "app_1", "rpt_1", "run_b", "csv")
+	if a == b {
+		t.Fatalf("two runs share the key %s", a)
+	}
+	for _, tt := range []struct {
+		key  string
+		id   string
+		isOK bool
+	}{
+		{a, "rpt_1", true},
+		{"reports/org_1/app_1/rpt_2.csv", "rpt_2", true},
+		{"reports/org_1/rpt_3.csv", "", false},
+		{"other/org_1/app_1/rpt_1/run_a.csv", "", false},
+	} {
+		if id, ok := storage.ReportIDOfKey(tt.key); id != tt.id || ok != tt.isOK {
+			t.Errorf("ReportIDOfKey(%q) = %q, %v; want %q, %v", tt.key, id, ok, tt.id, tt.isOK)
 		}
 	}
 }

@@ -7,6 +7,8 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -112,22 +114,50 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Put uploads r, of unknown length, to key and returns the bytes written. A
-// file of at most SinglePutMax bytes (most reports) goes up in one request;
-// a larger one in PartSize parts, one at a time. Writing the same key again
-// replaces the object.
-func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType string) (int64, error) {
+// MetaSHA256 is the user metadata that holds an object's hex SHA-256, as
+// Put stored it: S3 returns it as the X-Amz-Meta-Sha256 header of every GET
+// and HEAD, so a download checks the bytes it is about to send against the
+// report without an extra request.
+const MetaSHA256 = "Sha256"
+
+// maxCopySize is the largest object a single server-side CopyObject may
+// copy; larger ones go through a multipart copy (ComposeObject).
+const maxCopySize = 5 << 30
+
+// Put uploads r, of unknown length, to key and returns its size and
+// SHA-256, which it also stores as the object's MetaSHA256 metadata. A file
+// of at most SinglePutMax bytes (most reports) goes up in one request, its
+// digest known before the request starts; a larger one in PartSize parts,
+// one at a time, and then gets its digest by a server-side copy onto itself.
+//
+// Why a copy: user metadata must be sent when an upload starts, and the
+// digest of a streamed file is known only at its end. Object tags could be
+// set afterwards without a copy, but a download would need a second request
+// to read them, and tags are not returned with the object. The copy runs
+// before Put returns, so before any report can refer to the key: a
+// committed report's object always has its digest. (MinIO replaces only the
+// metadata of an object copied onto itself; S3 copies it server-side.) If
+// the copy fails, Put deletes the object and returns the error.
+//
+// Keys are written once (storage.ReportKey holds a run id); writing the
+// same key again would replace the object.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType string) (Written, error) {
+	h := sha256.New()
+	r = io.TeeReader(r, h) // hashes exactly what the upload reads
 	buf := firstBytes.Get().(*[]byte)
 	n, err := io.ReadFull(r, *buf)
 	var info minio.UploadInfo
+	multipart := false
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		// The whole file is in buf: one request instead of a multipart
 		// upload's three, and no part buffer.
 		info, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader((*buf)[:n]), int64(n), minio.PutObjectOptions{
-			ContentType: contentType,
+			ContentType:  contentType,
+			UserMetadata: map[string]string{MetaSHA256: hex.EncodeToString(h.Sum(nil))},
 		})
 	case err == nil:
+		multipart = true
 		info, err = s.client.PutObject(ctx, s.bucket, key, io.MultiReader(bytes.NewReader(*buf), r), -1, minio.PutObjectOptions{
 			ContentType: contentType,
 			PartSize:    PartSize,
@@ -135,24 +165,58 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 		})
 	default: // r failed before any request was made
 		firstBytes.Put(buf)
-		return 0, fmt.Errorf("uploading %s: %w", key, err)
+		return Written{}, fmt.Errorf("uploading %s: %w", key, err)
 	}
 	if err != nil {
 		// A failed request's body may still be read by the transport:
 		// buf is left to the garbage collector, not reused.
-		return 0, fmt.Errorf("uploading %s: %w", key, translate(err))
+		return Written{}, fmt.Errorf("uploading %s: %w", key, translate(err))
 	}
 	firstBytes.Put(buf)
-	return info.Size, nil
+	w := Written{Size: info.Size, SHA256: hex.EncodeToString(h.Sum(nil))}
+	if multipart {
+		if err := s.setDigest(ctx, key, contentType, info, w.SHA256); err != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_ = s.Delete(dctx, key) // best effort; the sweep deletes what is left
+			return Written{}, fmt.Errorf("storing the digest of %s: %w", key, translate(err))
+		}
+	}
+	return w, nil
+}
+
+// setDigest copies the object just uploaded onto itself with its digest as
+// metadata; the copy requires the upload's ETag, so it can only apply to
+// the bytes that were hashed.
+func (s *Store) setDigest(ctx context.Context, key, contentType string, up minio.UploadInfo, digest string) error {
+	dst := minio.CopyDestOptions{
+		Bucket: s.bucket, Object: key, ContentType: contentType,
+		ReplaceMetadata: true, UserMetadata: map[string]string{MetaSHA256: digest},
+	}
+	src := minio.CopySrcOptions{Bucket: s.bucket, Object: key, MatchETag: up.ETag}
+	var err error
+	if up.Size <= maxCopySize {
+		_, err = s.client.CopyObject(ctx, dst, src)
+	} else {
+		_, err = s.client.ComposeObject(ctx, dst, src)
+	}
+	return err
 }
 
 // ObjectInfo describes a stored object.
 type ObjectInfo struct {
+	Key          string
 	Size         int64
 	ContentType  string
 	LastModified time.Time
 	ETag         string
+	// SHA256 is the MetaSHA256 metadata: the hex SHA-256 Put computed, or
+	// empty for an object stored some other way.
+	SHA256 string
 }
+
+// metaSHA256Header is the response header carrying MetaSHA256.
+const metaSHA256Header = "X-Amz-Meta-" + MetaSHA256
 
 // Get opens an object for reading from offset; length < 0 reads to the end.
 // The caller closes the reader. A missing object is ErrNotFound, detected
@@ -181,7 +245,8 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 			size = n
 		}
 	}
-	return body, ObjectInfo{Size: size, ContentType: info.ContentType, LastModified: info.LastModified, ETag: info.ETag}, nil
+	return body, ObjectInfo{Key: key, Size: size, ContentType: info.ContentType, LastModified: info.LastModified, ETag: info.ETag,
+		SHA256: header.Get(metaSHA256Header)}, nil
 }
 
 // Delete removes an object; a missing object is not an error.
@@ -195,23 +260,92 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// List calls fn with the key of every object under prefix.
+// List calls fn with the key and size of every object under prefix.
 func (s *Store) List(ctx context.Context, prefix string, fn func(key string, size int64) error) error {
+	return s.ListInfo(ctx, prefix, func(o ObjectInfo) error { return fn(o.Key, o.Size) })
+}
+
+// ListInfo calls fn with every object under prefix: key, size, last
+// modification and ETag (not the content type or SHA256, which a listing
+// does not return).
+func (s *Store) ListInfo(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
 	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if obj.Err != nil {
 			return translate(obj.Err)
 		}
-		if err := fn(obj.Key, obj.Size); err != nil {
+		if err := fn(ObjectInfo{Key: obj.Key, Size: obj.Size, LastModified: obj.LastModified, ETag: obj.ETag}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// ReportKey is the object key of a report's file. It is built from ids the
-// service generated, never from user input.
-func ReportKey(orgID, applicationID, reportID, format string) string {
-	return "reports/" + orgID + "/" + applicationID + "/" + reportID + "." + format
+// Upload is an incomplete multipart upload.
+type Upload struct {
+	Key       string
+	UploadID  string
+	Initiated time.Time
+}
+
+// ListUploads calls fn with every incomplete multipart upload under prefix:
+// an upload whose writer died before completing or aborting it. The whole
+// bucket is listed and filtered here: MinIO lists uploads for no prefix or
+// for one exact key only, and returns none for a shorter prefix.
+func (s *Store) ListUploads(ctx context.Context, prefix string, fn func(Upload) error) error {
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, "", true) {
+		if u.Err != nil {
+			return translate(u.Err)
+		}
+		if !strings.HasPrefix(u.Key, prefix) {
+			continue
+		}
+		if err := fn(Upload{Key: u.Key, UploadID: u.UploadID, Initiated: u.Initiated}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AbortUpload aborts one incomplete multipart upload and frees its parts;
+// an upload already gone is not an error. (minio-go's RemoveIncompleteUpload
+// would abort every upload of the key, a fresh one too.)
+func (s *Store) AbortUpload(ctx context.Context, u Upload) error {
+	if err := (minio.Core{Client: s.client}).AbortMultipartUpload(ctx, s.bucket, u.Key, u.UploadID); err != nil {
+		if err = translate(err); errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("aborting the upload of %s: %w", u.Key, err)
+	}
+	return nil
+}
+
+// ReportsPrefix is the prefix of every report file's key.
+const ReportsPrefix = "reports/"
+
+// ReportKey is the object key of one run's file of a report. Each run of a
+// report's job writes its own key, so no run can replace a file that
+// another committed; the report row records which key is its file. It is
+// built from ids the service generated, never from user input.
+func ReportKey(orgID, applicationID, reportID, runID, format string) string {
+	return ReportsPrefix + orgID + "/" + applicationID + "/" + reportID + "/" + runID + "." + format
+}
+
+// ReportIDOfKey returns the report id of a key under ReportsPrefix, for the
+// run keys of ReportKey and for the older reports/org/app/report.format.
+func ReportIDOfKey(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, ReportsPrefix)
+	if !ok {
+		return "", false
+	}
+	parts := strings.Split(rest, "/")
+	switch len(parts) {
+	case 4: // org/app/report/run.format
+		return parts[2], parts[2] != ""
+	case 3: // org/app/report.format
+		id, _, ok := strings.Cut(parts[2], ".")
+		return id, ok && id != ""
+	}
+	return "", false
 }
 
 func translate(err error) error {

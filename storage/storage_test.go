@@ -34,10 +34,10 @@ func TestPutUnknownSizeMultipartAndRanges(t *testing.T) {
 		}
 		pw.Close()
 	}()
-	key := storage.ReportKey("org_1", "app_1", "rpt_1", "csv")
-	n, err := s.Put(ctx, key, pr, "text/csv")
-	if err != nil || n != int64(len(data)) {
-		t.Fatalf("Put = %d, %v; want %d", n, err, len(data))
+	key := storage.ReportKey("org_1", "app_1", "rpt_1", "run_1", "csv")
+	w, err := s.Put(ctx, key, pr, "text/csv")
+	if err != nil || w.Size != int64(len(data)) {
+		t.Fatalf("Put = %+v, %v; want %d bytes", w, err, len(data))
 	}
 	for _, tt := range []struct{ off, length int64 }{{0, -1}, {5, 10}, {int64(storage.PartSize) - 3, 7}, {int64(len(data)) - 1, 1}} {
 		rc, info, err := s.Get(ctx, key, tt.off, tt.length)

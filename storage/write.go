@@ -2,11 +2,8 @@ package storage
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 )
 
@@ -18,8 +15,8 @@ type Written struct {
 	SHA256 string
 }
 
-// Write stores under key what write writes, hashing and counting the bytes
-// on the way. The upload runs while write writes: Put reads a pipe in
+// Write stores under key what write writes, counting the bytes on the way;
+// Put hashes them and stores the digest with the object. The upload runs while write writes: Put reads a pipe in
 // PartSize parts, so memory stays flat whatever the size.
 //
 // When write fails, the upload is abandoned and write's error is returned;
@@ -31,20 +28,20 @@ func (s *Store) Write(ctx context.Context, key, contentType string, write func(i
 	defer cancelUpload()
 	pr, pw := io.Pipe()
 	type putResult struct {
-		n   int64
+		w   Written
 		err error
 	}
 	done := make(chan putResult, 1)
 	go func() {
-		n, err := s.Put(uploadCtx, key, pr, contentType)
+		w, err := s.Put(uploadCtx, key, pr, contentType)
 		if err == nil {
 			err = errUploadEnded
 		}
 		pr.CloseWithError(err) // a writer still writing gets the upload's fate
-		done <- putResult{n, err}
+		done <- putResult{w, err}
 	}()
 
-	out := &digestWriter{w: pw, h: sha256.New()}
+	out := &countingWriter{w: pw}
 	if err := write(out); err != nil {
 		pw.CloseWithError(err)
 		cancelUpload()
@@ -60,28 +57,26 @@ func (s *Store) Write(ctx context.Context, key, contentType string, write func(i
 	if !errors.Is(put.err, errUploadEnded) {
 		return Written{}, put.err
 	}
-	if put.n != out.n {
-		return Written{}, fmt.Errorf("uploading %s: stored %d bytes, wrote %d", key, put.n, out.n)
+	if put.w.Size != out.n {
+		return Written{}, fmt.Errorf("uploading %s: stored %d bytes, wrote %d", key, put.w.Size, out.n)
 	}
-	return Written{Size: out.n, SHA256: hex.EncodeToString(out.h.Sum(nil))}, nil
+	return put.w, nil
 }
 
 // errUploadEnded closes the pipe's read side after a successful Put, so a
 // writer that still writes learns that nothing more is read.
 var errUploadEnded = errors.New("upload ended")
 
-// digestWriter passes bytes on while hashing and counting them, and keeps
-// the first error of the writer it wraps.
-type digestWriter struct {
+// countingWriter passes bytes on while counting them, and keeps the first
+// error of the writer it wraps.
+type countingWriter struct {
 	w   io.Writer
-	h   hash.Hash
 	n   int64
 	err error
 }
 
-func (d *digestWriter) Write(p []byte) (int, error) {
+func (d *countingWriter) Write(p []byte) (int, error) {
 	n, err := d.w.Write(p)
-	d.h.Write(p[:n])
 	d.n += int64(n)
 	if err != nil && d.err == nil {
 		d.err = err

@@ -23,7 +23,15 @@ const (
 	MetricReportBytes       = "tally_report_bytes"
 	MetricQueueJobs         = "tally_queue_jobs"
 	MetricQueueOldest       = "tally_queue_oldest_available_seconds"
+	MetricObjectsSwept      = "tally_objects_swept_total"
+	MetricUploadsAborted    = "tally_uploads_aborted_total"
 )
+
+// sweepReasons are the reasons an object is swept.
+var sweepReasons = []string{
+	jobs.SweepReasonOrphan, jobs.SweepReasonSuperseded, jobs.SweepReasonUnfinished,
+	jobs.SweepReasonFailed, jobs.SweepReasonCanceled, jobs.SweepReasonExpired,
+}
 
 // queueStates are the job states tally_queue_jobs reports.
 var queueStates = []string{"available", "running", "retryable", "scheduled"}
@@ -45,12 +53,17 @@ type Metrics struct {
 	queueJobs         *prometheus.GaugeVec
 	queueOldest       *prometheus.GaugeVec
 	reproduced        *prometheus.CounterVec
+	objectsSwept      *prometheus.CounterVec
+	uploadsAborted    prometheus.Counter
 
 	mu     sync.Mutex // serializes RefreshQueues
 	queues []string   // every queue ever reported, so an emptied one drops to zero
 }
 
-var _ jobs.ReportMetrics = (*Metrics)(nil)
+var (
+	_ jobs.ReportMetrics = (*Metrics)(nil)
+	_ jobs.SweepMetrics  = (*Metrics)(nil)
+)
 
 // NewMetrics registers the worker's collectors, plus the Go runtime and
 // process collectors, on a new registry. Series for every configured report
@@ -89,13 +102,25 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			Name: "tally_reports_reproduced_total",
 			Help: "Ready reports rebuilt by reproduce_reports, by report type and result (match, mismatch); a mismatch is expected never.",
 		}, []string{"type", "result"}),
+		objectsSwept: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricObjectsSwept,
+			Help: "Report files deleted by the sweep because no committed report owns them, by reason.",
+		}, []string{"reason"}),
+		uploadsAborted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricUploadsAborted,
+			Help: "Incomplete multipart uploads aborted by the sweep.",
+		}),
 		queues: slices.Clone(queues),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest, m.reproduced,
+		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
+		m.objectsSwept, m.uploadsAborted, m.reproduced,
 	)
+	for _, r := range sweepReasons {
+		m.objectsSwept.WithLabelValues(r)
+	}
 	if portal != nil {
 		for _, t := range portal.TypeNames() {
 			m.reportsReady.WithLabelValues(t)
@@ -125,6 +150,14 @@ func (m *Metrics) ReportReady(reportType string, took time.Duration, sizeBytes i
 	m.generationSeconds.WithLabelValues(reportType).Observe(took.Seconds())
 	m.reportBytes.WithLabelValues(reportType).Observe(float64(sizeBytes))
 }
+
+// ObjectsSwept counts objects the sweep deleted.
+func (m *Metrics) ObjectsSwept(reason string, n int) {
+	m.objectsSwept.WithLabelValues(reason).Add(float64(n))
+}
+
+// UploadsAborted counts incomplete uploads the sweep aborted.
+func (m *Metrics) UploadsAborted(n int) { m.uploadsAborted.Add(float64(n)) }
 
 // ReportReproduced counts a rebuilt report by whether it matched.
 func (m *Metrics) ReportReproduced(reportType string, match bool) {

@@ -79,8 +79,8 @@ type Opts struct {
 	// queue for another worker.
 	ShutdownTimeout time.Duration
 	// MaxAttempts is River's attempt budget for jobs this client inserts
-	// without one of their own. The only job it inserts, the periodic
-	// expire_reports, sets its own (3); report jobs get theirs from the
+	// without one of their own. The only jobs it inserts, the periodic
+	// expire_reports and sweep_objects, set their own (3); report jobs get theirs from the
 	// client that inserts them (the API's, see jobs.CreateReport).
 	MaxAttempts int
 	// FetchCooldown is the minimum time between two fetches of a queue.
@@ -96,6 +96,11 @@ type Opts struct {
 	RetryPolicy river.ClientRetryPolicy
 	// ExpireInterval is the period of the expire_reports job.
 	ExpireInterval time.Duration
+	// SweepInterval is the period of the sweep_objects job.
+	SweepInterval time.Duration
+	// SweepGrace is the age below which sweep_objects keeps an object that
+	// may belong to a run in flight. It must exceed JobTimeout.
+	SweepGrace time.Duration
 	// CheckpointInterval is the period of the checkpoint_activity job.
 	CheckpointInterval time.Duration
 	// QueueStatsInterval is the refresh period of the queue gauges.
@@ -129,6 +134,8 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		FetchPollInterval: cfg.FetchPollInterval,
 		// Zero (unset) means JobTimeout + config.RescueMargin.
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		SweepInterval:        cfg.SweepInterval,
+		SweepGrace:           cfg.SweepGrace,
 	}
 }
 
@@ -148,6 +155,8 @@ func (o *Opts) setDefaults() error {
 	setDefault(&o.FetchPollInterval, config.DefaultFetchPollInterval)
 	setDefault(&o.RescueStuckJobsAfter, o.JobTimeout+config.RescueMargin)
 	setDefault(&o.ExpireInterval, DefaultExpireInterval)
+	setDefault(&o.SweepInterval, config.DefaultSweepInterval)
+	setDefault(&o.SweepGrace, config.DefaultSweepGrace)
 	setDefault(&o.CheckpointInterval, DefaultCheckpointInterval)
 	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
 	if o.FetchPollInterval < o.FetchCooldown {
@@ -155,6 +164,10 @@ func (o *Opts) setDefaults() error {
 	}
 	if o.RescueStuckJobsAfter < o.JobTimeout {
 		return fmt.Errorf("worker: RescueStuckJobsAfter (%s) is below JobTimeout (%s)", o.RescueStuckJobsAfter, o.JobTimeout)
+	}
+	if o.SweepGrace <= o.JobTimeout {
+		// A run may commit its file up to JobTimeout after it started.
+		return fmt.Errorf("worker: SweepGrace (%s) must exceed JobTimeout (%s)", o.SweepGrace, o.JobTimeout)
 	}
 	return nil
 }
@@ -218,6 +231,15 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering expire_reports: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &jobs.SweepObjectsWorker{
+		Pool:    opts.Pool,
+		Store:   opts.Store,
+		Logger:  logger,
+		Grace:   opts.SweepGrace,
+		Metrics: metrics,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering sweep_objects: %w", err)
+	}
 	if err := river.AddWorkerSafely(workers, &jobs.CheckpointActivityWorker{
 		Pool: opts.Pool, Keys: opts.Keys, Logger: logger,
 	}); err != nil {
@@ -250,6 +272,9 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(opts.ExpireInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.ExpireReportsArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.ExpireReportsArgs{}.Kind(), RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(opts.SweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return jobs.SweepObjectsArgs{}, nil },
+				&river.PeriodicJobOpts{ID: jobs.SweepObjectsArgs{}.Kind()}),
 			river.NewPeriodicJob(river.PeriodicInterval(opts.CheckpointInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.CheckpointActivityArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.CheckpointActivityArgs{}.Kind(), RunOnStart: true}),

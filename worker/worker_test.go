@@ -49,13 +49,15 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 	cfg, err := config.LoadFrom(map[string]string{
 		"TALLY_WORKER_CONCURRENCY": "6", "TALLY_WORKER_LARGE_CONCURRENCY": "2", "TALLY_JOB_TIMEOUT": "7m",
 		"TALLY_SHUTDOWN_TIMEOUT": "9s", "TALLY_JOB_MAX_ATTEMPTS": "3", "TALLY_FETCH_POLL_INTERVAL": "250ms",
+		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := worker.OptsFromConfig(cfg)
 	want := worker.Opts{SmallConcurrency: 6, LargeConcurrency: 2, JobTimeout: 7 * time.Minute,
-		ShutdownTimeout: 9 * time.Second, MaxAttempts: 3, FetchPollInterval: 250 * time.Millisecond}
+		ShutdownTimeout: 9 * time.Second, MaxAttempts: 3, FetchPollInterval: 250 * time.Millisecond,
+		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Opts mismatch (-want +got):\n%s", diff)
 	}
@@ -100,6 +102,7 @@ func TestNewRejectsBadOpts(t *testing.T) {
 		{"NoStore", func(o *worker.Opts) { o.Store = nil }},
 		{"NoPortal", func(o *worker.Opts) { o.Portal = nil }},
 		{"RescueBelowJobTimeout", func(o *worker.Opts) { o.RescueStuckJobsAfter = time.Second }},
+		{"SweepGraceNotAboveJobTimeout", func(o *worker.Opts) { o.SweepGrace = o.JobTimeout }},
 	}
 	for _, tt := range tests {
 		opts := b.opts(t)
@@ -369,8 +372,15 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 	}
 	go func() { done <- w2.Run(runCtx) }()
 	r := waitStatus(old.ID, db.ReportExpired)
-	if _, err := tallytest.Stat(ctx, b.store, *r.ObjectKey); err == nil {
-		t.Error("the expired report's file is still stored")
+	// Expiry marks the report expired first, then deletes its file.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(25 * time.Millisecond) {
+		if _, err := tallytest.Stat(ctx, b.store, *r.ObjectKey); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Error("the expired report's file is still stored")
+			break
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -1,6 +1,11 @@
 package main
 
-import "context"
+import (
+	"context"
+	"time"
+
+	"github.com/tally-compliance/tally/jobs"
+)
 
 // sweepResult is what one sweep of report objects deleted.
 type sweepResult struct {
@@ -10,9 +15,13 @@ type sweepResult struct {
 	uploads int
 }
 
-// sweepOnce would run sweep_objects once; this build has no
-// jobs.SweepObjectsWorker (issue 10's write-once objects are not merged
-// yet).
-func (c *chaos) sweepOnce(context.Context) (sweepResult, error) {
-	return sweepResult{why: "this build has no jobs.SweepObjectsWorker"}, nil
+// sweepOnce runs sweep_objects' logic once with a grace of 1 ns: every run
+// has ended when the verification starts, so nothing is in flight.
+func (c *chaos) sweepOnce(ctx context.Context) (sweepResult, error) {
+	sw := &jobs.SweepObjectsWorker{Pool: c.pool, Store: c.store, Grace: time.Nanosecond}
+	res, err := sw.Sweep(ctx)
+	if err != nil {
+		return sweepResult{}, err
+	}
+	return sweepResult{ran: true, objects: res.Objects, uploads: res.Uploads}, nil
 }
