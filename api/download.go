@@ -9,9 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/labstack/echo/v4"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -27,6 +30,93 @@ func (s *Server) downloadOrgReport(c echo.Context) error {
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// gzipWriters are reused across downloads: a gzip writer's state is about
+// a megabyte. The level is klauspost's default, measured in
+// report/gzip_bench_test.go.
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
+
+// gzipReader reads the gzip compression of a file: a goroutine compresses
+// it into a pipe, so that the download's stream (with its write deadlines)
+// sends compressed bytes as they come, holding one buffer.
+type gzipReader struct {
+	pr       *io.PipeReader
+	done     chan struct{}
+	consumed atomic.Int64
+}
+
+func newGzipReader(file io.Reader) *gzipReader {
+	pr, pw := io.Pipe()
+	g := &gzipReader{pr: pr, done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		zw := gzipWriters.Get().(*gzip.Writer)
+		defer gzipWriters.Put(zw)
+		zw.Reset(pw)
+		buf := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(buf)
+		_, err := io.CopyBuffer(zw, countingReader{file, &g.consumed}, *buf)
+		if err == nil {
+			err = zw.Close()
+		}
+		pw.CloseWithError(err) // nil: EOF
+	}()
+	return g
+}
+
+func (g *gzipReader) Read(p []byte) (int, error) { return g.pr.Read(p) }
+
+// Consumed is the number of bytes of the file compressed so far.
+func (g *gzipReader) Consumed() int64 { return g.consumed.Load() }
+
+// Close stops the compression (when the client went away) and waits for
+// it, so that the file's reader is no longer used.
+func (g *gzipReader) Close() {
+	_ = g.pr.CloseWithError(io.ErrClosedPipe)
+	<-g.done
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// acceptsGzip reports whether an Accept-Encoding header accepts gzip
+// (listed, or by "*", and not with q=0).
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		coding = strings.ToLower(strings.TrimSpace(coding))
+		if coding != "gzip" && coding != "x-gzip" && coding != "*" {
+			continue
+		}
+		for _, param := range strings.Split(params, ";") {
+			k, v, _ := strings.Cut(param, "=")
+			if strings.EqualFold(strings.TrimSpace(k), "q") {
+				if q, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && q == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// downloadFileName is DownloadFileName with the extension of the report's
+// type when the portal still offers it with the same content type.
+func (s *Server) downloadFileName(r *db.Report) string {
+	if rt, ok := s.portal.ReportType(r.Type); ok && r.ContentType != nil && rt.ContentType() == *r.ContentType {
+		return SafeFileName(r.Type + "-" + r.CaseID + "-" + r.ID + "." + rt.FileExtension())
+	}
+	return DownloadFileName(r)
+}
 
 // download streams a ready report's file from the object store: with its
 // SHA-256 as ETag, If-None-Match, a single Range, and a report.downloaded
@@ -61,7 +151,11 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("Cache-Control", "private, no-cache")
 	h.Set("Content-Type", *r.ContentType)
-	h.Set("Content-Disposition", ContentDisposition(DownloadFileName(r)))
+	h.Set("Content-Disposition", ContentDisposition(s.downloadFileName(r)))
+	compressible := strings.HasPrefix(*r.ContentType, "text/csv")
+	if compressible {
+		h.Set("Vary", "Accept-Encoding")
+	}
 	if etagMatches(c.Request().Header.Get("If-None-Match"), etag) {
 		return c.NoContent(http.StatusNotModified)
 	}
@@ -101,7 +195,14 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 		s.metrics.downloads.WithLabelValues(r.Type).Inc()
 	}
 
-	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	// A whole CSV is gzipped while it streams when the client accepts it;
+	// ranges are served as stored, so that offsets mean the file's bytes.
+	gzipped := compressible && !partial && acceptsGzip(c.Request().Header.Get("Accept-Encoding"))
+	if gzipped {
+		h.Set("Content-Encoding", "gzip")
+	} else {
+		h.Set("Content-Length", strconv.FormatInt(length, 10))
+	}
 	status := http.StatusOK
 	if partial {
 		status = http.StatusPartialContent
@@ -111,7 +212,17 @@ func (s *Server) download(c echo.Context, applicationID string) error {
 	if c.Request().Method == http.MethodHead {
 		return nil
 	}
-	n, err := s.stream(c, io.LimitReader(body, length))
+	var src io.Reader = io.LimitReader(body, length)
+	var gz *gzipReader
+	if gzipped {
+		gz = newGzipReader(src)
+		defer gz.Close()
+		src = gz
+	}
+	n, err := s.stream(c, src)
+	if gz != nil {
+		n = gz.Consumed() // of the file, as length counts
+	}
 	if err != nil || n != length {
 		s.logger.WarnContext(ctx, "download interrupted", slog.String("request_id", requestID(c)),
 			slog.String("report_id", r.ID), slog.Int64("sent", n), slog.Int64("want", length), slog.Any("error", err))
@@ -295,8 +406,12 @@ func parseRange(req *http.Request, size int64, etag string) (offset, length int6
 // type, case and id, all generated by the service, then made safe anyway.
 func DownloadFileName(r *db.Report) string {
 	ext := "bin"
-	if r.ContentType != nil && strings.HasPrefix(*r.ContentType, "text/csv") {
-		ext = "csv"
+	if r.ContentType != nil {
+		for _, f := range config.Formats {
+			if f.ContentType == *r.ContentType || strings.HasPrefix(*r.ContentType, "text/csv") && f.Extension == "csv" {
+				ext = f.Extension
+			}
+		}
 	}
 	return SafeFileName(r.Type + "-" + r.CaseID + "-" + r.ID + "." + ext)
 }

@@ -236,14 +236,15 @@ func TestDownloadFloodLeavesOthersServed(t *testing.T) {
 
 // smallWindowClient dials with a 16 KiB receive buffer, so that a client
 // that stops reading stops the server's writes after a few socket buffers,
-// not after megabytes.
+// not after megabytes. It asks for the file uncompressed: gzipped, the
+// tests' repetitive files would fit in the socket buffers.
 func smallWindowClient() *http.Client {
 	dialer := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
 		return errors.Join(err, serr)
 	}}
-	return &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true}}
+	return &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true, DisableCompression: true}}
 }
 
 // TestDownloadStalledClientCutOff checks that a client that stops reading is

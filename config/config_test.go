@@ -109,7 +109,7 @@ func TestPortal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(p.TypeNames(), ","); got != "activity_log,transaction_summary" {
+	if got := strings.Join(p.TypeNames(), ","); got != "activity_log,case_attestation,transaction_summary,transaction_summary_xlsx" {
 		t.Errorf("types = %s", got)
 	}
 	if p.Retention() != 30*24*time.Hour {
@@ -118,6 +118,10 @@ func TestPortal(t *testing.T) {
 	bad := map[string]string{
 		"UnknownBuilder": "report_types:\n  - {name: x, builder: pdf_magic, format: csv}\n",
 		"BadFormat":      "report_types:\n  - {name: x, builder: activity_log, format: xlsx}\n",
+		"WrongFormat":    "report_types:\n  - {name: x, builder: case_attestation, format: csv}\n",
+		"BOMNotCSV":      "report_types:\n  - {name: x, builder: transaction_summary_xlsx, format: xlsx, bom: true}\n",
+		"BadExtension":   "report_types:\n  - {name: x, builder: activity_log, format: csv, extension: '../x'}\n",
+		"BadContentType": "report_types:\n  - {name: x, builder: activity_log, format: csv, content_type: \"text/csv\\r\\nX: y\"}\n",
 		"Duplicate":      "report_types:\n  - {name: x, builder: activity_log, format: csv}\n  - {name: x, builder: activity_log, format: csv}\n",
 		"UnknownKey":     "report_types:\n  - {name: x, builder: activity_log, format: csv}\nsurprise: 1\n",
 		"Empty":          "disclosure_flags: [a]\n",
@@ -126,6 +130,16 @@ func TestPortal(t *testing.T) {
 	for name, y := range bad {
 		if _, err := ParsePortal([]byte(y)); err == nil {
 			t.Errorf("%s: accepted %q", name, y)
+		}
+	}
+	for name, want := range map[string][2]string{
+		"transaction_summary":      {"text/csv; charset=utf-8", "csv"},
+		"transaction_summary_xlsx": {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"},
+		"case_attestation":         {"application/pdf", "pdf"},
+	} {
+		rt, _ := p.ReportType(name)
+		if got := [2]string{rt.ContentType(), rt.FileExtension()}; got != want {
+			t.Errorf("%s: content type and extension %v, want %v", name, got, want)
 		}
 	}
 	p, err = ParsePortal([]byte("report_types:\n  - {name: audit, builder: activity_log, format: csv}\nretention_days: 7\n"))

@@ -16,21 +16,58 @@ import (
 //go:embed portal.default.yaml
 var defaultPortal []byte
 
-// ReportType is one kind of report the portal offers.
+// ReportType is one kind of report the portal offers: which builder writes
+// its files, in which format, and how a download presents them.
 type ReportType struct {
-	Name        string `yaml:"name"`
-	Builder     string `yaml:"builder"`
-	Format      string `yaml:"format"`
+	Name    string `yaml:"name"`
+	Builder string `yaml:"builder"`
+	// Format is the file format, one of Formats; the builder must write it.
+	Format string `yaml:"format"`
+	// MIMEType is the Content-Type of the files; empty means the format's.
+	MIMEType string `yaml:"content_type"`
+	// Extension is the download file name's extension, without the dot;
+	// empty means the format's.
+	Extension string `yaml:"extension"`
+	// BOM starts a CSV file with a UTF-8 byte-order mark, so that Windows
+	// Excel reads it as UTF-8. Off by default: existing files keep their bytes.
+	BOM         bool   `yaml:"bom"`
 	Description string `yaml:"description"`
+}
+
+// FileFormat is what a file format implies for a download.
+type FileFormat struct {
+	ContentType string
+	Extension   string
+}
+
+// Formats are the file formats builders write, with their default content
+// type and file name extension.
+var Formats = map[string]FileFormat{
+	"csv":  {ContentType: "text/csv; charset=utf-8", Extension: "csv"},
+	"xlsx": {ContentType: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", Extension: "xlsx"},
+	"pdf":  {ContentType: "application/pdf", Extension: "pdf"},
 }
 
 // ContentType returns the MIME type of the type's files.
 func (t ReportType) ContentType() string {
-	switch t.Format {
-	case "csv":
-		return "text/csv; charset=utf-8"
+	if t.MIMEType != "" {
+		return t.MIMEType
+	}
+	if f, ok := Formats[t.Format]; ok {
+		return f.ContentType
 	}
 	return "application/octet-stream"
+}
+
+// FileExtension returns the extension of the type's download file names.
+func (t ReportType) FileExtension() string {
+	if t.Extension != "" {
+		return t.Extension
+	}
+	if f, ok := Formats[t.Format]; ok {
+		return f.Extension
+	}
+	return "bin"
 }
 
 // Portal is the portal configuration: the report types, the known
@@ -44,15 +81,30 @@ type Portal struct {
 // Report builders, the code that writes a report type's file. A report type
 // of the portal configuration names one in its builder field.
 const (
-	BuilderTransactionSummary = "transaction_summary"
-	BuilderActivityLog        = "activity_log"
+	BuilderTransactionSummary     = "transaction_summary"
+	BuilderActivityLog            = "activity_log"
+	BuilderTransactionSummaryXLSX = "transaction_summary_xlsx"
+	BuilderCaseAttestation        = "case_attestation"
 )
 
 // Builders are the report builders the worker implements, the one list that
 // portal configurations are checked against.
-var Builders = []string{BuilderTransactionSummary, BuilderActivityLog}
+var Builders = []string{BuilderTransactionSummary, BuilderActivityLog, BuilderTransactionSummaryXLSX, BuilderCaseAttestation}
 
-var typeName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+// BuilderFormats is the one format each builder writes; a report type must
+// name it.
+var BuilderFormats = map[string]string{
+	BuilderTransactionSummary:     "csv",
+	BuilderActivityLog:            "csv",
+	BuilderTransactionSummaryXLSX: "xlsx",
+	BuilderCaseAttestation:        "pdf",
+}
+
+var (
+	typeName  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	extension = regexp.MustCompile(`^[a-z0-9]{1,10}$`)
+	mimeType  = regexp.MustCompile(`^[a-z0-9.+-]+/[a-z0-9.+-]+(; ?charset=[a-z0-9-]+)?$`)
+)
 
 // LoadPortal reads the portal configuration from path, or the built-in
 // default when path is empty.
@@ -91,11 +143,22 @@ func ParsePortal(data []byte) (*Portal, error) {
 			return nil, fmt.Errorf("portal configuration: report type %q listed twice", t.Name)
 		}
 		seen[t.Name] = true
-		if !slices.Contains(Builders, t.Builder) {
+		format, ok := BuilderFormats[t.Builder]
+		if !ok || !slices.Contains(Builders, t.Builder) {
 			return nil, fmt.Errorf("portal configuration: report type %q: unknown builder %q (known: %v)", t.Name, t.Builder, Builders)
 		}
-		if t.Format != "csv" {
-			return nil, fmt.Errorf("portal configuration: report type %q: unsupported format %q", t.Name, t.Format)
+		if t.Format != format {
+			return nil, fmt.Errorf("portal configuration: report type %q: builder %q writes format %q, not %q",
+				t.Name, t.Builder, format, t.Format)
+		}
+		if t.MIMEType != "" && !mimeType.MatchString(t.MIMEType) {
+			return nil, fmt.Errorf("portal configuration: report type %q: bad content_type %q", t.Name, t.MIMEType)
+		}
+		if t.Extension != "" && !extension.MatchString(t.Extension) {
+			return nil, fmt.Errorf("portal configuration: report type %q: bad extension %q", t.Name, t.Extension)
+		}
+		if t.BOM && t.Format != "csv" {
+			return nil, fmt.Errorf("portal configuration: report type %q: bom applies to csv only", t.Name)
 		}
 	}
 	return &p, nil

@@ -20,14 +20,17 @@ import (
 
 // buildFunc writes a report's file from its scope, reading on q (the
 // snapshot transaction), and returns what the file holds. pseudonymKey is
-// the report's key for counterparty pseudonyms.
-type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer) (report.Summary, error)
+// the report's key for counterparty pseudonyms; portal is the portal
+// configuration, for builders that look at other report types.
+type buildFunc func(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer, portal *config.Portal) (report.Summary, error)
 
 // builders maps a report type's builder (config's report_types[].builder)
 // to the function that writes its file.
 var builders = map[string]buildFunc{
-	config.BuilderTransactionSummary: writeTransactionSummary,
-	config.BuilderActivityLog:        writeActivityLog,
+	config.BuilderTransactionSummary:     writeTransactionSummary,
+	config.BuilderActivityLog:            writeActivityLog,
+	config.BuilderTransactionSummaryXLSX: writeTransactionSummaryXLSX, // formats.go
+	config.BuilderCaseAttestation:        writeCaseAttestation,        // formats.go
 }
 
 // BuilderNames returns the names of the builders this worker knows, sorted.
@@ -96,7 +99,12 @@ func reportWriter(portal *config.Portal, keys *report.PseudonymKeys, rep *db.Rep
 			fmt.Sprintf("the report's pseudonym key %q is not configured on this worker", keyID), err)
 	}
 	return rt, keyID, func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summary, error) {
-		return build(ctx, q, rep, &scope, pseudonymKey, out)
+		if rt.BOM {
+			if _, err := io.WriteString(out, report.UTF8BOM); err != nil {
+				return report.Summary{}, err
+			}
+		}
+		return build(ctx, q, rep, &scope, pseudonymKey, out, portal)
 	}, nil
 }
 
@@ -146,7 +154,7 @@ func checkScope(s *db.Scope) error {
 	return nil
 }
 
-func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer) (report.Summary, error) {
+func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer, _ *config.Portal) (report.Summary, error) {
 	opts := report.SummaryOptsFromFlags(pseudonymKey, scope.DisclosureFlags)
 	sw := report.NewSummaryWriter(out, opts)
 	sq := db.ScopeParams{
@@ -187,7 +195,7 @@ func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, sco
 	return sum, nil
 }
 
-func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, _ []byte, out io.Writer) (report.Summary, error) {
+func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, _ []byte, out io.Writer, _ *config.Portal) (report.Summary, error) {
 	aw := report.NewActivityLogWriter(out)
 	var e report.Event
 	err := db.ListCaseEvents(ctx, q, rep.CaseID, scope.DataAsOf, deref(rep.CreationSnapshot), func(ev db.Event) error {

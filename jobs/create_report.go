@@ -129,11 +129,15 @@ func scopeOf(c *db.Case, dataAsOf time.Time) db.Scope {
 	}
 }
 
-// chooseQueue sends a transaction summary whose scope the planner estimates
-// above p.LargeReportRows to QueueLarge, so that one huge case cannot starve
-// small ones. Other builders read few rows and always go to QueueReports.
+// chooseQueue sends a report that reads its scope's transactions (the
+// transaction summary in any format, the attestation) whose scope the
+// planner estimates above p.LargeReportRows to QueueLarge, so that one huge
+// case cannot starve small ones. Other builders read few rows and always go
+// to QueueReports.
 func chooseQueue(ctx context.Context, tx pgx.Tx, p CreateReportParams, s db.Scope) (string, error) {
-	if p.Type.Builder != config.BuilderTransactionSummary {
+	switch p.Type.Builder {
+	case config.BuilderTransactionSummary, config.BuilderTransactionSummaryXLSX, config.BuilderCaseAttestation:
+	default:
 		return QueueReports, nil
 	}
 	est, err := db.EstimateScopeRows(ctx, tx, db.ScopeParams{ApplicationID: p.Application.ID,

@@ -97,3 +97,8 @@ func fieldNeedsQuotes(s string) bool {
 	r, _ := utf8.DecodeRuneInString(s)
 	return unicode.IsSpace(r)
 }
+
+// UTF8BOM is the byte-order mark a report type with `bom: true` starts its
+// CSV files with: Windows Excel then reads them as UTF-8, not as the
+// machine's code page.
+const UTF8BOM = "\uFEFF"
