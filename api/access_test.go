@@ -50,6 +50,7 @@ func TestAccessMatrix(t *testing.T) {
 		return map[string]string{"case_id": caseID, "report_type": "transaction_summary"}
 	}
 	dl := func(app, id string) string { return "/api/applications/" + app + "/reports/" + id + "/download" }
+	mf := func(app, id string) string { return "/api/applications/" + app + "/reports/" + id + "/manifest" }
 
 	type row struct {
 		name   string
@@ -102,6 +103,23 @@ func TestAccessMatrix(t *testing.T) {
 		// Revoking a case withdraws its reports from auditors, not owners.
 		{"DownloadRevokedCaseReport", "GET", dl("alpha", rRevoked), nil,
 			[]int{403, 403, 403, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
+
+		{"ManifestOwnReport", "GET", mf("alpha", rA), nil,
+			[]int{200, 403, 403, 200, 404, 404, 404, 404, 401, 401, 401, 401}},
+		{"ManifestSiblingReport", "GET", mf("beta", rBeta), nil,
+			[]int{200, 404, 404, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
+		{"ManifestSiblingReportViaOwnApp", "GET", mf("alpha", rBeta), nil,
+			[]int{404, 403, 403, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
+		{"ManifestOtherOrgReport", "GET", mf("gamma", rB), nil,
+			[]int{404, 404, 404, 404, 404, 404, 404, 200, 401, 401, 401, 401}},
+		{"ManifestRevokedCaseReport", "GET", mf("alpha", rRevoked), nil,
+			[]int{403, 403, 403, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
+		{"ManifestOrgOwnReport", "GET", "/api/reports/" + rA + "/manifest", nil,
+			[]int{403, 403, 403, 403, 200, 403, 404, 403, 401, 401, 401, 401}},
+		{"ManifestOrgOtherOrgReport", "GET", "/api/reports/" + rB + "/manifest", nil,
+			[]int{403, 403, 403, 403, 404, 403, 200, 403, 401, 401, 401, 401}},
+		{"SigningKeys", "GET", "/.well-known/tally-signing-keys", nil,
+			[]int{200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
 
 		{"ListOrg", "GET", "/api/reports", nil,
 			[]int{403, 403, 403, 403, 200, 403, 200, 403, 401, 401, 401, 401}},

@@ -394,15 +394,15 @@ func TestAuditContext(t *testing.T) {
 	if err != nil {
 		t.Fatalf("activity log: %v\n%s", err, file)
 	}
-	if h := strings.Join(records[0], ","); !strings.HasSuffix(h, ",client_ip,user_agent") {
-		t.Fatalf("header %s, want client_ip and user_agent last", h)
+	if h := strings.Join(records[0], ","); !strings.HasSuffix(h, ",client_ip,user_agent,hash") {
+		t.Fatalf("header %s, want client_ip and user_agent, then the chain hash, last", h)
 	}
 	var seen int
 	for _, rec := range records[1:] {
 		if rec[2] != id {
 			continue
 		}
-		ip, ua := rec[len(rec)-2], rec[len(rec)-1]
+		ip, ua := rec[len(rec)-3], rec[len(rec)-2]
 		switch rec[1] {
 		case db.EventReportCreated:
 			if ip != "203.0.113.7" || ua != "portal/1.0" {

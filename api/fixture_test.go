@@ -20,7 +20,9 @@ import (
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/internal/tallytest"
+	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -288,7 +290,27 @@ func (b *testBundle) makeReady(t *testing.T, reportID string, content []byte) {
 	if err != nil || !ok {
 		t.Fatalf("MarkReportReady: ok=%v err=%v", ok, err)
 	}
+	r, err = db.GetReportByID(ctx, b.pool, reportID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := jobs.ManifestOf(r, "csv", sha256Hex(content), int64(len(content)), 1, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.SignAndStoreManifest(ctx, b.pool, testKeys, m); err != nil {
+		t.Fatal(err)
+	}
 }
+
+// testKeys sign the manifests of reports made ready by makeReady.
+var testKeys = func() *evidence.Keys {
+	k, err := evidence.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	return evidence.KeysOf(k)
+}()
 
 // newCaseOn makes an approved case on app with the fixture's period and an
 // open access window, assigned to roles.

@@ -19,6 +19,8 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.yaml", s.openAPI)
+	// Public: the keys that verify report manifests, retired ones included.
+	e.GET("/.well-known/tally-signing-keys", s.signingKeys)
 
 	// Every route below needs a valid bearer token, then its own rule. The
 	// rules are attached per route (not through groups) so that unknown paths
@@ -35,11 +37,13 @@ func (s *Server) routes() *echo.Echo {
 	e.GET(app+"/reports", s.listAppReports, authn, s.requireAuditor(db.PermReportsList))
 	e.GET(app+"/reports/:reportId/download", s.downloadAppReport, authn, s.requireAuditor(db.PermReportsDownload))
 	e.HEAD(app+"/reports/:reportId/download", s.downloadAppReport, authn, s.requireAuditor(db.PermReportsDownload))
+	e.GET(app+"/reports/:reportId/manifest", s.manifestAppReport, authn, s.requireAuditor(db.PermReportsDownload))
 
 	// Owner-level permissions of the caller's organization.
 	e.GET("/api/reports", s.listOrgReports, authn, s.requireOwner(db.PermReportsList))
 	e.GET("/api/reports/:reportId/download", s.downloadOrgReport, authn, s.requireOwner(db.PermReportsDownload))
 	e.HEAD("/api/reports/:reportId/download", s.downloadOrgReport, authn, s.requireOwner(db.PermReportsDownload))
+	e.GET("/api/reports/:reportId/manifest", s.manifestOrgReport, authn, s.requireOwner(db.PermReportsDownload))
 
 	// The admin surface, unless it has a listener of its own (404 here then).
 	if !s.separateAdmin {

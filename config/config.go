@@ -147,6 +147,11 @@ type Config struct {
 	// SweepGrace is the age below which the sweep keeps a file or upload
 	// that a run in flight may still commit; it must exceed the job timeout.
 	SweepGrace time.Duration `env:"TALLY_SWEEP_GRACE"`
+	// SigningKeysDir holds the PEM Ed25519 keys that sign report manifests
+	// and activity checkpoints (see evidence.LoadKeys); SigningKeyFile is
+	// one such key. Both unset: an ephemeral key, for development.
+	SigningKeysDir string `env:"TALLY_SIGNING_KEYS_DIR"`
+	SigningKeyFile string `env:"TALLY_SIGNING_KEY_FILE"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`

@@ -65,6 +65,7 @@ type Event struct {
 	Details     json.RawMessage `db:"details"`
 	CaseID      string          `db:"case_id"`
 	Application string          `db:"application_id"`
+	Hash        string          `db:"hash"` // hex, the event's hash in its chain
 }
 
 // ListCaseEvents calls fn for each event about a case's reports that
@@ -80,7 +81,8 @@ func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, 
 	}
 	rows, err := q.Query(ctx, `
 		SELECT e.id, e.occurred_at, e.kind, e.report_id, e.report_type, e.actor_id,
-		       u.email AS actor_email, u.name AS actor_name, e.details, e.case_id, e.application_id
+		       u.email AS actor_email, u.name AS actor_name, e.details, e.case_id, e.application_id,
+		       encode(e.hash, 'hex') AS hash
 		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
 		 WHERE e.case_id = $1 AND e.occurred_at <= $2
 		   AND ($3::pg_snapshot IS NULL OR pg_visible_in_snapshot(e.xact, $3::pg_snapshot))

@@ -45,6 +45,8 @@ const (
 	// EventReportDownloadRefused is an auditor's download refused by the
 	// case rules (revoked, closed, not assigned, access window closed).
 	EventReportDownloadRefused = "report.download_refused"
+	// EventReportManifestViewed is a read of a report's signed manifest.
+	EventReportManifestViewed = "report.manifest_viewed"
 )
 
 // TransactionKinds lists the allowed values of transactions.kind.

@@ -210,7 +210,7 @@ func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.
 		}
 		e = report.Event{OccurredAt: ev.OccurredAt, Kind: ev.Kind, ReportID: ev.ReportID, ReportType: ev.ReportType,
 			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName),
-			ClientIP: req.ClientIP, UserAgent: req.UserAgent}
+			ClientIP: req.ClientIP, UserAgent: req.UserAgent, Hash: ev.Hash}
 		return aw.WriteEvent(&e)
 	})
 	if err != nil {

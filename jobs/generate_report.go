@@ -16,6 +16,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/report"
 )
 
@@ -59,6 +60,11 @@ type GenerateReportWorker struct {
 	// store unreachable is snoozed (not counting as an attempt) before
 	// outages spend attempts: zero means DefaultMaxSnoozes, negative none.
 	MaxSnoozes int
+	// Keys sign each ready report's manifest; nil means an ephemeral key,
+	// generated once with a loud warning (development only).
+	Keys *evidence.Keys
+
+	ephemeral lazyKeys
 }
 
 // Timeout is the per-attempt deadline of a report job.
@@ -161,10 +167,10 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 }
 
 // finish marks the report ready with this run's file as its object_key,
-// writes report.generated and completes the job, all in one transaction,
-// and reports whether it committed. The job row is locked first, in the
-// order the river_job triggers lock (job, then report), so an admin's
-// concurrent cancel cannot deadlock with it. An error wrapping
+// stores its signed manifest, writes report.generated and completes the job,
+// all in one transaction, and reports whether it committed. The job row is
+// locked first, in the order the river_job triggers lock (job, then report),
+// so an admin's concurrent cancel cannot deadlock with it. An error wrapping
 // errCommitUnknown means the transaction reached COMMIT and its outcome is
 // unknown; any other error means nothing was committed.
 func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, job *river.Job[GenerateReportArgs], rep *db.Report, file *builtFile) (bool, error) {
@@ -178,8 +184,16 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 		totals[currency] = db.CurrencyTotal(t)
 	}
 	now := w.now()
+	keys, err := w.ephemeral.get(ctx, w.Keys, w.logger())
+	if err != nil {
+		return false, err
+	}
+	manifest, err := ManifestOf(rep, file.format, file.sha256, file.size, file.summary.RowCount, now)
+	if err != nil {
+		return false, err
+	}
 	var alreadyFinished, reachedCommit bool
-	err := db.WithTx(ctx, w.Pool, func(tx pgx.Tx) error {
+	err = db.WithTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		after, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		if err != nil {
 			return fmt.Errorf("completing job: %w", err)
@@ -214,6 +228,9 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 				return errRollback
 			}
 			return fmt.Errorf("report is %s, not running: not marking it ready", cur.Status)
+		}
+		if err := SignAndStoreManifest(ctx, tx, keys, manifest); err != nil {
+			return err
 		}
 		if err := db.CreateReportEvent(ctx, tx, rep, db.EventReportGenerated, "", map[string]any{
 			"row_count":  file.summary.RowCount,

@@ -264,7 +264,7 @@ func TestGenerateReportActivityLog(t *testing.T) {
 	rows, err := b.pool.Query(b.ctx, `
 		SELECT e.occurred_at, e.kind, e.report_id, e.report_type, coalesce(e.actor_id, ''),
 		       coalesce(u.email, 'system'), coalesce(u.name, ''),
-		       coalesce(e.details ->> 'client_ip', ''), coalesce(e.details ->> 'user_agent', '')
+		       coalesce(e.details ->> 'client_ip', ''), coalesce(e.details ->> 'user_agent', ''), encode(e.hash, 'hex')
 		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
 		 WHERE e.case_id = $1 AND e.occurred_at <= $2 ORDER BY e.occurred_at, e.id`, c.ID, asOf)
 	if err != nil {
@@ -272,15 +272,15 @@ func TestGenerateReportActivityLog(t *testing.T) {
 	}
 	var want bytes.Buffer
 	cw := csv.NewWriter(&want)
-	cw.Write([]string{"occurred_at", "event", "report_id", "report_type", "actor_id", "actor_email", "actor_name", "client_ip", "user_agent"})
+	cw.Write([]string{"occurred_at", "event", "report_id", "report_type", "actor_id", "actor_email", "actor_name", "client_ip", "user_agent", "hash"})
 	var n int64
 	for rows.Next() {
 		var at time.Time
-		var kind, rid, rtype, actor, email, name, ip, ua string
-		if err := rows.Scan(&at, &kind, &rid, &rtype, &actor, &email, &name, &ip, &ua); err != nil {
+		var kind, rid, rtype, actor, email, name, ip, ua, hash string
+		if err := rows.Scan(&at, &kind, &rid, &rtype, &actor, &email, &name, &ip, &ua, &hash); err != nil {
 			t.Fatal(err)
 		}
-		cw.Write([]string{at.UTC().Format(time.RFC3339Nano), kind, rid, rtype, actor, testGuard(email), testGuard(name), ip, testGuard(ua)})
+		cw.Write([]string{at.UTC().Format(time.RFC3339Nano), kind, rid, rtype, actor, testGuard(email), testGuard(name), ip, testGuard(ua), hash})
 		n++
 	}
 	if rows.Err() != nil {
@@ -298,7 +298,7 @@ func TestGenerateReportActivityLog(t *testing.T) {
 		t.Fatalf("status %s (%s), want ready", r.Status, deref(r.ErrorMessage))
 	}
 	b.checkReady(t, r, jobID, expectedFile{data: want.Bytes(), rowCount: n, totals: map[string]testTotal{}})
-	if !strings.Contains(want.String(), ",,system,,,\n") || !strings.Contains(want.String(), ",'=Bo,203.0.113.9,\"'=agent, 1.0\"\n") {
+	if !strings.Contains(want.String(), ",,system,,,,") || !strings.Contains(want.String(), ",'=Bo,203.0.113.9,\"'=agent, 1.0\",") {
 		t.Errorf("fixture misses a system event or a guarded name:\n%s", want.String())
 	}
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // ActivityLogHeader is the first line of every activity_log file.
-const ActivityLogHeader = "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,client_ip,user_agent\n"
+const ActivityLogHeader = "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,client_ip,user_agent,hash\n"
 
 // SystemActor is the actor_email of events written by Tally itself (workers).
 const SystemActor = "system"
@@ -27,6 +27,9 @@ type Event struct {
 	// report.download_refused); empty otherwise.
 	ClientIP  string
 	UserAgent string
+	// Hash is the event's hash in its organization's activity chain (hex),
+	// so that an auditor can check continuity against a signed checkpoint.
+	Hash string
 }
 
 // ActivityLogWriter writes an activity_log CSV file: one row per event, in
@@ -86,6 +89,8 @@ func (a *ActivityLogWriter) WriteEvent(e *Event) error {
 	r = appendTextField(r, e.ClientIP)
 	r = append(r, ',')
 	r = appendTextField(r, e.UserAgent)
+	r = append(r, ',')
+	r = appendTextField(r, e.Hash)
 	r = append(r, '\n')
 	a.row = r
 	a.count++

@@ -530,7 +530,7 @@ func TestActivityLogWriter(t *testing.T) {
 	w := report.NewActivityLogWriter(&b)
 	events := []report.Event{
 		{OccurredAt: t0, Kind: "report.created", ReportID: "rpt_1", ReportType: "transaction_summary",
-			ActorID: "usr_1", ActorEmail: "ann@example.com", ActorName: "Ann, Auditor", ClientIP: "203.0.113.7", UserAgent: "portal/1.0 (x, y)"},
+			ActorID: "usr_1", ActorEmail: "ann@example.com", ActorName: "Ann, Auditor", ClientIP: "203.0.113.7", UserAgent: "portal/1.0 (x, y)", Hash: "ab01"},
 		{OccurredAt: t1, Kind: "report.generated", ReportID: "rpt_1", ReportType: "transaction_summary"},
 		{OccurredAt: t1, Kind: "report.downloaded", ReportID: "rpt_1", ReportType: "transaction_summary",
 			ActorID: "usr_2", ActorEmail: "bo@example.com", ActorName: "=Bo", ClientIP: "2001:db8::1", UserAgent: "=curl"},
@@ -544,10 +544,10 @@ func TestActivityLogWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,client_ip,user_agent\n" +
-		"2025-03-01T10:00:00Z,report.created,rpt_1,transaction_summary,usr_1,ann@example.com,\"Ann, Auditor\",203.0.113.7,\"portal/1.0 (x, y)\"\n" +
-		"2025-03-02T10:30:00.123456Z,report.generated,rpt_1,transaction_summary,,system,,,\n" +
-		"2025-03-02T10:30:00.123456Z,report.downloaded,rpt_1,transaction_summary,usr_2,bo@example.com,'=Bo,2001:db8::1,'=curl\n"
+	want := "occurred_at,event,report_id,report_type,actor_id,actor_email,actor_name,client_ip,user_agent,hash\n" +
+		"2025-03-01T10:00:00Z,report.created,rpt_1,transaction_summary,usr_1,ann@example.com,\"Ann, Auditor\",203.0.113.7,\"portal/1.0 (x, y)\",ab01\n" +
+		"2025-03-02T10:30:00.123456Z,report.generated,rpt_1,transaction_summary,,system,,,,\n" +
+		"2025-03-02T10:30:00.123456Z,report.downloaded,rpt_1,transaction_summary,usr_2,bo@example.com,'=Bo,2001:db8::1,'=curl,\n"
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("file mismatch (-want +got):\n%s", diff)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/ingest"
 	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/storage"
@@ -87,8 +88,21 @@ func TestFleetTwoProcesses(t *testing.T) {
 	apiSrv := httptest.NewServer(srv)
 	t.Cleanup(apiSrv.Close)
 
+	signingKey, err := evidence.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := signingKey.PrivatePEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	env := []string{
 		"DATABASE_URL=" + dbURL,
+		"TALLY_SIGNING_KEY_FILE=" + keyFile,
 		"TALLY_PSEUDONYM_KEY=" + string(tallytest.PseudonymMasterKey),
 		"S3_ENDPOINT=" + s3.Endpoint,
 		"S3_ACCESS_KEY_ID=" + s3.AccessKeyID,

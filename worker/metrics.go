@@ -52,6 +52,7 @@ type Metrics struct {
 	reportBytes       *prometheus.HistogramVec
 	queueJobs         *prometheus.GaugeVec
 	queueOldest       *prometheus.GaugeVec
+	reproduced        *prometheus.CounterVec
 	objectsSwept      *prometheus.CounterVec
 	uploadsAborted    prometheus.Counter
 
@@ -97,6 +98,10 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			Name: MetricQueueOldest,
 			Help: "Age in seconds of the oldest available job per queue (0 when none waits), refreshed periodically.",
 		}, []string{"queue"}),
+		reproduced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tally_reports_reproduced_total",
+			Help: "Ready reports rebuilt by reproduce_reports, by report type and result (match, mismatch); a mismatch is expected never.",
+		}, []string{"type", "result"}),
 		objectsSwept: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricObjectsSwept,
 			Help: "Report files deleted by the sweep because no committed report owns them, by reason.",
@@ -111,7 +116,7 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
-		m.objectsSwept, m.uploadsAborted,
+		m.objectsSwept, m.uploadsAborted, m.reproduced,
 	)
 	for _, r := range sweepReasons {
 		m.objectsSwept.WithLabelValues(r)
@@ -121,6 +126,7 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			m.reportsReady.WithLabelValues(t)
 			m.generationSeconds.WithLabelValues(t)
 			m.reportBytes.WithLabelValues(t)
+			m.reproduced.WithLabelValues(t, "mismatch")
 			for _, code := range failureCodes {
 				m.reportsFailed.WithLabelValues(t, code)
 			}
@@ -152,6 +158,15 @@ func (m *Metrics) ObjectsSwept(reason string, n int) {
 
 // UploadsAborted counts incomplete uploads the sweep aborted.
 func (m *Metrics) UploadsAborted(n int) { m.uploadsAborted.Add(float64(n)) }
+
+// ReportReproduced counts a rebuilt report by whether it matched.
+func (m *Metrics) ReportReproduced(reportType string, match bool) {
+	result := "match"
+	if !match {
+		result = "mismatch"
+	}
+	m.reproduced.WithLabelValues(reportType, result).Inc()
+}
 
 // ReportFailed counts a failed report.
 func (m *Metrics) ReportFailed(reportType, code string) {

@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
@@ -29,6 +30,8 @@ import (
 const (
 	DefaultFetchCooldown      = 20 * time.Millisecond
 	DefaultExpireInterval     = 10 * time.Minute
+	DefaultCheckpointInterval = 10 * time.Minute
+	DefaultReproduceInterval  = time.Hour
 	DefaultQueueStatsInterval = 10 * time.Second
 )
 
@@ -98,6 +101,8 @@ type Opts struct {
 	// SweepGrace is the age below which sweep_objects keeps an object that
 	// may belong to a run in flight. It must exceed JobTimeout.
 	SweepGrace time.Duration
+	// CheckpointInterval is the period of the checkpoint_activity job.
+	CheckpointInterval time.Duration
 	// QueueStatsInterval is the refresh period of the queue gauges.
 	QueueStatsInterval time.Duration
 	// ID names the River client; empty means River's <hostname>_<time>.
@@ -112,6 +117,9 @@ type Opts struct {
 	// AfterUploadFunc is passed to jobs.GenerateReportWorker: it runs after a
 	// file is uploaded and before the finishing transaction. For tests.
 	AfterUploadFunc func(ctx context.Context, job *river.Job[jobs.GenerateReportArgs]) error
+	// Keys sign report manifests and activity checkpoints; nil means an
+	// ephemeral key, generated at start with a loud warning.
+	Keys *evidence.Keys
 }
 
 // OptsFromConfig returns the Opts the environment configures, without the
@@ -149,6 +157,7 @@ func (o *Opts) setDefaults() error {
 	setDefault(&o.ExpireInterval, DefaultExpireInterval)
 	setDefault(&o.SweepInterval, config.DefaultSweepInterval)
 	setDefault(&o.SweepGrace, config.DefaultSweepGrace)
+	setDefault(&o.CheckpointInterval, DefaultCheckpointInterval)
 	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
 	if o.FetchPollInterval < o.FetchCooldown {
 		o.FetchPollInterval = o.FetchCooldown
@@ -190,6 +199,13 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		return nil, fmt.Errorf("worker: pinging database: %w", err)
 	}
 	logger := opts.Logger
+	if opts.Keys == nil {
+		keys, err := jobs.EphemeralKeys(ctx, logger)
+		if err != nil {
+			return nil, err
+		}
+		opts.Keys = keys
+	}
 	queues := []string{jobs.QueueReports, jobs.QueueLarge, jobs.QueueMaint}
 	metrics := NewMetrics(opts.Portal, queues)
 
@@ -204,6 +220,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		Metrics:         metrics,
 		AfterUploadFunc: opts.AfterUploadFunc,
 		MaxSnoozes:      opts.MaxSnoozes,
+		Keys:            opts.Keys,
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering generate_report: %w", err)
 	}
@@ -222,6 +239,16 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		Metrics: metrics,
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering sweep_objects: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &jobs.CheckpointActivityWorker{
+		Pool: opts.Pool, Keys: opts.Keys, Logger: logger,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering checkpoint_activity: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &jobs.ReproduceReportsWorker{
+		Pool: opts.Pool, Store: opts.Store, Portal: opts.Portal, PseudonymKeys: opts.PseudonymKeys, Logger: logger, Metrics: metrics,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering reproduce_reports: %w", err)
 	}
 
 	client, err := river.NewClient(riverpgxv5.New(opts.Pool), &river.Config{
@@ -248,6 +275,12 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(opts.SweepInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.SweepObjectsArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.SweepObjectsArgs{}.Kind()}),
+			river.NewPeriodicJob(river.PeriodicInterval(opts.CheckpointInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return jobs.CheckpointActivityArgs{}, nil },
+				&river.PeriodicJobOpts{ID: jobs.CheckpointActivityArgs{}.Kind(), RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(DefaultReproduceInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return jobs.ReproduceReportsArgs{}, nil },
+				&river.PeriodicJobOpts{ID: jobs.ReproduceReportsArgs{}.Kind()}),
 		},
 		TestOnly: opts.TestOnly,
 	})

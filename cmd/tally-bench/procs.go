@@ -301,7 +301,9 @@ func (b *bench) startWorkers(ctx context.Context, n int) error {
 			"DATABASE_URL": b.dbURL, "S3_BUCKET": b.bucket, "TALLY_METRICS_PORT": strconv.Itoa(port),
 			"TALLY_WORKER_CONCURRENCY": "4", "TALLY_WORKER_LARGE_CONCURRENCY": "1", "TALLY_FETCH_POLL_INTERVAL": "1s",
 			"TALLY_PSEUDONYM_KEY": "tally bench pseudonym master key, not a secret",
-			"LOG_LEVEL":           "info", "LOG_FORMAT": "json",
+			// Manifests are signed with an ephemeral key: a bench keeps none.
+			"TALLY_ENV": "development",
+			"LOG_LEVEL": "info", "LOG_FORMAT": "json",
 		})
 		p, err := startProc(fmt.Sprintf("tally-worker-%d", i+1), b.bin.worker, env, logPath(b.tmp, fmt.Sprintf("worker-%d-%d", i+1, time.Now().UnixNano())))
 		if err != nil {

@@ -467,6 +467,7 @@ func (c *chaos) startProcesses(ctx context.Context, binDir string) error {
 		"TALLY_JOB_MAX_ATTEMPTS=" + strconv.Itoa(c.opts.maxAttempts),
 		"TALLY_SHUTDOWN_TIMEOUT=5s",
 		"TALLY_PSEUDONYM_KEY=" + chaosPseudonymKey,
+		"TALLY_ENV=development", // manifests signed with an ephemeral key
 		"HOME=" + os.Getenv("HOME"),
 		"PATH=" + os.Getenv("PATH"),
 	}

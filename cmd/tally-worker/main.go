@@ -18,6 +18,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
@@ -78,6 +79,14 @@ func run(ctx context.Context) error {
 	}
 
 	opts := worker.OptsFromConfig(cfg)
+	if cfg.SigningKeysDir != "" || cfg.SigningKeyFile != "" {
+		if opts.Keys, err = evidence.LoadKeys(cfg.SigningKeysDir, cfg.SigningKeyFile); err != nil {
+			return fmt.Errorf("loading signing keys: %w", err)
+		}
+		logger.InfoContext(ctx, "signing with key", slog.String("key_id", opts.Keys.Current.ID), slog.Int("keys", len(opts.Keys.All)))
+	} else if cfg.Env != config.EnvDevelopment {
+		return fmt.Errorf("TALLY_SIGNING_KEYS_DIR or TALLY_SIGNING_KEY_FILE is required outside development (TALLY_ENV=%s)", cfg.Env)
+	}
 	opts.Pool, opts.Store, opts.Portal, opts.Logger, opts.PseudonymKeys = pool, store, portal, logger, keys
 	w, err := worker.New(ctx, opts)
 	if err != nil {

@@ -17,6 +17,9 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/startup"
+	"github.com/tally-compliance/tally/report"
+	"github.com/tally-compliance/tally/storage"
 )
 
 func main() {
@@ -50,6 +53,15 @@ func run(ctx context.Context) error {
 		stderr:         os.Stderr,
 		stderrTerminal: isTerminal(os.Stderr),
 		logger:         cfg.NewLogger(os.Stderr),
+		openStore:      func() (*storage.Store, error) { return storage.New(startup.StorageOpts(cfg.S3)) },
+		loadPortal:     func() (*config.Portal, error) { return config.LoadPortal(cfg.PortalConfig) },
+		pseudonymKeys: func() (*report.PseudonymKeys, error) {
+			current, retired, _, err := cfg.PseudonymKeys()
+			if err != nil {
+				return nil, err
+			}
+			return report.NewPseudonymKeys(current, retired...)
+		},
 		connect: func(ctx context.Context) (*pgxpool.Pool, error) {
 			var err error
 			pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: 4, ApplicationName: "tallyctl"})

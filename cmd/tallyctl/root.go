@@ -15,8 +15,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/report"
+	"github.com/tally-compliance/tally/storage"
 )
 
 // deps is what the commands need from the outside world. main wires the
@@ -31,6 +33,12 @@ type deps struct {
 	// connect opens the database. It is called at most once, by the first
 	// command that needs the database, so that --help works without one.
 	connect func(ctx context.Context) (*pgxpool.Pool, error)
+	// openStore opens the object store and loadPortal reads the portal
+	// configuration, for report reproduce.
+	openStore  func() (*storage.Store, error)
+	loadPortal func() (*config.Portal, error)
+	// pseudonymKeys returns the workers' pseudonym keys (config.PseudonymKeys).
+	pseudonymKeys func() (*report.PseudonymKeys, error)
 	// now is the clock; nil means time.Now.
 	now func() time.Time
 
@@ -106,6 +114,9 @@ stdout; commands that scripts call take --json.`,
 		newImportCmd(d),
 		newSeedCmd(d),
 		newDemoSeedCmd(d),
+		newVerifyCmd(d),
+		newAuditCmd(d),
+		newReportCmd(d),
 	)
 	return root
 }

@@ -22,9 +22,9 @@ import (
 // the bottom layer imports nothing of Tally and two packages of one layer
 // never import each other. README.md's package table says the same.
 var layers = [][]string{
-	// Leaves: configuration, SQL, the object store, file formats, the
-	// readiness shape.
-	{"config", "db", "storage", "report", "internal/health"},
+	// Leaves: configuration, SQL, the object store, file formats, signing
+	// and verification, the readiness shape.
+	{"config", "db", "storage", "report", "evidence", "internal/health"},
 	// Helpers of the binaries: import files and the demo tenant; start-up.
 	{"ingest", "internal/startup"},
 	// The job kinds: what a worker runs and what the API enqueues.
