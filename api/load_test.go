@@ -169,7 +169,11 @@ func TestLoadFailsFastAndKeepsAnswering(t *testing.T) {
 		hangBound      = 5 * time.Second
 		deadlineBound  = requestTimeout + admissionWait + 2*time.Second
 	)
-	b := setupLoad(t, loadOpts{maxConns: maxConns, maxInFlight: 4, admissionWait: admissionWait, requestTimeout: requestTimeout})
+	// One user runs every client here, so the per-user and per-organization
+	// download caps (TestDownloadFloodLeavesOthersServed covers them) are lifted: this test is
+	// about admission and the pool.
+	b := setupLoad(t, loadOpts{maxConns: maxConns, maxInFlight: 4, admissionWait: admissionWait, requestTimeout: requestTimeout,
+		downloadsPerUser: clients, downloadsPerOrg: clients})
 	ctx := context.Background()
 	token := b.fx.tokens["full"]
 
