@@ -212,14 +212,13 @@ func (r *results) rows() []tableRow {
 			baseline: fmt.Sprintf("the list query alone (db.ListReports): %s q/s; p99 %s ms", rate(p.baseRate.med()), msStr(p.bp99.med())),
 			ratio:    ratioStr(p.ratio.med()), target: "—", holds: "—"})
 	}
-	out = append(out, r.evidenceRows()...)
 	if p := r.pickup; p != nil {
 		out = append(out, tableRow{n: 7, measure: "Pickup: insert → job start (idle fleet)",
 			value:    fmt.Sprintf("p50 %s / p99 %s ms", msStr(p.p50.med()), msStr(p.p99.med())),
 			baseline: fmt.Sprintf("River no-op job, same fetch settings: p50 %s / p99 %s ms", msStr(p.baseP50.med()), msStr(p.baseP99.med())),
 			ratio:    ratioStr(p.p50.med() / p.baseP50.med()), target: "p50 < 20 ms", holds: holds(p.p50.med() < 20)})
 	}
-	return out
+	return append(out, r.evidenceRows()...)
 }
 
 // evidenceRows are rows 8 to 11 (issues 12 and 13).
