@@ -131,6 +131,7 @@ func BenchmarkGzipCSV(b *testing.B) {
 		new  func(io.Writer) io.WriteCloser
 	}{
 		{"klauspost", func(w io.Writer) io.WriteCloser { return gzip.NewWriter(w) }},
+		{"klauspost-bestspeed", func(w io.Writer) io.WriteCloser { zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed); return zw }},
 		{"stdlib", func(w io.Writer) io.WriteCloser { return stdgzip.NewWriter(w) }},
 	} {
 		b.Run(impl.name, func(b *testing.B) {
