@@ -115,6 +115,11 @@ func literal(v any) (string, error) {
 	switch v := v.(type) {
 	case string:
 		return quote(v)
+	case *string: // the snapshot: NULL when the scope has none
+		if v == nil {
+			return "NULL", nil
+		}
+		return quote(*v)
 	case time.Time:
 		return "'" + v.UTC().Format(time.RFC3339Nano) + "'::timestamptz", nil
 	case []string:

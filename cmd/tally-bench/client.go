@@ -57,7 +57,12 @@ func statusError(resp *http.Response, want int) error {
 
 // create POSTs a transaction_summary report for a case and returns its id.
 func (c *apiClient) create(ctx context.Context, foreignID, caseID string) (string, error) {
-	body := `{"case_id":"` + caseID + `","report_type":"transaction_summary"}`
+	return c.createType(ctx, foreignID, caseID, "transaction_summary")
+}
+
+// createType POSTs a report of the given type for a case and returns its id.
+func (c *apiClient) createType(ctx context.Context, foreignID, caseID, typ string) (string, error) {
+	body := `{"case_id":"` + caseID + `","report_type":"` + typ + `"}`
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/applications/"+url.PathEscape(foreignID)+"/case-reports", bytes.NewReader([]byte(body)))
 	if err != nil {
 		return "", err

@@ -23,6 +23,11 @@ type results struct {
 	ready    []*readyRow
 	download *downloadRow
 	small    []*smallRow
+	chain    *chainRow
+	evidence *evidenceRow
+	formats  []*formatRow
+	pdf      *pdfRow
+	gzip     *gzipRow
 	notes    []string
 }
 
@@ -88,6 +93,10 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 	if err := b.measureCreate(ctx, r); err != nil {
 		return nil, err
 	}
+	b.log.printf("row 8, create with and without the chained activity event")
+	if err := b.measureChain(ctx, r); err != nil {
+		return nil, err
+	}
 	if err := b.dropQueuedJobs(ctx); err != nil {
 		return nil, err
 	}
@@ -110,6 +119,18 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 	}
 	b.log.printf("row 5, download")
 	if err := b.measureDownload(ctx, r); err != nil {
+		return nil, err
+	}
+	b.log.printf("row 9, manifest signing and offline verification")
+	if err := b.measureEvidence(ctx, r); err != nil {
+		return nil, err
+	}
+	b.log.printf("row 10, XLSX and PDF")
+	if err := b.measureFormats(ctx, r); err != nil {
+		return nil, err
+	}
+	b.log.printf("row 11, gzip download")
+	if err := b.measureGzip(ctx, r); err != nil {
 		return nil, err
 	}
 	b.stopWorkers()
@@ -451,13 +472,18 @@ func (b *bench) measureReady(ctx context.Context, r *results) error {
 // timeToReady POSTs a report and polls the list every 10 ms until it is
 // ready: the wall time the portal sees.
 func (b *bench) timeToReady(ctx context.Context, set *scopeSet, c *db.Case) (time.Duration, string, error) {
+	return b.timeToReadyType(ctx, set, c, "transaction_summary")
+}
+
+// timeToReadyType is timeToReady for a report of the given type.
+func (b *bench) timeToReadyType(ctx context.Context, set *scopeSet, c *db.Case, typ string) (time.Duration, string, error) {
 	// Each report arrives at an idle fleet, like the pickup row's: the
 	// API's River client notifies the workers of at most one insert per
 	// queue per 100 ms, and a report created sooner after another may
 	// wait for the workers' next poll (up to TALLY_FETCH_POLL_INTERVAL).
 	time.Sleep(pickupSpacing)
 	t := time.Now()
-	id, err := b.client.create(ctx, set.app.ForeignID, c.ID)
+	id, err := b.client.createType(ctx, set.app.ForeignID, c.ID, typ)
 	if err != nil {
 		return 0, "", err
 	}

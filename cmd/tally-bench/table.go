@@ -218,6 +218,57 @@ func (r *results) rows() []tableRow {
 			baseline: fmt.Sprintf("River no-op job, same fetch settings: p50 %s / p99 %s ms", msStr(p.baseP50.med()), msStr(p.baseP99.med())),
 			ratio:    ratioStr(p.p50.med() / p.baseP50.med()), target: "p50 < 20 ms", holds: holds(p.p50.med() < 20)})
 	}
+	return append(out, r.evidenceRows()...)
+}
+
+// evidenceRows are rows 8 to 11 (issues 12 and 13).
+func (r *results) evidenceRows() []tableRow {
+	var out []tableRow
+	if c := r.chain; c != nil {
+		out = append(out, tableRow{n: 8, measure: fmt.Sprintf("Create with the chained activity event (jobs.CreateReport), c=%d", c.conc),
+			value:    fmt.Sprintf("%s tx/s; p99 %s ms", rate(c.chained.med()), msStr(c.cp99.med())),
+			baseline: fmt.Sprintf("same transaction, chain trigger disabled: %s tx/s; p99 %s ms", rate(c.unchained.med()), msStr(c.up99.med())),
+			ratio:    ratioStr(c.ratio.med()), target: "≥ 0.90", holds: holds(c.ratio.med() >= 0.90)})
+	}
+	if e := r.evidence; e != nil {
+		out = append(out, tableRow{n: 9, measure: fmt.Sprintf("Manifest signing (evidence.SignManifest, the %s report's manifest, %d bytes)", countName(e.size), e.manifestBytes),
+			value:    fmt.Sprintf("%.1f µs", e.sign.med()),
+			baseline: fmt.Sprintf("ed25519.Sign of the same canonical bytes: %.1f µs", e.rawSign.med()),
+			ratio:    ratioStr(e.sign.med() / e.rawSign.med()), target: "—", holds: "—"})
+		out = append(out, tableRow{n: 9, measure: fmt.Sprintf("Offline verify (`tallyctl verify` logic), %s report (%.0f MB)", countName(e.size), float64(e.fileBytes)/1e6),
+			value:    secStr(e.verify.med()),
+			baseline: fmt.Sprintf("SHA-256 of the file alone: %s", secStr(e.digest.med())),
+			ratio:    ratioStr(e.verify.med() / e.digest.med()), target: "—", holds: "—"})
+	}
+	for i, f := range r.formats {
+		last := i == len(r.formats)-1 && f.size >= 1_000_000
+		t := tableRow{n: 10, measure: fmt.Sprintf("Time to ready, XLSX, %s transactions, line items (%.0f MB)", countName(f.size), float64(f.xlsxBytes)/1e6),
+			value:    secStr(f.xlsx.med()),
+			baseline: fmt.Sprintf("CSV of the same case, same run: %s", secStr(f.csv.med())),
+			ratio:    ratioStr(f.ratio.med()), target: "—", holds: "—"}
+		m := tableRow{n: 10, measure: fmt.Sprintf("Worker peak RSS (VmHWM), XLSX, %s transactions", countName(f.size)),
+			value:    fmt.Sprintf("%.1f MiB", f.xlsxHWM.max()/(1<<20)),
+			baseline: fmt.Sprintf("CSV of the same case: %.1f MiB", f.csvHWM.max()/(1<<20)),
+			ratio:    ratioStr(f.xlsxHWM.max() / f.csvHWM.max()), target: "—", holds: "—"}
+		if last {
+			t.target, t.holds = "≤ 3× CSV", holds(f.ratio.med() <= 3)
+			m.target, m.holds = "< 256 MiB", holds(f.xlsxHWM.max() < 256<<20)
+		}
+		out = append(out, t, m)
+	}
+	if p := r.pdf; p != nil {
+		out = append(out, tableRow{n: 10, measure: fmt.Sprintf("Time to ready, PDF attestation, %s transactions (%.0f KB)", countName(p.size), float64(p.pdfBytes)/1e3),
+			value:    secStr(p.pdf.med()),
+			baseline: fmt.Sprintf("same GROUP BY: %s", secStr(p.group.med())),
+			ratio:    ratioStr(p.pdf.med() / p.group.med()), target: "≤ 2 s", holds: holds(p.pdf.med() <= 2)})
+	}
+	if g := r.gzip; g != nil {
+		out = append(out, tableRow{n: 11, measure: fmt.Sprintf("Download, %s CSV (%.0f MB) with Accept-Encoding: gzip", countName(g.size), float64(g.fileBytes)/1e6),
+			value: fmt.Sprintf("%s MB/s of CSV; %.1f MB on the wire (compression ratio %.1f : 1)",
+				rate(g.gz.med()), float64(g.wireBytes)/1e6, float64(g.fileBytes)/float64(max(g.wireBytes, 1))),
+			baseline: fmt.Sprintf("same download uncompressed: %s MB/s", rate(g.plain.med())),
+			ratio:    ratioStr(g.ratio.med()), target: "—", holds: "—"})
+	}
 	return out
 }
 
@@ -273,6 +324,22 @@ func (r *results) markdown(m machine, o *options) rendered {
 	fmt.Fprintf(&d, "   ready plus %s; latency is `river_job.attempted_at − created_at` (created_at is the insert\n", pickupSpacing)
 	d.WriteString("   transaction's start, so the figure includes the rest of that transaction). Baseline: River no-op\n")
 	d.WriteString("   jobs inserted the same way, worked by a River client with the same fetch settings.\n")
+	d.WriteString("8. **Chained activity event**: `jobs.CreateReport` (the create row's baseline) in a closed loop at\n")
+	fmt.Fprintf(&d, "   concurrency 16 for %s per phase, with the `%s` trigger (migration 00008) enabled, then\n", o.loadFor, chainTrigger)
+	d.WriteString("   disabled by `ALTER TABLE activity_events DISABLE TRIGGER` on the bench's own database (enabled again\n")
+	d.WriteString("   after; meanwhile the chain columns get defaults: a negative seq from a sequence, empty hashes), the\n")
+	d.WriteString("   order alternating per run. No worker runs.\n")
+	fmt.Fprintf(&d, "9. **Evidence**: signing is `evidence.SignManifest` of the largest report's manifest (as served by the API),\n")
+	fmt.Fprintf(&d, "   %d times with an ephemeral key, vs `ed25519.Sign` of the same canonical bytes. Verify is what\n", signLoops)
+	d.WriteString("   `tallyctl verify` does (`evidence.VerifySigned` with the served JWK set, then `evidence.VerifyFile`)\n")
+	d.WriteString("   on the report file downloaded to a local file (in the page cache), vs SHA-256 of that file alone.\n")
+	d.WriteString("10. **XLSX and PDF**: as row 2, with `transaction_summary_xlsx` on the line-items case, each run timing\n")
+	d.WriteString("   the CSV of the same case right before or after it (order alternating), worker VmHWM reset before each;\n")
+	d.WriteString("   `case_attestation` (PDF, subtotals only) on the largest case vs the same GROUP BY.\n")
+	d.WriteString("11. **gzip**: the largest CSV through the API with `Accept-Encoding: gzip`, the compressed body read as it\n")
+	d.WriteString("   arrives (not decompressed), vs the same download without it, three of each per run, interleaved;\n")
+	d.WriteString("   MB/s counts the uncompressed file's bytes. Once per bench, untimed, the gzip body is decompressed and\n")
+	d.WriteString("   its SHA-256 checked against the report's.\n")
 	if len(r.notes) > 0 {
 		d.WriteString("\n## Notes from this run\n\n")
 		for _, n := range r.notes {
@@ -280,6 +347,9 @@ func (r *results) markdown(m machine, o *options) rendered {
 		}
 	}
 	r.appendRunNotes(&d)
+	if earlier := earlierRuns(o.out); earlier != "" {
+		d.WriteString("\n" + earlier)
+	}
 	if kept := keptSection(o.out); kept != "" {
 		d.WriteString("\n" + kept)
 	} else {
@@ -315,6 +385,45 @@ func (r *results) appendRunNotes(d *strings.Builder) {
 	for _, n := range notes {
 		fmt.Fprintf(d, "- %s\n", n)
 	}
+}
+
+// earlierHeading heads the dated history of earlier runs, newest first.
+const earlierHeading = "## Earlier runs\n"
+
+// earlierRuns returns the history section for a new file: the run in the
+// existing file (its description and table, under a heading with its date)
+// followed by the runs that file already kept.
+func earlierRuns(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	doc := string(b)
+	if i := strings.Index(doc, keptMarker); i >= 0 {
+		doc = doc[:i]
+	}
+	var older string
+	if i := strings.Index(doc, earlierHeading); i >= 0 {
+		older = strings.TrimSpace(doc[i+len(earlierHeading):])
+		doc = doc[:i]
+	}
+	start := strings.Index(doc, "- Date: ")
+	end := strings.Index(doc, "\n## How each row is measured")
+	if start < 0 || end < start {
+		return ""
+	}
+	block := strings.TrimSpace(doc[start:end])
+	date, _, _ := strings.Cut(strings.TrimPrefix(block, "- Date: "), "\n")
+	var out strings.Builder
+	out.WriteString(earlierHeading + "\n")
+	fmt.Fprintf(&out, "### %s\n\n%s\n", date, block)
+	if older != "" {
+		out.WriteString("\n" + older + "\n")
+	}
+	return out.String()
 }
 
 // keptSection returns the hand-written part of an existing file, from the marker on.
