@@ -122,28 +122,42 @@ func (s *Server) downloadFileName(r *db.Report) string {
 	return DownloadFileName(r)
 }
 
+// reportForFile loads the report named by :reportId for a download or its
+// manifest: 404 when it does not exist in the caller's scope, and on
+// application routes the case rules of downloads (403, with a
+// report.download_refused event for a GET).
+func (s *Server) reportForFile(c echo.Context, applicationID string) (*db.Report, error) {
+	ctx := c.Request().Context()
+	p := principal(c)
+	reportID := c.Param("reportId")
+	notFound := newError(http.StatusNotFound, CodeReportNotFound, "report not found")
+	if !db.ValidID(db.PrefixReport, reportID) {
+		return nil, notFound
+	}
+	r, err := db.GetReport(ctx, s.pool, db.GetReportParams{OrgID: p.Organization.ID, ApplicationID: applicationID, ReportID: reportID})
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading report: %w", err)
+	}
+	if applicationID != "" {
+		if err := s.checkDownloadCase(c, p, r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
 // download streams a ready report's file from the object store: with its
 // SHA-256 as ETag, If-None-Match, a single Range, and a report.downloaded
 // event written before the first byte.
 func (s *Server) download(c echo.Context, applicationID string) error {
 	ctx := c.Request().Context()
 	p := principal(c)
-	reportID := c.Param("reportId")
-	notFound := newError(http.StatusNotFound, CodeReportNotFound, "report not found")
-	if !db.ValidID(db.PrefixReport, reportID) {
-		return notFound
-	}
-	r, err := db.GetReport(ctx, s.pool, db.GetReportParams{OrgID: p.Organization.ID, ApplicationID: applicationID, ReportID: reportID})
-	if errors.Is(err, db.ErrNotFound) {
-		return notFound
-	}
+	r, err := s.reportForFile(c, applicationID)
 	if err != nil {
-		return fmt.Errorf("loading report: %w", err)
-	}
-	if applicationID != "" {
-		if err := s.checkDownloadCase(c, p, r); err != nil {
-			return err
-		}
+		return err
 	}
 	if err := downloadable(r); err != nil {
 		return err

@@ -29,23 +29,9 @@ func (s *Server) manifestOrgReport(c echo.Context) error {
 func (s *Server) manifest(c echo.Context, applicationID string) error {
 	ctx := c.Request().Context()
 	p := principal(c)
-	reportID := c.Param("reportId")
-	notFound := newError(http.StatusNotFound, CodeReportNotFound, "report not found")
-	if !db.ValidID(db.PrefixReport, reportID) {
-		return notFound
-	}
-	r, err := db.GetReport(ctx, s.pool, db.GetReportParams{OrgID: p.Organization.ID, ApplicationID: applicationID, ReportID: reportID})
-	if errors.Is(err, db.ErrNotFound) {
-		return notFound
-	}
+	r, err := s.reportForFile(c, applicationID)
 	if err != nil {
-		return fmt.Errorf("loading report: %w", err)
-	}
-	if applicationID != "" {
-		// The case rules of the download hold for its evidence too.
-		if err := s.checkDownloadCase(c, p, r); err != nil {
-			return err
-		}
+		return err
 	}
 	m, err := db.GetReportManifest(ctx, s.pool, r.ID)
 	if errors.Is(err, db.ErrNotFound) {

@@ -157,34 +157,7 @@ func checkScope(s *db.Scope) error {
 func writeTransactionSummary(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer, _ *config.Portal) (report.Summary, error) {
 	opts := report.SummaryOptsFromFlags(pseudonymKey, scope.DisclosureFlags)
 	sw := report.NewSummaryWriter(out, opts)
-	sq := db.ScopeParams{
-		ApplicationID:   rep.ApplicationID,
-		PeriodStart:     scope.PeriodStart,
-		PeriodEnd:       scope.PeriodEnd,
-		ContractFilters: scope.ContractFilters,
-		DataAsOf:        scope.DataAsOf,
-		Snapshot:        deref(rep.CreationSnapshot),
-	}
-	var err error
-	if opts.LineItems {
-		var t report.Transaction
-		err = db.StreamScope(ctx, q, sq, func(r *db.ScopeRow) error {
-			t = report.Transaction{
-				ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, OccurredAt: r.OccurredAt,
-				ExternalID: r.ExternalID, Counterparty: r.Counterparty, Description: r.Description,
-				AmountMinor: r.AmountMinor,
-			}
-			return sw.WriteTransaction(&t)
-		})
-	} else {
-		// Subtotals only: let the database aggregate (an index-only scan);
-		// the bytes are the same as from the rows.
-		var g report.Group
-		err = db.StreamScopeGroups(ctx, q, sq, func(r *db.ScopeGroup) error {
-			g = report.Group{ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, Count: r.Count, SumMinor: r.SumMinor}
-			return sw.WriteGroup(&g)
-		})
-	}
+	err := streamScope(ctx, q, scopeParams(rep, scope), opts.LineItems, sw)
 	if err != nil {
 		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
 	}

@@ -36,6 +36,36 @@ func scopeParams(rep *db.Report, scope *db.Scope) db.ScopeParams {
 	}
 }
 
+// scopeSink receives a scope in report order: transactions with line items,
+// else the database's (contract, currency, kind) groups. The CSV and the
+// workbook writers are both one.
+type scopeSink interface {
+	WriteTransaction(*report.Transaction) error
+	WriteGroup(*report.Group) error
+}
+
+// streamScope feeds a report's scope into sink. Without line items the
+// database aggregates (an index-only scan); the bytes are the same as from
+// the rows.
+func streamScope(ctx context.Context, q db.DBTX, sq db.ScopeParams, lineItems bool, sink scopeSink) error {
+	if lineItems {
+		var t report.Transaction
+		return db.StreamScope(ctx, q, sq, func(r *db.ScopeRow) error {
+			t = report.Transaction{
+				ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, OccurredAt: r.OccurredAt,
+				ExternalID: r.ExternalID, Counterparty: r.Counterparty, Description: r.Description,
+				AmountMinor: r.AmountMinor,
+			}
+			return sink.WriteTransaction(&t)
+		})
+	}
+	var g report.Group
+	return db.StreamScopeGroups(ctx, q, sq, func(r *db.ScopeGroup) error {
+		g = report.Group{ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, Count: r.Count, SumMinor: r.SumMinor}
+		return sink.WriteGroup(&g)
+	})
+}
+
 // writeTransactionSummaryXLSX writes the transaction summary as a
 // workbook, from the same rows (or groups) and disclosure options as the
 // CSV.
@@ -45,24 +75,7 @@ func writeTransactionSummaryXLSX(ctx context.Context, q db.DBTX, rep *db.Report,
 	if err != nil {
 		return report.Summary{}, err
 	}
-	sq := scopeParams(rep, scope)
-	if opts.LineItems {
-		var t report.Transaction
-		err = db.StreamScope(ctx, q, sq, func(r *db.ScopeRow) error {
-			t = report.Transaction{
-				ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, OccurredAt: r.OccurredAt,
-				ExternalID: r.ExternalID, Counterparty: r.Counterparty, Description: r.Description,
-				AmountMinor: r.AmountMinor,
-			}
-			return ww.WriteTransaction(&t)
-		})
-	} else {
-		var g report.Group
-		err = db.StreamScopeGroups(ctx, q, sq, func(r *db.ScopeGroup) error {
-			g = report.Group{ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, Count: r.Count, SumMinor: r.SumMinor}
-			return ww.WriteGroup(&g)
-		})
-	}
+	err = streamScope(ctx, q, scopeParams(rep, scope), opts.LineItems, ww)
 	if err != nil {
 		ww.Discard()
 		return report.Summary{}, fmt.Errorf("writing transaction summary workbook: %w", err)
