@@ -25,17 +25,23 @@ import (
 	"github.com/tally-compliance/tally/worker"
 )
 
-// runWorker runs a real worker with keys until the returned function stops it.
-func (b *testBundle) runWorker(t *testing.T, keys *report.PseudonymKeys) (stop func()) {
+// runWorker runs a real worker until the returned function stops it. Its
+// options are the tests' defaults (the test pseudonym keys, a development
+// signing key), changed by tweak when it is not nil.
+func (b *testBundle) runWorker(t *testing.T, tweak func(*worker.Opts)) (stop func()) {
 	t.Helper()
 	portal, err := config.LoadPortal("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(context.Background(), worker.Opts{
-		Pool: b.pool, Store: b.store, Portal: portal, Logger: tallytest.Logger(t), PseudonymKeys: keys,
+	opts := worker.Opts{
+		Pool: b.pool, Store: b.store, Portal: portal, Logger: tallytest.Logger(t), PseudonymKeys: tallytest.PseudonymKeys(t),
 		JobTimeout: time.Minute, ShutdownTimeout: 5 * time.Second, FetchPollInterval: 100 * time.Millisecond, TestOnly: true,
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	w, err := worker.New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +97,7 @@ func TestPseudonymsCannotBeMatchedWithTheReportID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := b.runWorker(t, oldKeys)
+	stop := b.runWorker(t, func(o *worker.Opts) { o.PseudonymKeys = oldKeys })
 
 	r := b.create(t, "full", "e2e", c.ID, "transaction_summary")
 	if r.Code != http.StatusAccepted {
@@ -153,7 +159,7 @@ func TestPseudonymsCannotBeMatchedWithTheReportID(t *testing.T) {
 	if _, err := rc.JobRetry(ctx, *rep.JobID); err != nil {
 		t.Fatal(err)
 	}
-	b.runWorker(t, newKeys)
+	b.runWorker(t, func(o *worker.Opts) { o.PseudonymKeys = newKeys })
 	rebuilt := b.waitReady(t, id, *rep.CompletedAt)
 	again := b.do(t, http.MethodGet, "/api/applications/e2e/reports/"+id+"/download", b.fx.tokens["full"], nil).Body.Bytes()
 	if !bytes.Equal(again, file) || *rebuilt.SHA256 != *rep.SHA256 {

@@ -10,9 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/internal/tallytest"
@@ -33,38 +31,6 @@ openssl pkeyutl -verify -pubin -inkey pub.pem -rawin -in manifest.canonical.json
 echo "$(jq -r .manifest.sha256 manifest.json)  report.csv" | sha256sum -c
 test "$(stat -c %s report.csv)" = "$(jq -r .manifest.size_bytes manifest.json)"
 `
-
-// runSigningWorker runs a real worker signing with keys until stop is called.
-func (b *testBundle) runSigningWorker(t *testing.T, keys *evidence.Keys) (stop func()) {
-	t.Helper()
-	portal, err := config.LoadPortal("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(context.Background(), worker.Opts{
-		Pool: b.pool, Store: b.store, Portal: portal, Logger: tallytest.Logger(t), Keys: keys, PseudonymKeys: tallytest.PseudonymKeys(t),
-		JobTimeout: time.Minute, ShutdownTimeout: 5 * time.Second, FetchPollInterval: 100 * time.Millisecond, TestOnly: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
 
 // readyReport creates a report on alpha as full and waits until it is ready.
 func (b *testBundle) readyReport(t *testing.T) string {
@@ -146,7 +112,7 @@ func TestManifestOfRealReportVerifiesWithOpenSSL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.runSigningWorker(t, evidence.KeysOf(key))
+	b.runWorker(t, func(o *worker.Opts) { o.Keys = evidence.KeysOf(key) })
 	id := b.readyReport(t)
 	dir := b.evidenceFiles(t, id)
 
@@ -234,10 +200,12 @@ func TestManifestSignedBeforeRotationVerifiesAfter(t *testing.T) {
 	oldKey, _ := evidence.GenerateKey()
 	newKey, _ := evidence.GenerateKey()
 
-	stop := b.runSigningWorker(t, evidence.KeysOf(oldKey))
+	stop := b.runWorker(t, func(o *worker.Opts) { o.Keys = evidence.KeysOf(oldKey) })
 	before := b.readyReport(t)
 	stop()
-	b.runSigningWorker(t, evidence.KeysOf(newKey, evidence.Key{ID: oldKey.ID, Public: oldKey.Public}))
+	b.runWorker(t, func(o *worker.Opts) {
+		o.Keys = evidence.KeysOf(newKey, evidence.Key{ID: oldKey.ID, Public: oldKey.Public})
+	})
 	after := b.readyReport(t)
 
 	for id, kid := range map[string]string{before: oldKey.ID, after: newKey.ID} {
