@@ -128,7 +128,9 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 
 	runID := db.NewID(db.PrefixRun)
 	logger = logger.With(slog.String("run_id", runID))
+	buildStart := time.Now()
 	file, err := w.build(ctx, rep, runID)
+	buildTook := time.Since(buildStart)
 	if err != nil {
 		return w.fail(ctx, logger, job, rep, err)
 	}
@@ -138,7 +140,9 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 			return w.fail(ctx, logger, job, rep, err)
 		}
 	}
+	finishStart := time.Now()
 	committed, err := w.finish(ctx, logger, job, rep, file)
+	finishTook := time.Since(finishStart)
 	switch {
 	case errors.Is(err, errCommitUnknown):
 		// The COMMIT may have succeeded: the object is left to the sweep,
@@ -162,7 +166,10 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 		slog.Int64("row_count", file.summary.RowCount),
 		slog.Int64("size_bytes", file.size),
 		slog.String("sha256", file.sha256),
-		slog.Duration("took", took))
+		slog.Duration("took", took),
+		slog.Duration("build_took", buildTook),              // scope read, file written and uploaded
+		slog.Duration("finish_took", finishTook),            // the finishing transaction
+		slog.Duration("waited", started.Sub(job.CreatedAt))) // job inserted → this attempt's start
 	return nil
 }
 

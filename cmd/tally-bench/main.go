@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -52,7 +53,11 @@ type options struct {
 	loadFor      time.Duration // measured duration of each load phase
 	warmup       time.Duration // unmeasured load before each phase
 	pickups      int           // reports created one at a time per pickup run
+	only         map[int]bool  // rows to measure (-only); nil: all
 }
+
+// row reports whether row n is measured: every row without -only.
+func (o *options) row(n int) bool { return o.only == nil || o.only[n] }
 
 func parseOptions(args []string) (*options, error) {
 	fs := flag.NewFlagSet("tally-bench", flag.ContinueOnError)
@@ -61,6 +66,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per figure; the table shows medians")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
+	only := fs.String("only", "", "comma-separated rows to measure (e.g. 2,4); rows 3, 5 and 9-11 bring row 2. Implies -out '' unless -out is given")
+	sizes := fs.String("sizes", "", "comma-separated scope sizes of rows 2 and 3 (e.g. 10000,100000), instead of the defaults")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -70,6 +77,8 @@ func parseOptions(args []string) (*options, error) {
 	if o.runs < 1 {
 		return nil, errors.New("-runs must be at least 1")
 	}
+	outSet := false
+	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
 	if o.quick {
 		o.sizes = []int64{10_000, 100_000}
 		o.smallReports, o.smallRows = 200, 1_000
@@ -80,6 +89,34 @@ func parseOptions(args []string) (*options, error) {
 		o.smallReports, o.smallRows = 1_000, 1_000
 		o.loadFor, o.warmup = 5*time.Second, time.Second
 		o.pickups = 20
+	}
+	if *only != "" {
+		o.only = map[int]bool{}
+		for _, f := range strings.Split(*only, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 11 {
+				return nil, fmt.Errorf("-only: %q is not a row number (1-11)", f)
+			}
+			o.only[n] = true
+		}
+		for _, n := range []int{3, 5, 9, 10, 11} {
+			if o.only[n] {
+				o.only[2] = true
+			}
+		}
+		if !outSet {
+			o.out = ""
+		}
+	}
+	if *sizes != "" {
+		o.sizes = nil
+		for _, f := range strings.Split(*sizes, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("-sizes: %q is not a row count", f)
+			}
+			o.sizes = append(o.sizes, n)
+		}
 	}
 	return o, nil
 }

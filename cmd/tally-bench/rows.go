@@ -89,55 +89,78 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		return nil, err
 	}
 
-	b.log.printf("row 1, create: no worker runs, so none competes for CPU")
-	if err := b.measureCreate(ctx, r); err != nil {
-		return nil, err
+	o := b.opts
+	if o.row(1) {
+		b.log.printf("row 1, create: no worker runs, so none competes for CPU")
+		if err := b.measureCreate(ctx, r); err != nil {
+			return nil, err
+		}
 	}
-	b.log.printf("row 8, create with and without the chained activity event")
-	if err := b.measureChain(ctx, r); err != nil {
-		return nil, err
+	if o.row(8) {
+		b.log.printf("row 8, create with and without the chained activity event")
+		if err := b.measureChain(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.dropQueuedJobs(ctx); err != nil {
 		return nil, err
 	}
-	b.log.printf("row 6, polling")
-	if err := b.measurePolling(ctx, r); err != nil {
-		return nil, err
+	if o.row(6) {
+		b.log.printf("row 6, polling")
+		if err := b.measurePolling(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 
-	b.log.printf("starting one tally-worker")
-	if err := b.startWorkers(ctx, 1); err != nil {
-		return nil, err
+	if o.row(7) || o.row(2) {
+		b.log.printf("starting one tally-worker")
+		if err := b.startWorkers(ctx, 1); err != nil {
+			return nil, err
+		}
 	}
-	b.log.printf("row 7, pickup latency with an idle fleet")
-	if err := b.measurePickup(ctx, r); err != nil {
-		return nil, err
+	if o.row(7) {
+		b.log.printf("row 7, pickup latency with an idle fleet")
+		if err := b.measurePickup(ctx, r); err != nil {
+			return nil, err
+		}
 	}
-	b.log.printf("rows 2 and 3, time to ready and worker memory")
-	if err := b.measureReady(ctx, r); err != nil {
-		return nil, err
+	if o.row(2) {
+		b.log.printf("rows 2 and 3, time to ready and worker memory")
+		if err := b.measureReady(ctx, r); err != nil {
+			return nil, err
+		}
 	}
-	b.log.printf("row 5, download")
-	if err := b.measureDownload(ctx, r); err != nil {
-		return nil, err
+	if o.row(5) {
+		b.log.printf("row 5, download")
+		if err := b.measureDownload(ctx, r); err != nil {
+			return nil, err
+		}
 	}
-	b.log.printf("row 9, manifest signing and offline verification")
-	if err := b.measureEvidence(ctx, r); err != nil {
-		return nil, err
+	if o.row(9) {
+		b.log.printf("row 9, manifest signing and offline verification")
+		if err := b.measureEvidence(ctx, r); err != nil {
+			return nil, err
+		}
 	}
-	b.log.printf("row 10, XLSX and PDF")
-	if err := b.measureFormats(ctx, r); err != nil {
-		return nil, err
+	if o.row(10) {
+		b.log.printf("row 10, XLSX and PDF")
+		if err := b.measureFormats(ctx, r); err != nil {
+			return nil, err
+		}
 	}
-	b.log.printf("row 11, gzip download")
-	if err := b.measureGzip(ctx, r); err != nil {
-		return nil, err
+	if o.row(11) {
+		b.log.printf("row 11, gzip download")
+		if err := b.measureGzip(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	b.stopWorkers()
 
-	b.log.printf("row 4, small reports")
-	if err := b.measureSmall(ctx, r); err != nil {
-		return nil, err
+	if o.row(4) {
+		b.log.printf("row 4, small reports")
+		if err := b.measureSmall(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }

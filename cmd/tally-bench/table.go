@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -449,6 +450,15 @@ func command(o *options) string {
 	}
 	if o.runs != 3 {
 		args = append(args, fmt.Sprintf("-runs %d", o.runs))
+	}
+	if o.only != nil {
+		var rows []string
+		for n := 1; n <= 11; n++ {
+			if o.only[n] {
+				rows = append(rows, strconv.Itoa(n))
+			}
+		}
+		args = append(args, "-only "+strings.Join(rows, ","))
 	}
 	if len(args) == 0 {
 		return "make bench"
