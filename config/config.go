@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -152,6 +153,12 @@ type Config struct {
 	// one such key. Both unset: an ephemeral key, for development.
 	SigningKeysDir string `env:"TALLY_SIGNING_KEYS_DIR"`
 	SigningKeyFile string `env:"TALLY_SIGNING_KEY_FILE"`
+	// ReportParallelism is how many parts of one report's file upload at
+	// once (and how many ranges of a large scope are read at once); unset
+	// means GOMAXPROCS, the cores this process may use.
+	ReportParallelism int `env:"TALLY_REPORT_PARALLELISM"`
+	// Pprof serves net/http/pprof on the worker's metrics port.
+	Pprof bool `env:"TALLY_PPROF" envDefault:"false"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
@@ -219,6 +226,12 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	}
 	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 {
 		return nil, fmt.Errorf("worker concurrency must be at least 1")
+	}
+	if cfg.ReportParallelism < 0 {
+		return nil, fmt.Errorf("TALLY_REPORT_PARALLELISM must be positive, not %d", cfg.ReportParallelism)
+	}
+	if cfg.ReportParallelism == 0 {
+		cfg.ReportParallelism = runtime.GOMAXPROCS(0)
 	}
 	return &cfg, nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -22,6 +23,7 @@ const checkTimeout = 2 * time.Second
 //
 //	GET /metrics  Prometheus metrics of this process
 //	GET /healthz  200 while the process runs
+//	GET /debug/pprof/...  net/http/pprof, only with Opts.Pprof (TALLY_PPROF=true)
 //	GET /readyz   200 when PostgreSQL answers and the bucket exists, 503
 //	              otherwise or once shutdown has started; the JSON body
 //	              (internal/health, the API's shape) gives each check
@@ -31,6 +33,13 @@ func (w *Worker) Handler() http.Handler {
 		Registry:          w.metrics.Registry(),
 		EnableOpenMetrics: false,
 	}))
+	if w.opts.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
 		writeJSON(rw, http.StatusOK, map[string]string{"status": "ok"})
 	})

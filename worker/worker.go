@@ -120,6 +120,12 @@ type Opts struct {
 	// Keys sign report manifests and activity checkpoints; nil means an
 	// ephemeral key, generated at start with a loud warning.
 	Keys *evidence.Keys
+	// Pprof serves net/http/pprof under /debug/pprof/ on the metrics port
+	// (TALLY_PPROF). Off by default: profiles show the process's internals.
+	Pprof bool
+	// ReportParallelism is passed to jobs.GenerateReportWorker: how many
+	// ranges of a large scope are read at once; below 1 means one.
+	ReportParallelism int
 }
 
 // OptsFromConfig returns the Opts the environment configures, without the
@@ -136,6 +142,8 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
 		SweepInterval:        cfg.SweepInterval,
 		SweepGrace:           cfg.SweepGrace,
+		Pprof:                cfg.Pprof,
+		ReportParallelism:    cfg.ReportParallelism,
 	}
 }
 

@@ -49,7 +49,7 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 	cfg, err := config.LoadFrom(map[string]string{
 		"TALLY_WORKER_CONCURRENCY": "6", "TALLY_WORKER_LARGE_CONCURRENCY": "2", "TALLY_JOB_TIMEOUT": "7m",
 		"TALLY_SHUTDOWN_TIMEOUT": "9s", "TALLY_JOB_MAX_ATTEMPTS": "3", "TALLY_FETCH_POLL_INTERVAL": "250ms",
-		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h",
+		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h", "TALLY_PPROF": "true", "TALLY_REPORT_PARALLELISM": "3",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 	got := worker.OptsFromConfig(cfg)
 	want := worker.Opts{SmallConcurrency: 6, LargeConcurrency: 2, JobTimeout: 7 * time.Minute,
 		ShutdownTimeout: 9 * time.Second, MaxAttempts: 3, FetchPollInterval: 250 * time.Millisecond,
-		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour}
+		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour, Pprof: true, ReportParallelism: 3}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Opts mismatch (-want +got):\n%s", diff)
 	}
@@ -178,6 +178,30 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 
 	if code, _ := get(t, srv.URL+"/nope"); code != http.StatusNotFound {
 		t.Errorf("/nope = %d, want 404", code)
+	}
+	if code, _ := get(t, srv.URL+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without Pprof = %d, want 404", code)
+	}
+}
+
+// TestPprofBehindOption: Opts.Pprof (TALLY_PPROF) serves net/http/pprof on
+// the metrics port.
+func TestPprofBehindOption(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	opts := b.opts(t)
+	opts.Pprof = true
+	w, err := worker.New(b.ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(w.Handler())
+	defer srv.Close()
+	if code, body := get(t, srv.URL+"/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/ = %d, want 200 with the profile index", code)
+	}
+	if code, body := get(t, srv.URL+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("/debug/pprof/goroutine = %d, want 200 with a goroutine profile", code)
 	}
 }
 

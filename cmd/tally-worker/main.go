@@ -53,7 +53,9 @@ func run(ctx context.Context) error {
 	}
 	defer pool.Close()
 
-	store, err := storage.New(startup.StorageOpts(cfg.S3))
+	storeOpts := startup.StorageOpts(cfg.S3)
+	storeOpts.UploadConcurrency = cfg.ReportParallelism
+	store, err := storage.New(storeOpts)
 	if err != nil {
 		return err
 	}
@@ -105,7 +107,7 @@ func run(ctx context.Context) error {
 	go func() { httpErr <- w.Serve(httpCtx, ln) }()
 
 	logger.InfoContext(ctx, "tally-worker starting", slog.Int("db_max_conns", int(maxConns)),
-		slog.Int("metrics_port", cfg.MetricsPort))
+		slog.Int("metrics_port", cfg.MetricsPort), slog.Int("report_parallelism", cfg.ReportParallelism), slog.Bool("pprof", cfg.Pprof))
 	runErr := w.Run(ctx)
 	stopHTTP()
 	if err := <-httpErr; err != nil && runErr == nil {
