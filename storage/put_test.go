@@ -121,3 +121,52 @@ func TestReportKeyIsPerRun(t *testing.T) {
 		}
 	}
 }
+
+// TestPutPartsConcurrently: with several parts in flight, the parts are
+// stitched in file order, the digest is the whole file's, and a reader that
+// fails after some parts went up leaves no object and no upload.
+func TestPutPartsConcurrently(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	opts := tallytest.S3Opts(t)
+	opts.UploadConcurrency = 3
+	s, err := storage.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 4*storage.PartSize+777)
+	for i := range data {
+		data[i] = byte(i / storage.PartSize) // each part distinct: a misordered part shows
+	}
+	key := storage.ReportKey("org_1", "app_1", "rpt_parts", "run_1", "csv")
+	w, err := s.Put(ctx, key, bytes.NewReader(data), "text/csv")
+	if err != nil || w.Size != int64(len(data)) || w.SHA256 != sha256Hex(data) {
+		t.Fatalf("Put = %+v, %v; want %d bytes with SHA-256 %s", w, err, len(data), sha256Hex(data))
+	}
+	rc, info, err := s.Get(ctx, key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) || info.SHA256 != w.SHA256 {
+		t.Fatalf("read back %d bytes (digest %q), err %v; want the %d bytes put", len(got), info.SHA256, err, len(data))
+	}
+
+	boom := errors.New("boom")
+	failKey := storage.ReportKey("org_1", "app_1", "rpt_parts", "run_2", "csv")
+	r := io.MultiReader(bytes.NewReader(data[:3*storage.PartSize+5]), iotest.ErrReader(boom))
+	if _, err := s.Put(ctx, failKey, r, "text/csv"); !errors.Is(err, boom) {
+		t.Fatalf("Put of a failing reader: %v, want %v", err, boom)
+	}
+	if _, _, err := s.Get(ctx, failKey, 0, -1); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Get after a failed Put: %v, want ErrNotFound", err)
+	}
+	var uploads int
+	if err := s.ListUploads(ctx, "", func(storage.Upload) error { uploads++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if uploads != 0 {
+		t.Fatalf("%d incomplete uploads left after a failed Put, want 0", uploads)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,16 +33,17 @@ var (
 )
 
 // PartSize is the multipart part size for uploads of unknown length. It
-// bounds the memory an upload holds: one part buffered at a time, plus the
-// first SinglePutMax bytes.
+// bounds the memory an upload holds: UploadConcurrency parts uploading plus
+// the one being read.
 const PartSize = 8 << 20
 
-// SinglePutMax is the largest file Put sends in a single request. Put reads
-// up to this much first; a longer file goes up in PartSize parts.
-const SinglePutMax = 1 << 20
+// SinglePutMax is the largest file Put sends in a single request: the
+// first part. Put reads up to this much first; a longer file goes up in
+// PartSize parts.
+const SinglePutMax = PartSize
 
-// firstBytes holds SinglePutMax buffers between uploads.
-var firstBytes = sync.Pool{New: func() any { b := make([]byte, SinglePutMax); return &b }}
+// partBufs holds PartSize buffers between uploads and parts.
+var partBufs = sync.Pool{New: func() any { b := make([]byte, PartSize); return &b }}
 
 // Opts are the connection settings of a Store.
 type Opts struct {
@@ -51,6 +53,9 @@ type Opts struct {
 	Bucket          string
 	Region          string
 	UseTLS          bool
+	// UploadConcurrency is how many parts of one multipart upload go up at
+	// once while the next part is read; below 1 means 1.
+	UploadConcurrency int
 }
 
 // Store is a bucket of an S3-compatible object store.
@@ -58,6 +63,8 @@ type Store struct {
 	client *minio.Client
 	bucket string
 	region string
+	// inFlight is Opts.UploadConcurrency, at least 1.
+	inFlight int
 }
 
 // New returns a Store; it does not contact the server.
@@ -80,7 +87,7 @@ func New(opts Opts) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating object store client: %w", err)
 	}
-	return &Store{client: client, bucket: opts.Bucket, region: opts.Region}, nil
+	return &Store{client: client, bucket: opts.Bucket, region: opts.Region, inFlight: max(opts.UploadConcurrency, 1)}, nil
 }
 
 // EnsureBucket creates the bucket when it does not exist.
@@ -127,8 +134,11 @@ const maxCopySize = 5 << 30
 // Put uploads r, of unknown length, to key and returns its size and
 // SHA-256, which it also stores as the object's MetaSHA256 metadata. A file
 // of at most SinglePutMax bytes (most reports) goes up in one request, its
-// digest known before the request starts; a larger one in PartSize parts,
-// one at a time, and then gets its digest by a server-side copy onto itself.
+// digest known before the request starts; a larger one as a multipart
+// upload of PartSize parts, up to the store's UploadConcurrency of them at
+// once while the next one is read (so that the writer feeding r never
+// waits for a part's request), and then gets its digest by a server-side
+// copy onto itself.
 //
 // Why a copy: user metadata must be sent when an upload starts, and the
 // digest of a streamed file is known only at its end. Object tags could be
@@ -143,46 +153,132 @@ const maxCopySize = 5 << 30
 // same key again would replace the object.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType string) (Written, error) {
 	h := sha256.New()
-	r = io.TeeReader(r, h) // hashes exactly what the upload reads
-	buf := firstBytes.Get().(*[]byte)
+	buf := partBufs.Get().(*[]byte)
 	n, err := io.ReadFull(r, *buf)
-	var info minio.UploadInfo
-	multipart := false
+	h.Write((*buf)[:n]) // hashes exactly what the upload sends
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		// The whole file is in buf: one request instead of a multipart
-		// upload's three, and no part buffer.
-		info, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader((*buf)[:n]), int64(n), minio.PutObjectOptions{
+		// upload's three and a copy.
+		digest := hex.EncodeToString(h.Sum(nil))
+		info, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader((*buf)[:n]), int64(n), minio.PutObjectOptions{
 			ContentType:  contentType,
-			UserMetadata: map[string]string{MetaSHA256: hex.EncodeToString(h.Sum(nil))},
+			UserMetadata: map[string]string{MetaSHA256: digest},
 		})
-	case err == nil:
-		multipart = true
-		info, err = s.client.PutObject(ctx, s.bucket, key, io.MultiReader(bytes.NewReader(*buf), r), -1, minio.PutObjectOptions{
-			ContentType: contentType,
-			PartSize:    PartSize,
-			NumThreads:  1,
-		})
-	default: // r failed before any request was made
-		firstBytes.Put(buf)
+		if err != nil {
+			// A failed request's body may still be read by the transport:
+			// buf is left to the garbage collector, not reused.
+			return Written{}, fmt.Errorf("uploading %s: %w", key, translate(err))
+		}
+		partBufs.Put(buf)
+		return Written{Size: info.Size, SHA256: digest}, nil
+	case err != nil: // r failed before any request was made
+		partBufs.Put(buf)
 		return Written{}, fmt.Errorf("uploading %s: %w", key, err)
 	}
+	up, err := s.putParts(ctx, key, contentType, buf, r, h)
 	if err != nil {
-		// A failed request's body may still be read by the transport:
-		// buf is left to the garbage collector, not reused.
-		return Written{}, fmt.Errorf("uploading %s: %w", key, translate(err))
+		return Written{}, fmt.Errorf("uploading %s: %w", key, err)
 	}
-	firstBytes.Put(buf)
-	w := Written{Size: info.Size, SHA256: hex.EncodeToString(h.Sum(nil))}
-	if multipart {
-		if err := s.setDigest(ctx, key, contentType, info, w.SHA256); err != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			_ = s.Delete(dctx, key) // best effort; the sweep deletes what is left
-			return Written{}, fmt.Errorf("storing the digest of %s: %w", key, translate(err))
-		}
+	w := Written{Size: up.Size, SHA256: hex.EncodeToString(h.Sum(nil))}
+	if err := s.setDigest(ctx, key, contentType, up, w.SHA256); err != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = s.Delete(dctx, key) // best effort; the sweep deletes what is left
+		return Written{}, fmt.Errorf("storing the digest of %s: %w", key, translate(err))
 	}
 	return w, nil
+}
+
+// putParts uploads first (a full PartSize buffer) and the rest of r as a
+// multipart upload, hashing into h in file order as it reads, and returns
+// what was stored. Up to s.inFlight parts go up at once while the next is read;
+// each part's buffer returns to partBufs once its request succeeded. On
+// error the upload is aborted (best effort: the sweep aborts what is left).
+func (s *Store) putParts(ctx context.Context, key, contentType string, first *[]byte, r io.Reader, h io.Writer) (minio.UploadInfo, error) {
+	core := minio.Core{Client: s.client}
+	uploadID, err := core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: contentType})
+	if err != nil {
+		partBufs.Put(first)
+		return minio.UploadInfo{}, translate(err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		parts []minio.CompletePart
+		slots = make(chan struct{}, s.inFlight)
+		size  int64
+	)
+	fail := func(err error) { cancel(err) }
+	upload := func(number int, buf *[]byte, n int) {
+		defer func() { <-slots }()
+		part, err := core.PutObjectPart(ctx, s.bucket, key, uploadID, number, bytes.NewReader((*buf)[:n]), int64(n), minio.PutObjectPartOptions{})
+		if err != nil {
+			fail(translate(err)) // buf is left to the garbage collector
+			return
+		}
+		partBufs.Put(buf)
+		mu.Lock()
+		parts = append(parts, minio.CompletePart{PartNumber: number, ETag: part.ETag})
+		mu.Unlock()
+	}
+	buf, n := first, PartSize
+	for number := 1; ; number++ {
+		size += int64(n)
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		partBuf, partLen := buf, n
+		wg.Go(func() { upload(number, partBuf, partLen) })
+		buf = partBufs.Get().(*[]byte)
+		n, err = io.ReadFull(r, *buf)
+		h.Write((*buf)[:n])
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			if n == 0 {
+				partBufs.Put(buf)
+				break
+			}
+			err = nil
+			size += int64(n)
+			slots <- struct{}{} // the last part; nothing to read meanwhile
+			lastBuf, lastLen := buf, n
+			wg.Go(func() { upload(number+1, lastBuf, lastLen) })
+			break
+		}
+		if err != nil {
+			partBufs.Put(buf)
+			fail(err)
+			break
+		}
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		s.abort(ctx, key, uploadID)
+		return minio.UploadInfo{}, err
+	}
+	slices.SortFunc(parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
+	info, err := core.CompleteMultipartUpload(ctx, s.bucket, key, uploadID, parts, minio.PutObjectOptions{ContentType: contentType})
+	if err != nil {
+		s.abort(ctx, key, uploadID)
+		return minio.UploadInfo{}, translate(err)
+	}
+	if info.Size == 0 {
+		info.Size = size // CompleteMultipartUpload's answer carries no size
+	}
+	return info, nil
+}
+
+// abort aborts a failed multipart upload, best effort.
+func (s *Store) abort(ctx context.Context, key, uploadID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_ = s.AbortUpload(ctx, Upload{Key: key, UploadID: uploadID})
 }
 
 // setDigest copies the object just uploaded onto itself with its digest as
