@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +20,8 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/jobs"
+	"github.com/tally-compliance/tally/report"
+	"github.com/tally-compliance/tally/storage"
 	"github.com/tally-compliance/tally/worker"
 )
 
@@ -208,4 +213,98 @@ func (c *noopClient) stop() {
 	defer cancel()
 	_ = c.client.Stop(ctx)
 	c.pool.Close()
+}
+
+// benchPseudonymKey is the workers' TALLY_PSEUDONYM_KEY in the bench.
+const benchPseudonymKey = "tally bench pseudonym master key, not a secret"
+
+// directReports queues n small reports as the batch does and marks their
+// jobs completed, so that no worker ever takes them: they are the direct
+// baseline's reports.
+func (b *bench) directReports(ctx context.Context, n int) ([]*db.Report, error) {
+	set := b.fx.small
+	reps := make([]*db.Report, 0, n)
+	for range n {
+		id, err := b.insertReport(ctx, set, set.lineCase)
+		if err != nil {
+			return nil, err
+		}
+		rep, err := db.GetReportByID(ctx, b.ctl, id)
+		if err != nil {
+			return nil, err
+		}
+		reps = append(reps, rep)
+	}
+	ids := make([]string, len(reps))
+	for i, r := range reps {
+		ids[i] = r.ID
+	}
+	_, err := b.ctl.Exec(ctx, `UPDATE river_job SET state = 'completed', finalized_at = now()
+		WHERE args ->> 'report_id' = ANY($1)`, ids)
+	return reps, err
+}
+
+// directBatch is the small reports' second baseline: the same work without
+// River and HTTP, in a Go loop at the workers' concurrency (conc goroutines):
+// for each report, its file written by jobs.WriteReport from the scope
+// (one query), PUT to the object store through storage.Store.Write (the same
+// bytes, hashed on the way), and one commit (an UPDATE of the report's row
+// with the file). Counted from the first start to the last commit.
+func (b *bench) directBatch(ctx context.Context, conc int, reps []*db.Report) (float64, error) {
+	store, err := storage.New(b.storageOpts())
+	if err != nil {
+		return 0, err
+	}
+	keys, err := report.NewPseudonymKeys([]byte(benchPseudonymKey))
+	if err != nil {
+		return 0, err
+	}
+	typ, _ := b.portal.ReportType("transaction_summary")
+	pool, err := db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: int32(conc), ApplicationName: "tally-bench-direct"})
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return 0, err
+	}
+	run := time.Now().UnixNano()
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(reps) {
+					return
+				}
+				rep := reps[i]
+				key := fmt.Sprintf("bench-direct/%s/%d.%s", rep.ID, run, typ.Format)
+				w, err := store.Write(ctx, key, typ.ContentType(), func(out io.Writer) error {
+					_, err := jobs.WriteReport(ctx, pool, b.portal, keys, rep, out)
+					return err
+				})
+				if err == nil {
+					_, err = pool.Exec(ctx, `UPDATE reports SET size_bytes = $2, sha256 = $3, object_key = $4, updated_at = now() WHERE id = $1`,
+						rep.ID, w.Size, w.SHA256, key)
+				}
+				if err != nil {
+					mu.Lock()
+					firstErr = cmpErr(firstErr, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(len(reps)) / time.Since(start).Seconds(), nil
 }

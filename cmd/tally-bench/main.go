@@ -50,10 +50,13 @@ type options struct {
 	sizes        []int64       // transactions in scope of the time-to-ready reports
 	smallReports int           // reports in the small-report throughput batch
 	smallRows    int64         // transactions in scope of each small report
+	smallWorkers []int         // worker processes of the small-report batches
 	loadFor      time.Duration // measured duration of each load phase
 	warmup       time.Duration // unmeasured load before each phase
 	pickups      int           // reports created one at a time per pickup run
 	only         map[int]bool  // rows to measure (-only); nil: all
+	workerBin    string        // a prebuilt tally-worker to run instead of this tree's (-worker-bin)
+	apiBin       string        // a prebuilt tally-api to run instead of this tree's (-api-bin)
 }
 
 // row reports whether row n is measured: every row without -only.
@@ -67,6 +70,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
 	only := fs.String("only", "", "comma-separated rows to measure (e.g. 2,4); rows 3, 5 and 9-11 bring row 2. Implies -out '' unless -out is given")
+	fs.StringVar(&o.workerBin, "worker-bin", "", "run this prebuilt tally-worker instead of building this tree's (for before/after pairs)")
+	fs.StringVar(&o.apiBin, "api-bin", "", "run this prebuilt tally-api instead of building this tree's (for before/after pairs)")
 	sizes := fs.String("sizes", "", "comma-separated scope sizes of rows 2 and 3 (e.g. 10000,100000), instead of the defaults")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -82,11 +87,13 @@ func parseOptions(args []string) (*options, error) {
 	if o.quick {
 		o.sizes = []int64{10_000, 100_000}
 		o.smallReports, o.smallRows = 200, 1_000
+		o.smallWorkers = []int{1, 2}
 		o.loadFor, o.warmup = 2*time.Second, 500*time.Millisecond
 		o.pickups = 10
 	} else {
 		o.sizes = []int64{10_000, 100_000, 1_000_000}
 		o.smallReports, o.smallRows = 1_000, 1_000
+		o.smallWorkers = []int{1, 2, 4}
 		o.loadFor, o.warmup = 5*time.Second, time.Second
 		o.pickups = 20
 	}

@@ -300,7 +300,7 @@ func (b *bench) startWorkers(ctx context.Context, n int) error {
 		env := childEnv(map[string]string{
 			"DATABASE_URL": b.dbURL, "S3_BUCKET": b.bucket, "TALLY_METRICS_PORT": strconv.Itoa(port),
 			"TALLY_WORKER_CONCURRENCY": "4", "TALLY_WORKER_LARGE_CONCURRENCY": "1", "TALLY_FETCH_POLL_INTERVAL": "1s",
-			"TALLY_PSEUDONYM_KEY": "tally bench pseudonym master key, not a secret",
+			"TALLY_PSEUDONYM_KEY": benchPseudonymKey,
 			// Manifests are signed with an ephemeral key: a bench keeps none.
 			"TALLY_ENV": "development",
 			"LOG_LEVEL": "info", "LOG_FORMAT": "json",

@@ -12,6 +12,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/riverqueue/river"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 )
 
@@ -74,9 +75,10 @@ type downloadRow struct {
 }
 
 type smallRow struct {
-	workers           int
-	rows              int64 // transactions per report
-	rate, noop, ratio series
+	workers             int
+	rows                int64 // transactions per report
+	rate, noop, ratio   series
+	direct, directRatio series // the same work without River and HTTP
 }
 
 func (b *bench) measure(ctx context.Context) (*results, error) {
@@ -601,11 +603,16 @@ func (b *bench) measureDownload(ctx context.Context, r *results) error {
 // --- row 4 ---------------------------------------------------------------------------------------
 
 func (b *bench) measureSmall(ctx context.Context, r *results) error {
-	for _, workers := range []int{1, 2} {
+	b.log.printf("  queueing the direct baseline's %d reports", b.opts.smallReports)
+	direct, err := b.directReports(ctx, b.opts.smallReports)
+	if err != nil {
+		return fmt.Errorf("small reports, direct baseline: %w", err)
+	}
+	for _, workers := range b.opts.smallWorkers {
 		row := &smallRow{workers: workers, rows: b.opts.smallRows}
 		r.small = append(r.small, row)
 		for run := range b.opts.runs {
-			var rate, noop float64
+			var rate, noop, dir float64
 			reports := func() error {
 				var err error
 				rate, err = b.smallBatch(ctx, workers)
@@ -616,9 +623,14 @@ func (b *bench) measureSmall(ctx context.Context, r *results) error {
 				noop, err = b.noopBatch(ctx, workers)
 				return err
 			}
-			steps := []func() error{reports, noops}
+			directs := func() error {
+				var err error
+				dir, err = b.directBatch(ctx, workers*config.DefaultSmallConcurrency, direct)
+				return err
+			}
+			steps := []func() error{reports, directs, noops}
 			if run%2 == 1 {
-				steps = []func() error{noops, reports}
+				steps = []func() error{noops, directs, reports}
 			}
 			for _, step := range steps {
 				if err := step(); err != nil {
@@ -628,12 +640,14 @@ func (b *bench) measureSmall(ctx context.Context, r *results) error {
 			row.rate.add(rate)
 			row.noop.add(noop)
 			row.ratio.add(rate / noop)
+			row.direct.add(dir)
+			row.directRatio.add(rate / dir)
 			if run == b.opts.runs-1 {
 				r.notes = append(r.notes, fmt.Sprintf("small reports, %d worker(s), last run (worker start to last report ready): %s",
 					workers, b.lastSmallCPU.top(5, b.opts.smallReports, "report")))
 			}
-			b.log.printf("  small reports, %d worker(s), run %d/%d: %.1f reports/s; River no-op %.1f jobs/s",
-				workers, run+1, b.opts.runs, rate, noop)
+			b.log.printf("  small reports, %d worker(s), run %d/%d: %.1f reports/s; direct (no River, no HTTP) %.1f reports/s; River no-op %.1f jobs/s",
+				workers, run+1, b.opts.runs, rate, dir, noop)
 		}
 	}
 	return nil

@@ -96,6 +96,12 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.bin, err = buildBinaries(ctx, b.tmp); err != nil {
 		return err
 	}
+	if b.opts.workerBin != "" {
+		b.bin.worker = b.opts.workerBin
+	}
+	if b.opts.apiBin != "" {
+		b.bin.api = b.opts.apiBin
+	}
 
 	b.log.printf("creating database %s and bucket %s", b.dbName, b.bucket)
 	if err := execAdmin(ctx, b.adminURL, "CREATE DATABASE "+pgx.Identifier{b.dbName}.Sanitize()); err != nil {
