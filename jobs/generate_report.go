@@ -102,7 +102,7 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 		logger = logger.With(slog.String("request_id", requestID))
 	}
 
-	rep, err := db.GetReportByID(ctx, w.Pool, job.Args.ReportID)
+	rep, run, err := db.ClaimReport(ctx, w.Pool, job.Args.ReportID, job.ID)
 	if errors.Is(err, db.ErrNotFound) {
 		logger.WarnContext(ctx, "report does not exist; cancelling its job")
 		return river.JobCancel(fmt.Errorf("report %s does not exist", job.Args.ReportID))
@@ -114,11 +114,6 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 		logger = logger.With(slog.String("request_id", *rep.RequestID))
 	}
 	logger = logger.With(slog.String("report_type", rep.Type))
-
-	run, err := db.MarkReportRunning(ctx, w.Pool, rep.ID, job.ID)
-	if err != nil {
-		return w.fail(ctx, logger, job, rep, err)
-	}
 	if !run {
 		// Ready or expired: a rescued or duplicated job has nothing to do.
 		logger.InfoContext(ctx, "report already finished; nothing to do", slog.String("status", rep.Status))
