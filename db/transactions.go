@@ -148,6 +148,119 @@ func StreamScope(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeRow) 
 	return nil
 }
 
+// GroupKey is the key of a (contract, currency, kind) group: the leading
+// columns of the report order, at which a scope can be cut into ranges that
+// each hold whole groups.
+type GroupKey struct {
+	ContractID string
+	Currency   string
+	Kind       string
+}
+
+// scopeRangeSQL is ScopeOrderedSQL restricted to the groups from $7..$9
+// (inclusive) to $10..$12 (exclusive); a NULL contract id leaves that end
+// open. The row comparisons are in the index's order (and the database's
+// collation, as the ORDER BY), so a range is an index range.
+const scopeRangeSQL = `
+	SELECT contract_id, currency, kind, occurred_at, external_id, counterparty, description, amount_minor
+	  FROM transactions` + scopeWhere + `
+	   AND ($7::text IS NULL OR (contract_id, currency, kind) >= ($7::text, $8::text, $9::text))
+	   AND ($10::text IS NULL OR (contract_id, currency, kind) < ($10::text, $11::text, $12::text))
+	 ORDER BY contract_id, currency, kind, occurred_at, id`
+
+// StreamScopeRange is StreamScope for the scope's groups from from
+// (inclusive) to to (exclusive); a nil bound leaves that end open.
+// Consecutive ranges, read in order, give the scope's rows in report order.
+func StreamScopeRange(ctx context.Context, q DBTX, s ScopeParams, from, to *GroupKey, fn func(*ScopeRow) error) error {
+	args := s.queryArgs()
+	for _, k := range []*GroupKey{from, to} {
+		if k == nil {
+			args = append(args, nil, nil, nil)
+		} else {
+			args = append(args, k.ContractID, k.Currency, k.Kind)
+		}
+	}
+	rows, err := q.Query(ctx, scopeRangeSQL, args...)
+	if err != nil {
+		return fmt.Errorf("querying scope: %w", translate(err))
+	}
+	defer rows.Close()
+	var r ScopeRow
+	for rows.Next() {
+		if err := rows.Scan(&r.ContractID, &r.Currency, &r.Kind, &r.OccurredAt, &r.ExternalID,
+			&r.Counterparty, &r.Description, &r.AmountMinor); err != nil {
+			return fmt.Errorf("scanning scope row: %w", err)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading scope: %w", translate(err))
+	}
+	return nil
+}
+
+// scopeSampleRows is about how many rows of the table ScopeSplitKeys samples.
+const scopeSampleRows = 50_000
+
+// ScopeSplitKeys returns group keys, increasing, that cut an application's
+// transactions into ranges of about rowsPerRange rows (at most maxRanges
+// ranges), estimated from a sample of the table's pages (TABLESAMPLE
+// SYSTEM, fixed seed): the first range ends before the first key, the last
+// starts at the last key. Ranges hold whole groups, so a group larger than
+// rowsPerRange is one range. The keys only balance work: ranges cut between
+// any groups give the same rows in the same order. None means one range.
+func ScopeSplitKeys(ctx context.Context, q DBTX, applicationID string, rowsPerRange int64, maxRanges int) ([]GroupKey, error) {
+	if maxRanges < 2 || rowsPerRange < 1 {
+		return nil, nil
+	}
+	var tuples float64
+	if err := q.QueryRow(ctx, `SELECT greatest(reltuples, 1)::float8 FROM pg_class WHERE oid = 'transactions'::regclass`).Scan(&tuples); err != nil {
+		return nil, fmt.Errorf("sizing the scope sample: %w", translate(err))
+	}
+	percent := min(100, max(0.01, 100*scopeSampleRows/tuples))
+	// Grouped and ordered by the database, in its collation: the order of
+	// the report and of the range comparisons.
+	rows, _ := q.Query(ctx, `
+		SELECT contract_id, currency, kind, count(*)
+		  FROM transactions TABLESAMPLE SYSTEM ($2) REPEATABLE (0)
+		 WHERE application_id = $1
+		 GROUP BY contract_id, currency, kind
+		 ORDER BY contract_id, currency, kind`, applicationID, percent)
+	type sampled struct {
+		key GroupKey
+		n   int64
+	}
+	groups, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sampled, error) {
+		var g sampled
+		err := row.Scan(&g.key.ContractID, &g.key.Currency, &g.key.Kind, &g.n)
+		return g, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sampling the scope's groups: %w", translate(err))
+	}
+	var total int64
+	for _, g := range groups {
+		total += g.n
+	}
+	estimate := float64(total) * 100 / percent
+	ranges := min(int64(maxRanges), int64(estimate/float64(rowsPerRange)))
+	if ranges < 2 {
+		return nil, nil
+	}
+	var keys []GroupKey
+	var seen int64
+	for _, g := range groups {
+		// Cut before g when the groups so far fill the ranges cut so far.
+		if seen*ranges >= int64(len(keys)+1)*total && len(keys) < int(ranges)-1 {
+			keys = append(keys, g.key)
+		}
+		seen += g.n
+	}
+	return keys, nil
+}
+
 // ScopeGroup is one (contract, currency, kind) group of a scope.
 type ScopeGroup struct {
 	ContractID string

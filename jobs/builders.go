@@ -67,7 +67,7 @@ type builtFile struct {
 // it in db.WithSnapshotTx, so that the rows and the totals come from one
 // snapshot.
 func WriteReport(ctx context.Context, q db.DBTX, portal *config.Portal, keys *report.PseudonymKeys, rep *db.Report, out io.Writer) (report.Summary, error) {
-	_, _, write, err := reportWriter(portal, keys, rep)
+	_, _, write, err := reportWriter(portal, keys, rep, nil)
 	if err != nil {
 		return report.Summary{}, err
 	}
@@ -80,7 +80,10 @@ func WriteReport(ctx context.Context, q db.DBTX, portal *config.Portal, keys *re
 // first built with (metadata.pseudonym_key_id), so a rebuild after a key
 // rotation writes the same bytes; a report not built yet gets the current
 // key.
-func reportWriter(portal *config.Portal, keys *report.PseudonymKeys, rep *db.Report) (config.ReportType, string, writeFunc, error) {
+//
+// With par, a line-items transaction summary is read in ranges at once
+// (writeTransactionSummaryParallel): the same bytes, sooner.
+func reportWriter(portal *config.Portal, keys *report.PseudonymKeys, rep *db.Report, par *parallelScan) (config.ReportType, string, writeFunc, error) {
 	rt, ok := portal.ReportType(rep.Type)
 	if !ok {
 		return rt, "", nil, permanent(CodeUnknownReportType,
@@ -113,6 +116,9 @@ func reportWriter(portal *config.Portal, keys *report.PseudonymKeys, rep *db.Rep
 				return report.Summary{}, err
 			}
 		}
+		if par != nil && par.n > 1 && rt.Builder == config.BuilderTransactionSummary {
+			return writeTransactionSummaryParallel(ctx, par, rep, &scope, pseudonymKey, out)
+		}
 		return build(ctx, q, rep, &scope, pseudonymKey, out, portal)
 	}, nil
 }
@@ -124,8 +130,14 @@ type writeFunc func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summa
 // its scope, into the object store, under a key of this run's own (runID):
 // a file that another run committed is never replaced. When it returns an
 // error, no object of this run is left, except after a crash.
-func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report, runID string) (*builtFile, error) {
-	rt, keyID, write, err := reportWriter(w.Portal, w.PseudonymKeys, rep)
+//
+// A job of QueueLarge reads its scope on up to w.Parallelism connections.
+func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report, runID string, large bool) (*builtFile, error) {
+	var par *parallelScan
+	if large && w.Parallelism > 1 {
+		par = &parallelScan{pool: w.Pool, n: w.Parallelism}
+	}
+	rt, keyID, write, err := reportWriter(w.Portal, w.PseudonymKeys, rep, par)
 	if err != nil {
 		return nil, err
 	}

@@ -60,6 +60,10 @@ type GenerateReportWorker struct {
 	// store unreachable is snoozed (not counting as an attempt) before
 	// outages spend attempts: zero means DefaultMaxSnoozes, negative none.
 	MaxSnoozes int
+	// Parallelism is how many ranges of a large scope (a job of QueueLarge)
+	// are read at once, on as many connections of Pool sharing a snapshot;
+	// below 2 reads every scope with one query.
+	Parallelism int
 	// Keys sign each ready report's manifest; nil means an ephemeral key,
 	// generated once with a loud warning (development only).
 	Keys *evidence.Keys
@@ -124,7 +128,7 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 	runID := db.NewID(db.PrefixRun)
 	logger = logger.With(slog.String("run_id", runID))
 	buildStart := time.Now()
-	file, err := w.build(ctx, rep, runID)
+	file, err := w.build(ctx, rep, runID, job.Queue == QueueLarge)
 	buildTook := time.Since(buildStart)
 	if err != nil {
 		return w.fail(ctx, logger, job, rep, err)

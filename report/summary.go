@@ -122,6 +122,12 @@ func (a *int128) add(v int64) {
 	a.hi += int64(carry) + (v >> 63) // v>>63 sign-extends: -1 for negative v
 }
 
+func (a *int128) addInt128(b int128) {
+	var carry uint64
+	a.lo, carry = bits.Add64(a.lo, b.lo, 0)
+	a.hi += b.hi + int64(carry)
+}
+
 func (a int128) int64() (int64, bool) {
 	if (a.hi == 0 && a.lo < 1<<63) || (a.hi == -1 && a.lo >= 1<<63) {
 		return int64(a.lo), true
@@ -160,6 +166,23 @@ type SummaryWriter struct {
 // NewSummaryWriter returns a writer of a transaction_summary file to w. The
 // header is written at once (through the buffer).
 func NewSummaryWriter(w io.Writer, opts SummaryOpts) *SummaryWriter {
+	s := newSummaryWriter(w, opts)
+	s.write([]byte(SummaryHeader))
+	return s
+}
+
+// NewSummarySegmentWriter returns a writer of one segment of a
+// transaction_summary file's body: the rows and subtotals of whole groups,
+// without the header or the totals. End it with CloseSegment, and hand the
+// segment to the writer of the whole file (AddSegment), which writes the
+// header and the totals: a file written as segments in report order, each
+// holding whole groups, has the bytes of the file written by one writer.
+// Segments can be written concurrently, by writers of their own.
+func NewSummarySegmentWriter(w io.Writer, opts SummaryOpts) *SummaryWriter {
+	return newSummaryWriter(w, opts)
+}
+
+func newSummaryWriter(w io.Writer, opts SummaryOpts) *SummaryWriter {
 	s := &SummaryWriter{
 		w:      bufio.NewWriterSize(w, bufferSize),
 		opts:   opts,
@@ -173,8 +196,69 @@ func NewSummaryWriter(w io.Writer, opts SummaryOpts) *SummaryWriter {
 		}
 		s.pseudonyms = newPseudonymizer(opts.PseudonymKey)
 	}
-	s.write([]byte(SummaryHeader))
 	return s
+}
+
+// SummarySegment is what a segment writer counted: its rows and its
+// per-currency totals.
+type SummarySegment struct {
+	rowCount int64
+	totals   map[string]*currencyTotal
+}
+
+// CloseSegment ends the last group and flushes, like Close without the
+// totals, and returns what the segment counted.
+func (s *SummaryWriter) CloseSegment() (SummarySegment, error) {
+	if s.closed {
+		return SummarySegment{}, ErrWriterClosed
+	}
+	s.closed = true
+	if err := s.endGroup(); err != nil {
+		return SummarySegment{}, err
+	}
+	if s.err == nil {
+		if err := s.w.Flush(); err != nil {
+			s.err = fmt.Errorf("writing report: %w", err)
+		}
+	}
+	if s.err != nil {
+		return SummarySegment{}, s.err
+	}
+	return SummarySegment{rowCount: s.rowCount, totals: s.totals}, nil
+}
+
+// Flush writes what the writer buffered (the header, before segments are
+// written to the same output).
+func (s *SummaryWriter) Flush() error {
+	if s.err == nil {
+		if err := s.w.Flush(); err != nil {
+			s.err = fmt.Errorf("writing report: %w", err)
+		}
+	}
+	return s.err
+}
+
+// AddSegment counts a segment written to this writer's output (after
+// Flush) into the rows and the totals that Close writes. Segments must hold
+// whole groups; no group may be open.
+func (s *SummaryWriter) AddSegment(seg SummarySegment) error {
+	if s.closed {
+		return ErrWriterClosed
+	}
+	if s.inGroup {
+		return errors.New("report: AddSegment with a group open")
+	}
+	s.rowCount += seg.rowCount
+	for c, t := range seg.totals {
+		mine := s.totals[c]
+		if mine == nil {
+			mine = &currencyTotal{}
+			s.totals[c] = mine
+		}
+		mine.count += t.count
+		mine.sum.addInt128(t.sum)
+	}
+	return nil
 }
 
 func (s *SummaryWriter) write(b []byte) {

@@ -53,6 +53,12 @@ func MaxConns(small, large int) int32 {
 	return int32(small + large + MaintenanceWorkers + RiverInternalConns)
 }
 
+// MaxConnsParallel is MaxConns with the connections that each large job
+// reading its scope on parallel connections (Opts.ReportParallelism) adds.
+func MaxConnsParallel(small, large, parallel int) int32 {
+	return MaxConns(small, large) + int32(large*max(parallel-1, 0))
+}
+
 // Opts configure a Worker. Pool, Store, Portal and PseudonymKeys are required; a zero
 // duration or count means the default above, and each other field says what
 // its zero value means.
@@ -229,6 +235,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		AfterUploadFunc: opts.AfterUploadFunc,
 		MaxSnoozes:      opts.MaxSnoozes,
 		Keys:            opts.Keys,
+		Parallelism:     opts.ReportParallelism,
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering generate_report: %w", err)
 	}

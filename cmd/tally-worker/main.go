@@ -42,7 +42,7 @@ func run(ctx context.Context) error {
 	logger := cfg.NewLogger(os.Stderr).With(slog.String("service", "tally-worker"))
 
 	// A worker started during an outage waits for its dependencies.
-	maxConns := worker.MaxConns(cfg.SmallConcurrency, cfg.LargeConcurrency)
+	maxConns := worker.MaxConnsParallel(cfg.SmallConcurrency, cfg.LargeConcurrency, cfg.ReportParallelism)
 	var pool *pgxpool.Pool
 	err = startup.Wait(ctx, logger, "the database", startup.Timeout, func(ctx context.Context) error {
 		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: maxConns, ApplicationName: "tally-worker"})

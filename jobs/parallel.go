@@ -1,0 +1,280 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/report"
+)
+
+// A large line-items scope is read as consecutive ranges of whole groups
+// (db.ScopeSplitKeys), several at once on connections that share one
+// snapshot, each range formatted by a segment writer of its own; the
+// segments are written out in report order, so the file has the bytes the
+// sequential writer gives (WriteReport, which rebuilds and checks files,
+// stays sequential).
+const (
+	// rangeRows is about how many rows one range holds: about 3 MB of CSV.
+	rangeRows = 20_000
+	// maxRanges bounds the ranges, and so the queries, of one scope.
+	maxRanges = 2_000
+	// segmentBlock is the size of the blocks a segment is written in.
+	segmentBlock = 256 << 10
+	// segmentBlocks is how many blocks a segment that is not next in
+	// report order may hold before its reader waits: about a range's CSV.
+	segmentBlocks = 16
+)
+
+// rangeRowsOverride, when set, replaces rangeRows (tests cut small scopes).
+var rangeRowsOverride atomic.Int64
+
+// segmentBlocksPool holds segmentBlock buffers.
+var segmentBlocksPool = sync.Pool{New: func() any { b := make([]byte, 0, segmentBlock); return &b }}
+
+// parallelScan says how a worker reads large scopes: on up to n
+// connections of pool at once. A nil *parallelScan, or n below 2, reads
+// sequentially.
+type parallelScan struct {
+	pool *pgxpool.Pool
+	n    int
+}
+
+// writeTransactionSummaryParallel writes the line-items transaction summary
+// of a large scope from n ranges read at once; the file's bytes are those
+// of writeTransactionSummary. It falls back to the sequential writer when
+// the scope is not worth cutting (one range).
+func writeTransactionSummaryParallel(ctx context.Context, p *parallelScan, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer) (report.Summary, error) {
+	opts := report.SummaryOptsFromFlags(pseudonymKey, scope.DisclosureFlags)
+	keys, err := db.ScopeSplitKeys(ctx, p.pool, rep.ApplicationID, cmp.Or(rangeRowsOverride.Load(), rangeRows), maxRanges)
+	if err != nil {
+		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
+	}
+	if !opts.LineItems || len(keys) == 0 {
+		return writeTransactionSummary(ctx, p.pool, rep, scope, pseudonymKey, out, nil)
+	}
+
+	txs, release, err := snapshotTxs(ctx, p.pool, min(p.n, len(keys)+1))
+	if err != nil {
+		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
+	}
+	defer release()
+
+	whole := report.NewSummaryWriter(out, opts)
+	if err := whole.Flush(); err != nil {
+		return report.Summary{}, err
+	}
+	segs := make([]*segment, len(keys)+1)
+	for i := range segs {
+		segs[i] = &segment{blocks: make(chan *[]byte, segmentBlocks)}
+		if i > 0 {
+			segs[i].from = &keys[i-1]
+		}
+		if i < len(keys) {
+			segs[i].to = &keys[i]
+		}
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sq := scopeParams(rep, scope)
+	var (
+		next   atomic.Int64
+		wg     sync.WaitGroup
+		tokens = make(chan struct{}, len(txs)+1) // segments begun and not yet written out
+	)
+	for _, tx := range txs {
+		wg.Go(func() {
+			for {
+				// A token before an index: the segments begun are always
+				// the next ones in order, so the one to write out next
+				// is always being read or done.
+				select {
+				case tokens <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				i := int(next.Add(1)) - 1
+				if i >= len(segs) {
+					return
+				}
+				segs[i].read(ctx, tx, sq, opts)
+			}
+		})
+	}
+	// Write the segments out in order, as they come.
+	failed := func() error {
+		for _, seg := range segs {
+			for done := false; !done; {
+				select {
+				case b, ok := <-seg.blocks:
+					if !ok {
+						done = true
+						break
+					}
+					_, err := out.Write(*b)
+					*b = (*b)[:0]
+					segmentBlocksPool.Put(b)
+					if err != nil {
+						return err
+					}
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+			}
+			<-tokens
+			if seg.err != nil {
+				return seg.err
+			}
+			if err := whole.AddSegment(seg.summary); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	cancel(cmp.Or(failed, errSegmentsWritten)) // stops the readers on failure
+	wg.Wait()
+	if failed != nil {
+		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", failed)
+	}
+	sum, err := whole.Close()
+	if err != nil {
+		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
+	}
+	return sum, nil
+}
+
+// errSegmentsWritten ends the readers' context once every segment is out.
+var errSegmentsWritten = errors.New("every segment written")
+
+// segment is one range of a scope being read and formatted: its blocks go
+// to the writer in order; summary and err are set before blocks is closed.
+type segment struct {
+	from, to *db.GroupKey
+	blocks   chan *[]byte
+	summary  report.SummarySegment
+	err      error
+}
+
+// read formats the segment's range into blocks, then closes it. A segment
+// whose context ends stops early, with the context's error.
+func (s *segment) read(ctx context.Context, q db.DBTX, sq db.ScopeParams, opts report.SummaryOpts) {
+	defer close(s.blocks)
+	bw := &blockWriter{ctx: ctx, ch: s.blocks}
+	sw := report.NewSummarySegmentWriter(bw, opts)
+	var t report.Transaction
+	err := db.StreamScopeRange(ctx, q, sq, s.from, s.to, func(r *db.ScopeRow) error {
+		t = report.Transaction{
+			ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, OccurredAt: r.OccurredAt,
+			ExternalID: r.ExternalID, Counterparty: r.Counterparty, Description: r.Description,
+			AmountMinor: r.AmountMinor,
+		}
+		return sw.WriteTransaction(&t)
+	})
+	if err == nil {
+		s.summary, err = sw.CloseSegment()
+	}
+	if err == nil {
+		err = bw.flush()
+	}
+	s.err = err
+}
+
+// blockWriter cuts what it is given into segmentBlock blocks sent on ch.
+type blockWriter struct {
+	ctx context.Context
+	ch  chan<- *[]byte
+	cur *[]byte
+}
+
+func (w *blockWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if w.cur == nil {
+			w.cur = segmentBlocksPool.Get().(*[]byte)
+		}
+		k := min(len(p), segmentBlock-len(*w.cur))
+		*w.cur = append(*w.cur, p[:k]...)
+		p = p[k:]
+		if len(*w.cur) == segmentBlock {
+			if err := w.flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *blockWriter) flush() error {
+	if w.cur == nil || len(*w.cur) == 0 {
+		return nil
+	}
+	select {
+	case w.ch <- w.cur:
+		w.cur = nil
+		return nil
+	case <-w.ctx.Done():
+		return context.Cause(w.ctx)
+	}
+}
+
+// snapshotTxs begins n REPEATABLE READ, READ ONLY transactions on
+// connections of pool that share one snapshot: the first exports it
+// (pg_export_snapshot), the others import it (SET TRANSACTION SNAPSHOT)
+// while the first is open. release rolls them back and returns the
+// connections.
+func snapshotTxs(ctx context.Context, pool *pgxpool.Pool, n int) ([]pgx.Tx, func(), error) {
+	var txs []pgx.Tx
+	release := func() {
+		for _, tx := range txs {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}
+	begin := func() (pgx.Tx, error) {
+		tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return nil, fmt.Errorf("beginning snapshot transaction: %w", err)
+		}
+		txs = append(txs, tx)
+		return tx, nil
+	}
+	first, err := begin()
+	if err != nil {
+		return nil, release, err
+	}
+	var snapshot string
+	if err := first.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot); err != nil {
+		release()
+		return nil, nil, fmt.Errorf("exporting the snapshot: %w", err)
+	}
+	for range n - 1 {
+		tx, err := begin()
+		if err == nil {
+			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT `+quoteLiteral(snapshot))
+		}
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("importing the snapshot: %w", err)
+		}
+	}
+	return txs, release, nil
+}
+
+// quoteLiteral quotes an exported snapshot id (hex digits and dashes) as
+// an SQL literal; SET TRANSACTION SNAPSHOT takes no parameters.
+func quoteLiteral(s string) string {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F' || c >= 'a' && c <= 'f' || c == '-') {
+			return "''" // not a snapshot id: the import fails
+		}
+	}
+	return "'" + s + "'"
+}
