@@ -23,25 +23,32 @@ type CreateEventParams struct {
 
 // CreateEvent appends an activity event.
 func CreateEvent(ctx context.Context, q DBTX, p CreateEventParams) error {
+	sql, args, err := createEventSQL(p)
+	if err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, sql, args...); err != nil {
+		return fmt.Errorf("inserting %s event: %w", p.Kind, translate(err))
+	}
+	return nil
+}
+
+func createEventSQL(p CreateEventParams) (string, []any, error) {
 	details := []byte("{}")
 	if p.Details != nil {
 		var err error
 		if details, err = json.Marshal(p.Details); err != nil {
-			return err
+			return "", nil, err
 		}
 	}
 	var actor *string
 	if p.ActorID != "" {
 		actor = &p.ActorID
 	}
-	_, err := q.Exec(ctx, `
+	return `
 		INSERT INTO activity_events (org_id, application_id, case_id, report_id, report_type, kind, actor_id, details)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		p.OrgID, p.ApplicationID, p.CaseID, p.ReportID, p.ReportType, p.Kind, actor, details)
-	if err != nil {
-		return fmt.Errorf("inserting %s event: %w", p.Kind, translate(err))
-	}
-	return nil
+		[]any{p.OrgID, p.ApplicationID, p.CaseID, p.ReportID, p.ReportType, p.Kind, actor, details}, nil
 }
 
 // CreateReportEvent appends an event about r.

@@ -17,8 +17,10 @@ type SigningKey struct {
 
 // RegisterSigningKey records a public key, once; a second call is a no-op.
 // Keys are never deleted, so that what a retired key signed still verifies.
+const registerSigningKeySQL = `INSERT INTO signing_keys (id, public_key) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`
+
 func RegisterSigningKey(ctx context.Context, q DBTX, id string, public []byte) error {
-	_, err := q.Exec(ctx, `INSERT INTO signing_keys (id, public_key) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, public)
+	_, err := q.Exec(ctx, registerSigningKeySQL, id, public)
 	if err != nil {
 		return fmt.Errorf("registering signing key: %w", translate(err))
 	}
@@ -48,16 +50,17 @@ type ReportManifest struct {
 // CreateReportManifest stores a report's signed manifest. A report marked
 // ready again (an admin's retry) gets the new run's manifest.
 func CreateReportManifest(ctx context.Context, q DBTX, m ReportManifest) error {
-	_, err := q.Exec(ctx, `
-		INSERT INTO report_manifests (report_id, key_id, manifest, signature) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (report_id) DO UPDATE
-		   SET key_id = EXCLUDED.key_id, manifest = EXCLUDED.manifest, signature = EXCLUDED.signature, created_at = now()`,
-		m.ReportID, m.KeyID, m.Manifest, m.Signature)
+	_, err := q.Exec(ctx, createReportManifestSQL, m.ReportID, m.KeyID, m.Manifest, m.Signature)
 	if err != nil {
 		return fmt.Errorf("storing report manifest: %w", translate(err))
 	}
 	return nil
 }
+
+const createReportManifestSQL = `
+		INSERT INTO report_manifests (report_id, key_id, manifest, signature) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (report_id) DO UPDATE
+		   SET key_id = EXCLUDED.key_id, manifest = EXCLUDED.manifest, signature = EXCLUDED.signature, created_at = now()`
 
 // GetReportManifest returns a report's signed manifest, or ErrNotFound.
 func GetReportManifest(ctx context.Context, q DBTX, reportID string) (*ReportManifest, error) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const reportColumns = `
@@ -209,22 +210,70 @@ type MarkReportReadyParams struct {
 // MarkReportReady records a finished file. It only changes a running report
 // and reports whether it did.
 func MarkReportReady(ctx context.Context, q DBTX, p MarkReportReadyParams) (bool, error) {
+	sql, args, err := markReportReadySQL(p)
+	if err != nil {
+		return false, err
+	}
+	tag, err := q.Exec(ctx, sql, args...)
+	if err != nil {
+		return false, fmt.Errorf("marking report ready: %w", translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+func markReportReadySQL(p MarkReportReadyParams) (string, []any, error) {
 	if p.Metadata.Totals == nil {
 		p.Metadata.Totals = map[string]CurrencyTotal{} // an object, as the API documents
 	}
 	meta, err := json.Marshal(p.Metadata)
 	if err != nil {
-		return false, err
+		return "", nil, err
 	}
-	tag, err := q.Exec(ctx, `
+	return `
 		UPDATE reports SET status = 'ready', metadata = metadata || $2::jsonb, size_bytes = $3, sha256 = $4,
 		       content_type = $5, object_key = $6, expires_at = $7, completed_at = now(), updated_at = now()
 		 WHERE id = $1 AND status = 'running'`,
-		p.ID, meta, p.SizeBytes, p.SHA256, p.ContentType, p.ObjectKey, p.ExpiresAt)
+		[]any{p.ID, meta, p.SizeBytes, p.SHA256, p.ContentType, p.ObjectKey, p.ExpiresAt}, nil
+}
+
+// FinishReportParams are what the finishing transaction of a build writes
+// after completing the job: the report ready, its signed manifest (and the
+// signing key's public half), and the report.generated event.
+type FinishReportParams struct {
+	Ready        MarkReportReadyParams
+	SigningKeyID string
+	SigningKey   []byte // public key
+	Manifest     ReportManifest
+	Event        CreateEventParams
+}
+
+// FinishReport runs MarkReportReady, RegisterSigningKey,
+// CreateReportManifest and CreateEvent on tx in one round trip (a pipelined
+// batch), and reports whether the report was running and is now ready. When
+// it was not, the other statements ran too: the caller must roll tx back.
+func FinishReport(ctx context.Context, tx pgx.Tx, p FinishReportParams) (bool, error) {
+	readySQL, readyArgs, err := markReportReadySQL(p.Ready)
 	if err != nil {
-		return false, fmt.Errorf("marking report ready: %w", translate(err))
+		return false, err
 	}
-	return tag.RowsAffected() == 1, nil
+	eventSQL, eventArgs, err := createEventSQL(p.Event)
+	if err != nil {
+		return false, err
+	}
+	b := &pgx.Batch{}
+	ready := b.Queue(readySQL, readyArgs...)
+	b.Queue(registerSigningKeySQL, p.SigningKeyID, p.SigningKey)
+	b.Queue(createReportManifestSQL, p.Manifest.ReportID, p.Manifest.KeyID, p.Manifest.Manifest, p.Manifest.Signature)
+	b.Queue(eventSQL, eventArgs...)
+	var marked bool
+	ready.Exec(func(tag pgconn.CommandTag) error {
+		marked = tag.RowsAffected() == 1
+		return nil
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return false, fmt.Errorf("finishing report: %w", translate(err))
+	}
+	return marked, nil
 }
 
 // MarkReportFailed records a final failure on a report that is not finished.

@@ -198,6 +198,10 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 	if err != nil {
 		return false, err
 	}
+	canonical, sig, err := evidence.SignManifest(keys.Current, manifest)
+	if err != nil {
+		return false, fmt.Errorf("signing manifest: %w", err)
+	}
 	var alreadyFinished, reachedCommit bool
 	err = db.WithTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		after, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
@@ -208,15 +212,31 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 			// Rescued or cancelled meanwhile: this run no longer owns the job.
 			return fmt.Errorf("%w: job %d is %s", errJobLost, job.ID, after.State)
 		}
-		ok, err := db.MarkReportReady(ctx, tx, db.MarkReportReadyParams{
-			ID: rep.ID,
-			Metadata: db.ReadyMetadata{RowCount: file.summary.RowCount, Totals: totals, Format: file.format,
-				PseudonymKeyID: file.pseudonymKeyID},
-			SizeBytes:   file.size,
-			SHA256:      file.sha256,
-			ContentType: file.contentType,
-			ObjectKey:   file.key,
-			ExpiresAt:   now.Add(w.Portal.Retention()),
+		ok, err := db.FinishReport(ctx, tx, db.FinishReportParams{
+			Ready: db.MarkReportReadyParams{
+				ID: rep.ID,
+				Metadata: db.ReadyMetadata{RowCount: file.summary.RowCount, Totals: totals, Format: file.format,
+					PseudonymKeyID: file.pseudonymKeyID},
+				SizeBytes:   file.size,
+				SHA256:      file.sha256,
+				ContentType: file.contentType,
+				ObjectKey:   file.key,
+				ExpiresAt:   now.Add(w.Portal.Retention()),
+			},
+			SigningKeyID: keys.Current.ID,
+			SigningKey:   keys.Current.Public,
+			Manifest:     db.ReportManifest{ReportID: manifest.ReportID, KeyID: keys.Current.ID, Manifest: string(canonical), Signature: sig},
+			Event: db.CreateEventParams{
+				OrgID: rep.OrgID, ApplicationID: rep.ApplicationID, CaseID: rep.CaseID, ReportID: rep.ID,
+				ReportType: rep.Type, Kind: db.EventReportGenerated,
+				Details: map[string]any{
+					"row_count":  file.summary.RowCount,
+					"size_bytes": file.size,
+					"sha256":     file.sha256,
+					"job_id":     job.ID,
+					"attempt":    job.Attempt,
+				},
+			},
 		})
 		if err != nil {
 			return err
@@ -234,18 +254,6 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 				return errRollback
 			}
 			return fmt.Errorf("report is %s, not running: not marking it ready", cur.Status)
-		}
-		if err := SignAndStoreManifest(ctx, tx, keys, manifest); err != nil {
-			return err
-		}
-		if err := db.CreateReportEvent(ctx, tx, rep, db.EventReportGenerated, "", map[string]any{
-			"row_count":  file.summary.RowCount,
-			"size_bytes": file.size,
-			"sha256":     file.sha256,
-			"job_id":     job.ID,
-			"attempt":    job.Attempt,
-		}); err != nil {
-			return err
 		}
 		reachedCommit = true
 		return nil
