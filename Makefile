@@ -78,6 +78,11 @@ bench: ## Run the load benchmark (cmd/tally-bench) against local services; args 
 	$(call services_env,DATABASE_URL)
 	$(GO) run ./cmd/tally-bench $(BENCH_ARGS)
 
+.PHONY: bench-large
+bench-large: ## make bench plus a 10M-transaction scope (seeding it takes minutes); args in BENCH_ARGS
+	$(call services_env,DATABASE_URL)
+	$(GO) run ./cmd/tally-bench -large $(BENCH_ARGS)
+
 .PHONY: chaos
 chaos: ## Run the chaos test (cmd/tally-chaos): its own PostgreSQL and MinIO, crashed and restarted; args in CHAOS_ARGS
 	$(call services_env,DATABASE_URL)

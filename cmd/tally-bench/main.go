@@ -55,6 +55,7 @@ type options struct {
 	warmup       time.Duration // unmeasured load before each phase
 	pickups      int           // reports created one at a time per pickup run
 	only         map[int]bool  // rows to measure (-only); nil: all
+	large        bool          // -large: a 10M-transaction scope after the others
 	workerBin    string        // a prebuilt tally-worker to run instead of this tree's (-worker-bin)
 	apiBin       string        // a prebuilt tally-api to run instead of this tree's (-api-bin)
 }
@@ -70,6 +71,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
 	only := fs.String("only", "", "comma-separated rows to measure (e.g. 2,4); rows 3, 5 and 9-11 bring row 2. Implies -out '' unless -out is given")
+	fs.BoolVar(&o.large, "large", false, "add a 10M-transaction scope to rows 2 and 3 (seeding it takes minutes; make bench-large)")
 	fs.StringVar(&o.workerBin, "worker-bin", "", "run this prebuilt tally-worker instead of building this tree's (for before/after pairs)")
 	fs.StringVar(&o.apiBin, "api-bin", "", "run this prebuilt tally-api instead of building this tree's (for before/after pairs)")
 	sizes := fs.String("sizes", "", "comma-separated scope sizes of rows 2 and 3 (e.g. 10000,100000), instead of the defaults")
@@ -124,6 +126,9 @@ func parseOptions(args []string) (*options, error) {
 			}
 			o.sizes = append(o.sizes, n)
 		}
+	}
+	if o.large {
+		o.sizes = append(o.sizes, 10_000_000)
 	}
 	return o, nil
 }
