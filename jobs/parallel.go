@@ -255,10 +255,15 @@ func snapshotTxs(ctx context.Context, pool *pgxpool.Pool, n int) ([]pgx.Tx, func
 		release()
 		return nil, nil, fmt.Errorf("exporting the snapshot: %w", err)
 	}
+	if _, err := first.Exec(ctx, rangePlanSettings); err != nil {
+		release()
+		return nil, nil, fmt.Errorf("setting up the range reads: %w", err)
+	}
 	for range n - 1 {
 		tx, err := begin()
 		if err == nil {
-			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT `+quoteLiteral(snapshot))
+			// One round trip: the import first, as it must be.
+			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT `+quoteLiteral(snapshot)+`; `+rangePlanSettings)
 		}
 		if err != nil {
 			release()
@@ -267,6 +272,14 @@ func snapshotTxs(ctx context.Context, pool *pgxpool.Pool, n int) ([]pgx.Tx, func
 	}
 	return txs, release, nil
 }
+
+// rangePlanSettings make the range reads walk the scope index in report
+// order. Left to itself the planner costs a range of ~20k rows as a bitmap
+// heap scan and a sort, which spills past work_mem and sorts what the index
+// already orders: measured, the 1M report read in ranges so took 15.2 s
+// against 11.5 s for one index-order query. These transactions run nothing
+// else, and SET LOCAL ends with them.
+const rangePlanSettings = `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off`
 
 // quoteLiteral quotes an exported snapshot id (hex digits and dashes) as
 // an SQL literal; SET TRANSACTION SNAPSHOT takes no parameters.
