@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,6 +20,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -54,6 +56,9 @@ type Opts struct {
 	// (default 1 KiB/s) is cut off.
 	DownloadMinRate      int64
 	DownloadStallTimeout time.Duration
+	// WaitsPerUser bounds the requests of one user waiting at once with
+	// Prefer: wait (default 20); beyond, 429 too_many_waits.
+	WaitsPerUser int
 	// CreatePerMinute is each user's report-creation rate (default 60, burst 20).
 	CreatePerMinute float64
 	// MaxAttempts is each report job's attempt budget, fixed at insert
@@ -98,6 +103,10 @@ type Server struct {
 	trustedProxies  []netip.Prefix
 	admin           *echo.Echo
 	now             func() time.Time
+	watcher         *db.Watcher
+	waits           *waitLimiter
+	stopping        chan struct{}
+	stopOnce        sync.Once
 }
 
 // New builds the API. Start must be called before serving when River UI is on.
@@ -145,6 +154,13 @@ func New(opts Opts) (*Server, error) {
 		perOrg = config.DefaultDownloadsPerOrg
 	}
 	s.downloads = newDownloadLimiter(perUser, perOrg)
+	waitsPerUser := opts.WaitsPerUser
+	if waitsPerUser <= 0 {
+		waitsPerUser = config.DefaultWaitsPerUser
+	}
+	s.waits = newWaitLimiter(waitsPerUser)
+	s.stopping = make(chan struct{})
+	s.watcher = db.NewWatcher(opts.Pool.Config().ConnConfig, &db.WatcherOpts{Logger: s.logger})
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -177,13 +193,27 @@ func New(opts Opts) (*Server, error) {
 	return s, nil
 }
 
-// Start runs River UI's background work until ctx ends.
+// Start runs the API's background work until ctx ends: the listener that
+// wakes requests waiting for a report's status (Prefer: wait), and River
+// UI's.
 func (s *Server) Start(ctx context.Context) error {
+	go func() { _ = s.watcher.Run(ctx) }()
 	if h, ok := s.riverUI.(interface{ Start(context.Context) error }); ok {
 		return h.Start(ctx)
 	}
 	return nil
 }
+
+// StopWaiting ends every request waiting for a report's status change: each
+// answers at once with the report as it is, and later ones do not wait.
+// Register it with http.Server.RegisterOnShutdown, so that a graceful
+// shutdown does not wait for them.
+func (s *Server) StopWaiting() {
+	s.stopOnce.Do(func() { close(s.stopping) })
+}
+
+// WatcherStatus reports the state of the listener behind Prefer: wait.
+func (s *Server) WatcherStatus() db.WatcherStatus { return s.watcher.Status() }
 
 // ServeHTTP makes the Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
@@ -208,7 +238,7 @@ func (s *Server) AdminHTTPServer(addr string) *http.Server {
 }
 
 func (s *Server) httpServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
+	hs := &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -217,4 +247,6 @@ func (s *Server) httpServer(addr string, h http.Handler) *http.Server {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	hs.RegisterOnShutdown(s.StopWaiting)
+	return hs
 }

@@ -76,6 +76,7 @@ func run(ctx context.Context) error {
 		RequestTimeout: cfg.RequestTimeout, MaxAttempts: cfg.MaxAttempts, CreatePerMinute: cfg.CreateRateLimit, LargeReportRows: cfg.LargeThreshold,
 		TrustedProxies: cfg.TrustedProxies, DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
 		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout,
+		WaitsPerUser: cfg.WaitsPerUser,
 	})
 	if err != nil {
 		return err
