@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -298,5 +299,56 @@ func TestWaitCanceledBySQL(t *testing.T) {
 	var got api.Report
 	if err := json.Unmarshal(r.Body.Bytes(), &got); err != nil || r.Code != 200 || got.Status != db.ReportCanceled {
 		t.Fatalf("got %d %s, want 200 canceled", r.Code, r.Body)
+	}
+}
+
+// TestWaitEndsOnGracefulShutdown: http.Server.Shutdown of the API's own
+// server (as tally-api does on SIGTERM) answers a waiting request with the
+// report as it is instead of waiting for it.
+func TestWaitEndsOnGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.runningReport(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := b.server.HTTPServer(ln.Addr().String())
+	go func() { _ = hs.Serve(ln) }()
+
+	type answer struct {
+		status int
+		report api.Report
+		err    error
+	}
+	out := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/api/reports/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+b.fx.tokens["owner"])
+		req.Header.Set("Prefer", "wait=30")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			out <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var a answer
+		a.status, a.err = resp.StatusCode, json.NewDecoder(resp.Body).Decode(&a.report)
+		out <- a
+	}()
+	until(t, "the request waiting", func() bool { return waitingNow(t, b.server) == 1 })
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := hs.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	a := <-out
+	if a.err != nil || a.status != 200 || a.report.Status != db.ReportRunning {
+		t.Fatalf("got %d %+v %v, want 200 running", a.status, a.report, a.err)
+	}
+	if elapsed := time.Since(start); elapsed > generous {
+		t.Errorf("shutdown took %s: it waited for the waiting request", elapsed)
 	}
 }
