@@ -115,7 +115,7 @@ func New(opts Opts) (*Server, error) {
 		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows, maxAttempts: opts.MaxAttempts,
 		trustedProxies: opts.TrustedProxies, adminUser: opts.AdminUser, adminPassword: opts.AdminPassword,
 		separateAdmin: opts.SeparateAdmin, telemetry: opts.Telemetry,
-		registry:      opts.Registry, now: opts.NowFunc, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
+		registry: opts.Registry, now: opts.NowFunc, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

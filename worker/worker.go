@@ -120,6 +120,9 @@ type Opts struct {
 	// Keys sign report manifests and activity checkpoints; nil means an
 	// ephemeral key, generated at start with a loud warning.
 	Keys *evidence.Keys
+	// Plugins are added to the River client, such as tracing
+	// (telemetry.RiverPlugins); nil: none.
+	Plugins []rivertype.Plugin
 }
 
 // OptsFromConfig returns the Opts the environment configures, without the
@@ -282,6 +285,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.ReproduceReportsArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.ReproduceReportsArgs{}.Kind()}),
 		},
+		Plugins:  opts.Plugins,
 		TestOnly: opts.TestOnly,
 	})
 	if err != nil {

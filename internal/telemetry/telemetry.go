@@ -14,9 +14,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
@@ -129,6 +131,24 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("telemetry: flushing spans: %w", err)
 	}
 	return nil
+}
+
+// FlushTimeout bounds Close: how long a stopping process waits for its
+// last spans to be exported.
+const FlushTimeout = 5 * time.Second
+
+// Close flushes and stops tracing at the end of a process, within
+// FlushTimeout even when ctx is already done, and logs a failure rather
+// than failing the process's exit for it.
+func (t *Telemetry) Close(ctx context.Context, logger *slog.Logger) {
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FlushTimeout)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		logger.WarnContext(ctx, "flushing traces", slog.String("error", err.Error()))
+	}
 }
 
 // TracerProvider returns the provider of spans; nil when tracing is off.
