@@ -45,7 +45,7 @@ func run(ctx context.Context) error {
 	logger.Info("starting tally-api", slog.Int("port", cfg.Port), slog.String("s3_endpoint", cfg.S3.Endpoint),
 		slog.Any("s3_secret", cfg.S3.SecretAccessKey), slog.Bool("river_ui", cfg.AdminUser != ""), slog.String("admin_addr", cfg.AdminAddr))
 
-	tel, err := telemetry.Setup(ctx, "tally-api")
+	tel, err := telemetry.Setup(ctx, "tally-api", logger)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func run(ctx context.Context) error {
 	}
 	logger := cfg.NewLogger(os.Stderr).With(slog.String("service", "tally-worker"))
 
-	tel, err := telemetry.Setup(ctx, "tally-worker")
+	tel, err := telemetry.Setup(ctx, "tally-worker", logger)
 	if err != nil {
 		return err
 	}

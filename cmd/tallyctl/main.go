@@ -45,7 +45,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	logger := cfg.NewLogger(os.Stderr)
-	tel, err := telemetry.Setup(ctx, "tallyctl")
+	tel, err := telemetry.Setup(ctx, "tallyctl", logger)
 	if err != nil {
 		return err
 	}

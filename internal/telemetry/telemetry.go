@@ -59,7 +59,7 @@ func Enabled(getenv func(string) string) bool {
 	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
 }
 
-// Setup reads the OTEL_* variables. When they leave tracing off it returns
+// Setup reads the OTEL_* variables; logger receives export failures. When they leave tracing off it returns
 // nil (a no-op: the global tracer provider stays OpenTelemetry's no-op one
 // and no exporter goroutine starts). Otherwise it installs, as the process's
 // globals, a tracer provider that batches spans to an OTLP/HTTP exporter and
@@ -72,7 +72,7 @@ func Enabled(getenv func(string) string) bool {
 // serviceName, and OTEL_RESOURCE_ATTRIBUTES). Only OTLP over HTTP is built
 // in: OTEL_EXPORTER_OTLP_PROTOCOL=grpc is an error, as is a
 // OTEL_TRACES_EXPORTER other than otlp or none.
-func Setup(ctx context.Context, serviceName string) (*Telemetry, error) {
+func Setup(ctx context.Context, serviceName string, logger *slog.Logger) (*Telemetry, error) {
 	if !Enabled(os.Getenv) {
 		return nil, nil
 	}
@@ -108,6 +108,11 @@ func Setup(ctx context.Context, serviceName string) (*Telemetry, error) {
 	t.shutdown = tp.Shutdown
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(t.propagator)
+	// Export failures (a collector down) go to the process's log, not
+	// stderr's plain text; the SDK drops the spans and carries on.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("tracing", slog.String("error", err.Error()))
+	}))
 	return t, nil
 }
 

@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -72,7 +73,7 @@ func TestEnabled(t *testing.T) {
 func TestSetupWithoutVariablesIsNoop(t *testing.T) {
 	clearOTEL(t)
 	restoreGlobals(t)
-	tel, err := telemetry.Setup(context.Background(), "tally-test")
+	tel, err := telemetry.Setup(context.Background(), "tally-test", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestSetupExportsOverOTLPHTTP(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	t.Setenv("OTEL_SERVICE_NAME", "tally-from-env")
 
-	tel, err := telemetry.Setup(context.Background(), "tally-test")
+	tel, err := telemetry.Setup(context.Background(), "tally-test", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ func TestSetupRejectsWhatIsNotBuiltIn(t *testing.T) {
 			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 			t.Setenv(tc.key, tc.value)
 			before := otel.GetTracerProvider()
-			tel, err := telemetry.Setup(context.Background(), "tally-test")
+			tel, err := telemetry.Setup(context.Background(), "tally-test", slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, %v; want an error saying %q", tel, err, tc.want)
 			}
