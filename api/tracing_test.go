@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -137,6 +138,83 @@ func TestTraceOfAReportFromPOSTToWorker(t *testing.T) {
 	put := findSpan(t, exp, under(work, httpScope, func(n string) bool { return n == "s3 PUT" })) // the upload
 	if put.SpanKind() != trace.SpanKindClient {
 		t.Errorf("S3 span kind: got %v, want client", put.SpanKind())
+	}
+}
+
+// TestTracingSpanPerRequest: one server span per request, named by method
+// and route template (never the path with its ids), continuing the trace of
+// an incoming traceparent, with the final status (5xx: an error, with the
+// error's code recorded); probes are not traced, and an unmatched path is
+// named by its method alone.
+func TestTracingSpanPerRequest(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	b := setupTraced(t, telemetry.New(tp))
+	ctx := context.Background()
+
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	created := b.create(t, "full", "alpha", b.fx.caseOK.ID, "transaction_summary", withHeader("traceparent", parent))
+	if created.Code != http.StatusAccepted {
+		t.Fatalf("create: got %d %s, want 202", created.Code, created.Body)
+	}
+	id := decode[api.Report](t, created).ID
+	server := findSpan(t, exp, func(s sdktrace.ReadOnlySpan) bool {
+		return s.Name() == "POST /api/applications/:foreignId/case-reports"
+	})
+	if got := server.SpanContext().TraceID().String(); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("trace id: got %s, want the incoming traceparent's", got)
+	}
+	if got := server.Parent(); got.SpanID().String() != "00f067aa0ba902b7" || !got.IsRemote() {
+		t.Errorf("parent: got %s (remote %v), want the incoming traceparent's span, remote", got.SpanID(), got.IsRemote())
+	}
+
+	// A 500: the report's object holds other bytes than the report says.
+	b.makeReady(t, id, []byte("row_type,contract_id\ntotal,,EUR\n"))
+	rep, err := db.GetReportByID(ctx, b.pool, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.Put(ctx, *rep.ObjectKey, strings.NewReader("other bytes"), "text/csv; charset=utf-8"); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.do(t, http.MethodGet, "/api/reports/"+id+"/download", b.fx.tokens["owner"], nil); r.Code != http.StatusInternalServerError {
+		t.Fatalf("download: got %d %s, want 500", r.Code, r.Body)
+	}
+	download := findSpan(t, exp, func(s sdktrace.ReadOnlySpan) bool { return s.Name() == "GET /api/reports/:reportId/download" })
+	if got := attrMap(download.Attributes())["http.response.status_code"].AsInt64(); got != http.StatusInternalServerError {
+		t.Errorf("download status attribute: got %d, want 500", got)
+	}
+	if got := download.Status().Code; got != codes.Error {
+		t.Errorf("download span status: got %v, want Error", got)
+	}
+	var recorded string
+	for _, ev := range download.Events() {
+		if ev.Name == "exception" {
+			recorded = attrMap(ev.Attributes)["tally.error_code"].AsString()
+		}
+	}
+	if recorded != api.CodeReportObjectMismatch {
+		t.Errorf("recorded error code: got %q, want %q", recorded, api.CodeReportObjectMismatch)
+	}
+
+	if r := b.do(t, http.MethodGet, "/no/such/path", b.fx.tokens["full"], nil); r.Code != http.StatusNotFound {
+		t.Fatalf("unmatched: got %d, want 404", r.Code)
+	}
+	findSpan(t, exp, func(s sdktrace.ReadOnlySpan) bool {
+		return s.Name() == http.MethodGet && attrMap(s.Attributes())["http.response.status_code"].AsInt64() == http.StatusNotFound
+	})
+	if r := b.do(t, http.MethodGet, "/healthz", "", nil); r.Code != http.StatusOK {
+		t.Fatalf("healthz: got %d, want 200", r.Code)
+	}
+	for _, s := range exp.GetSpans().Snapshots() {
+		if s.SpanKind() == trace.SpanKindServer && strings.Contains(s.Name(), "healthz") {
+			t.Errorf("probe traced: %s", s.Name())
+		}
+		if strings.Contains(s.Name(), id) {
+			t.Errorf("span name %q holds the report id", s.Name())
+		}
 	}
 }
 
