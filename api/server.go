@@ -114,8 +114,9 @@ func New(opts Opts) (*Server, error) {
 		requestTimeout: opts.RequestTimeout, downloadTimeout: opts.DownloadTimeout,
 		admissionWait: opts.AdmissionWait, largeRows: opts.LargeReportRows, maxAttempts: opts.MaxAttempts,
 		trustedProxies: opts.TrustedProxies, adminUser: opts.AdminUser, adminPassword: opts.AdminPassword,
-		separateAdmin: opts.SeparateAdmin, telemetry: opts.Telemetry,
-		registry: opts.Registry, now: opts.NowFunc, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
+		separateAdmin: opts.SeparateAdmin,
+		registry:      opts.Registry, now: opts.NowFunc, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
+		telemetry: opts.Telemetry,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
