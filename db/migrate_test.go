@@ -14,7 +14,7 @@ import (
 func TestMigrateTwiceIsNoOp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := tallytest.DB(t) // cloned from a migrated template
+	pool := tallytest.OwnerDB(t) // cloned from a migrated template; migrating is the owner's
 
 	res, err := db.Migrate(ctx, pool, nil)
 	if err != nil {
