@@ -286,6 +286,14 @@ func OwnerDB(tb testing.TB) *pgxpool.Pool {
 	return connect(tb, OwnerDatabaseURL(tb))
 }
 
+// AsOwner returns a pool on pool's database connected as the test server's
+// admin user, for test setup that stands in for what the database's owner
+// does in production (ANALYZE, as autovacuum does; VACUUM).
+func AsOwner(tb testing.TB, pool *pgxpool.Pool) *pgxpool.Pool {
+	tb.Helper()
+	return connect(tb, withDatabase(GetServices(tb).DatabaseURL, pool.Config().ConnConfig.Database))
+}
+
 func connect(tb testing.TB, url string) *pgxpool.Pool {
 	tb.Helper()
 	pool, err := db.Connect(context.Background(), url, &db.PoolOpts{MaxConns: 20})
