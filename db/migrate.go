@@ -47,8 +47,8 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (*Mig
 	return MigrateWith(ctx, pool, MigrateOpts{Logger: logger})
 }
 
-// MigrateWith is Migrate with options. The pool needs three connections: the
-// lock's, goose's lock's and the one migrating.
+// MigrateWith is Migrate with options. The pool needs two connections: the
+// lock's and the one migrating (goose holds its own lock on that one).
 func MigrateWith(ctx context.Context, pool *pgxpool.Pool, opts MigrateOpts) (res *MigrateResult, err error) {
 	logger := opts.Logger
 	if logger == nil {

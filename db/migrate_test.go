@@ -77,7 +77,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	errs := make([]error, runs)
 	var wg sync.WaitGroup
 	for i := range runs {
-		pool, err := db.Connect(ctx, url, &db.PoolOpts{MaxConns: 3})
+		pool, err := db.Connect(ctx, url, &db.PoolOpts{MaxConns: 2}) // as tally-chaos migrates
 		if err != nil {
 			t.Fatal(err)
 		}
