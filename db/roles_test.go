@@ -2,6 +2,8 @@ package db_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/url"
 	"strings"
@@ -57,10 +59,15 @@ func TestRuntimeRoleChangesNoSchema(t *testing.T) {
 // the migrator owns what it created, the runtime role can use it, and a
 // second EnsureRoles changes nothing.
 func TestRolesMigratorOwnsRuntimeUses(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	super := tallytest.EmptyDB(t)
-	suffix := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))[:20] + "_" + randomID(t)
-	opts := db.RolesOpts{Migrator: "m_" + suffix, Runtime: "r_" + suffix, MigratorPassword: "it's a 'quoted' one", RuntimePassword: "r"}
+	var suffix [6]byte
+	_, _ = rand.Read(suffix[:])
+	opts := db.RolesOpts{
+		Migrator: "tally_test_m_" + hex.EncodeToString(suffix[:]), Runtime: "tally_test_r_" + hex.EncodeToString(suffix[:]),
+		MigratorPassword: "it's a 'quoted' one; DROP ROLE postgres; --", RuntimePassword: "r",
+	}
 	dbName := super.Config().ConnConfig.Database
 	t.Cleanup(func() {
 		admin, err := pgx.Connect(ctx, tallytest.GetServices(t).DatabaseURL)
@@ -81,24 +88,28 @@ func TestRolesMigratorOwnsRuntimeUses(t *testing.T) {
 		}
 	}
 
-	as := func(role string) *pgx.Conn {
+	var hasPassword bool
+	if err := super.QueryRow(ctx, `SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = $1`, opts.Migrator).Scan(&hasPassword); err != nil || !hasPassword {
+		t.Errorf("the migrator's password is not set (%v)", err)
+	}
+
+	urlAs := func(role string) string {
 		u, err := url.Parse(super.Config().ConnString())
 		if err != nil {
 			t.Fatal(err)
 		}
-		u.User = url.User(role)
-		conn, err := pgx.Connect(ctx, u.String())
+		u.User = url.User(role) // the test server trusts local connections
+		return u.String()
+	}
+	as := func(role string) *pgx.Conn {
+		conn, err := pgx.Connect(ctx, urlAs(role))
 		if err != nil {
 			t.Fatalf("connecting as %s: %v", role, err)
 		}
 		t.Cleanup(func() { conn.Close(ctx) })
 		return conn
 	}
-	migratorPool, err := db.Connect(ctx, func() string {
-		u, _ := url.Parse(super.Config().ConnString())
-		u.User = url.User(opts.Migrator)
-		return u.String()
-	}(), &db.PoolOpts{MaxConns: 3})
+	migratorPool, err := db.Connect(ctx, urlAs(opts.Migrator), &db.PoolOpts{MaxConns: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,13 +139,4 @@ func TestRolesMigratorOwnsRuntimeUses(t *testing.T) {
 	if _, err := runtime.Exec(ctx, `CREATE TABLE evil (id int)`); err == nil {
 		t.Error("the runtime role created a table")
 	}
-}
-
-func randomID(t *testing.T) string {
-	t.Helper()
-	var s string
-	if err := tallytest.DB(t).QueryRow(context.Background(), `SELECT substr(md5(random()::text), 1, 8)`).Scan(&s); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
