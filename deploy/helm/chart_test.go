@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -503,6 +504,50 @@ func TestChartAutoscaling(t *testing.T) {
 			t.Errorf("HPA target %+v, want a Value in seconds", m.Target)
 		}
 	})
+}
+
+// TestChartEnvIsConfig: every variable the chart sets is one config reads
+// (a misspelt name would be ignored silently and its default used), or
+// OpenTelemetry's.
+func TestChartEnvIsConfig(t *testing.T) {
+	known := map[string]bool{}
+	var walk func(typ reflect.Type, prefix string)
+	walk = func(typ reflect.Type, prefix string) {
+		for f := range typ.Fields() {
+			if p, ok := f.Tag.Lookup("envPrefix"); ok {
+				walk(f.Type, prefix+p)
+			} else if name, ok := f.Tag.Lookup("env"); ok {
+				known[prefix+name] = true
+			}
+		}
+	}
+	walk(reflect.TypeFor[config.Config](), "")
+	for _, v := range config.FileVariables {
+		known[v+"_FILE"] = true
+	}
+	if !known["TALLY_SHUTDOWN_TIMEOUT"] || !known["S3_ENDPOINT"] || !known["TALLY_SIGNING_KEY_FILE"] {
+		t.Fatalf("read no variables from config.Config's tags: %v", known)
+	}
+	for _, variant := range variants {
+		r := load(t, variant)
+		var pods []corev1.PodSpec
+		for _, d := range r.deployments {
+			pods = append(pods, d.Spec.Template.Spec)
+		}
+		for _, j := range r.jobs {
+			pods = append(pods, j.Spec.Template.Spec)
+		}
+		for _, p := range pods {
+			for _, c := range p.Containers {
+				for _, e := range c.Env {
+					// OTEL_* belong to OpenTelemetry's SDK, not to config.
+					if !known[e.Name] && !strings.HasPrefix(e.Name, "OTEL_") {
+						t.Errorf("%s: container %s sets %s, which config does not read", variant, c.Name, e.Name)
+					}
+				}
+			}
+		}
+	}
 }
 
 func envValue(c corev1.Container, name string) (string, bool) {
