@@ -21,6 +21,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/telemetry"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -73,6 +74,8 @@ type Opts struct {
 	Registry *prometheus.Registry
 	// NowFunc returns the current time; nil means time.Now.
 	NowFunc func() time.Time
+	// Telemetry traces requests (tracing.go); nil: tracing off, no middleware.
+	Telemetry *telemetry.Telemetry
 }
 
 // Server is the API.
@@ -107,6 +110,7 @@ type Server struct {
 	waits           *waitLimiter
 	stopping        chan struct{}
 	stopOnce        sync.Once
+	telemetry       *telemetry.Telemetry
 }
 
 // New builds the API. Start must be called before serving when River UI is on.
@@ -121,6 +125,7 @@ func New(opts Opts) (*Server, error) {
 		trustedProxies: opts.TrustedProxies, adminUser: opts.AdminUser, adminPassword: opts.AdminPassword,
 		separateAdmin: opts.SeparateAdmin,
 		registry:      opts.Registry, now: opts.NowFunc, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
+		telemetry: opts.Telemetry,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
