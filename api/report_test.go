@@ -114,15 +114,26 @@ func until(t *testing.T, what string, cond func() bool) {
 // count once they gave their admission slot back.
 func waitingNow(t *testing.T, s *api.Server) int {
 	t.Helper()
+	return int(metricValue(t, s, "tally_report_waits_in_progress"))
+}
+
+// metricValue reads an unlabelled gauge or counter of the API's registry.
+func metricValue(t *testing.T, s *api.Server, name string) float64 {
+	t.Helper()
 	mfs, err := s.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "tally_report_waits_in_progress" {
-			return int(mf.GetMetric()[0].GetGauge().GetValue())
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
 		}
 	}
+	t.Fatalf("no metric %s", name)
 	return 0
 }
 
@@ -261,6 +272,9 @@ func TestWaitSurvivesListenerReconnect(t *testing.T) {
 		s := b.server.WatcherStatus()
 		return s.Listening && s.Connects > before.Connects && s.PID != before.PID
 	})
+	if got := metricValue(t, b.server, "tally_report_status_listener_connects_total"); got != float64(before.Connects+1) {
+		t.Errorf("tally_report_status_listener_connects_total = %v, want %d", got, before.Connects+1)
+	}
 	// The reconnection woke the waiter to read again; it is waiting again.
 	until(t, "the early request to wait again", func() bool { return b.server.WatcherStatus().Waiting == 1 })
 	lateWait := b.startWait(t, "/api/reports/"+late, b.fx.tokens["owner"], "wait=30")

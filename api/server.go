@@ -186,6 +186,21 @@ func New(opts Opts) (*Server, error) {
 	s.limiter = newKeyedLimiter(perMinute, 20)
 	s.adminFailures = newKeyedLimiter(adminFailuresPerMinute, adminFailureBurst)
 	s.metrics = newMetrics(s.registry)
+	s.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tally_report_status_listener_up",
+			Help: "1 while the connection that LISTENs for report status changes (Prefer: wait) is listening.",
+		}, func() float64 {
+			if s.watcher.Status().Listening {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tally_report_status_listener_connects_total",
+			Help: "Connections made by the report status listener; more than one means it reconnected.",
+		}, func() float64 { return float64(s.watcher.Status().Connects) }),
+	)
 	if s.adminUser != "" && s.adminPassword != "" {
 		h, err := newRiverUI(opts.River, s.logger)
 		if err != nil {
