@@ -132,6 +132,9 @@ type Opts struct {
 	// ReportParallelism is passed to jobs.GenerateReportWorker: how many
 	// ranges of a large scope are read at once; below 1 means one.
 	ReportParallelism int
+	// Plugins are added to the River client, such as tracing
+	// (telemetry.RiverPlugins); nil: none.
+	Plugins []rivertype.Plugin
 }
 
 // OptsFromConfig returns the Opts the environment configures, without the
@@ -297,6 +300,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.ReproduceReportsArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.ReproduceReportsArgs{}.Kind()}),
 		},
+		Plugins:  opts.Plugins,
 		TestOnly: opts.TestOnly,
 	})
 	if err != nil {
@@ -310,10 +314,6 @@ func (w *Worker) Client() *river.Client[pgx.Tx] { return w.client }
 
 // Metrics returns the process's metrics.
 func (w *Worker) Metrics() *Metrics { return w.metrics }
-
-// stopGrace is how long Run waits for jobs to return after their contexts
-// were cancelled, before it gives up on them.
-const stopGrace = 10 * time.Second
 
 // Run works jobs until ctx is done, then stops softly: it stops fetching,
 // lets running jobs finish for up to ShutdownTimeout, then cancels their
@@ -355,7 +355,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return nil
 	}
 	w.logger.WarnContext(stopCtx, "jobs still running after the shutdown timeout; cancelling them so that they are retried")
-	hardCtx, cancel := context.WithTimeout(stopCtx, stopGrace)
+	hardCtx, cancel := context.WithTimeout(stopCtx, config.WorkerStopGrace)
 	defer cancel()
 	if err := w.client.StopAndCancel(hardCtx); err != nil {
 		return fmt.Errorf("stopping River client: jobs did not return after cancellation: %w", err)

@@ -46,6 +46,11 @@ type options struct {
 	runs  int
 	out   string
 	keep  bool
+	only  map[int]bool // rows to measure; empty: every row
+	large bool         // -large: a 10M-transaction scope after the others
+
+	workerBin string // a prebuilt tally-worker to run instead of this tree's (-worker-bin)
+	apiBin    string // a prebuilt tally-api to run instead of this tree's (-api-bin)
 
 	sizes        []int64       // transactions in scope of the time-to-ready reports
 	smallReports int           // reports in the small-report throughput batch
@@ -54,14 +59,7 @@ type options struct {
 	loadFor      time.Duration // measured duration of each load phase
 	warmup       time.Duration // unmeasured load before each phase
 	pickups      int           // reports created one at a time per pickup run
-	only         map[int]bool  // rows to measure (-only); nil: all
-	large        bool          // -large: a 10M-transaction scope after the others
-	workerBin    string        // a prebuilt tally-worker to run instead of this tree's (-worker-bin)
-	apiBin       string        // a prebuilt tally-api to run instead of this tree's (-api-bin)
 }
-
-// row reports whether row n is measured: every row without -only.
-func (o *options) row(n int) bool { return o.only == nil || o.only[n] }
 
 func parseOptions(args []string) (*options, error) {
 	fs := flag.NewFlagSet("tally-bench", flag.ContinueOnError)
@@ -70,7 +68,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per figure; the table shows medians")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
-	only := fs.String("only", "", "comma-separated rows to measure (e.g. 2,4); rows 3, 5 and 9-11 bring row 2. Implies -out '' unless -out is given")
+	only := fs.String("only", "", "comma-separated row numbers to measure (e.g. 12,13); empty: every row")
 	fs.BoolVar(&o.large, "large", false, "add a 10M-transaction scope to rows 2 and 3 (seeding it takes minutes; make bench-large)")
 	fs.StringVar(&o.workerBin, "worker-bin", "", "run this prebuilt tally-worker instead of building this tree's (for before/after pairs)")
 	fs.StringVar(&o.apiBin, "api-bin", "", "run this prebuilt tally-api instead of building this tree's (for before/after pairs)")
@@ -84,8 +82,17 @@ func parseOptions(args []string) (*options, error) {
 	if o.runs < 1 {
 		return nil, errors.New("-runs must be at least 1")
 	}
-	outSet := false
-	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+	o.only = map[int]bool{}
+	for _, f := range strings.Split(*only, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > lastRow {
+			return nil, fmt.Errorf("-only: %q is not a row number from 1 to %d", f, lastRow)
+		}
+		o.only[n] = true
+	}
 	if o.quick {
 		o.sizes = []int64{10_000, 100_000}
 		o.smallReports, o.smallRows = 200, 1_000
@@ -98,24 +105,6 @@ func parseOptions(args []string) (*options, error) {
 		o.smallWorkers = []int{1, 2, 4}
 		o.loadFor, o.warmup = 5*time.Second, time.Second
 		o.pickups = 20
-	}
-	if *only != "" {
-		o.only = map[int]bool{}
-		for _, f := range strings.Split(*only, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 || n > 11 {
-				return nil, fmt.Errorf("-only: %q is not a row number (1-11)", f)
-			}
-			o.only[n] = true
-		}
-		for _, n := range []int{3, 5, 9, 10, 11} {
-			if o.only[n] {
-				o.only[2] = true
-			}
-		}
-		if !outSet {
-			o.out = ""
-		}
 	}
 	if *sizes != "" {
 		o.sizes = nil
@@ -130,7 +119,29 @@ func parseOptions(args []string) (*options, error) {
 	if o.large {
 		o.sizes = append(o.sizes, 10_000_000)
 	}
+	if o.only[9] || o.only[11] {
+		o.only[2] = true // they read the largest report row 2 builds
+	}
+	if !o.wants(2, 3, 5, 9, 10, 11) {
+		o.sizes = nil // no row reads the large scopes: do not seed them
+	}
 	return o, nil
+}
+
+// lastRow is the number of the table's last row.
+const lastRow = 13
+
+// wants reports whether any of the rows is to be measured.
+func (o *options) wants(rows ...int) bool {
+	if len(o.only) == 0 {
+		return true
+	}
+	for _, n := range rows {
+		if o.only[n] {
+			return true
+		}
+	}
+	return false
 }
 
 func run(ctx context.Context) error {
