@@ -275,6 +275,10 @@ func (b *bench) startAPI(ctx context.Context) error {
 		"TALLY_WAIT_PER_USER": strconv.Itoa(2 * waitClients),
 		"TALLY_ADMIN_USER":    "", "TALLY_ADMIN_PASSWORD": "", "TALLY_LARGE_REPORT_ROWS": strconv.Itoa(config.DefaultLargeReportRows),
 		"LOG_LEVEL": "info", "LOG_FORMAT": "json",
+		// The local services' development secrets: the API refuses them
+		// outside development (config.CheckSecrets), and nothing else in
+		// it depends on TALLY_ENV.
+		"TALLY_ENV": "development",
 	})
 	p, err := startProc("tally-api", b.bin.api, env, logPath(b.tmp, "api"))
 	if err != nil {
