@@ -79,6 +79,13 @@ const (
 	DefaultDownloadMinRate      = 1 << 10 // bytes per second
 	DefaultDownloadStallTimeout = 30 * time.Second
 	DefaultSweepInterval        = time.Hour
+	// DefaultChainInterval is how often each worker chains committed
+	// activity events: an event is tamper-evident about this long after it
+	// commits.
+	DefaultChainInterval = time.Second
+	// DefaultChainPendingGrace is the age above which tallyctl audit
+	// verify calls an event not chained yet an error.
+	DefaultChainPendingGrace = 5 * time.Minute
 	// DefaultSweepGrace must exceed DefaultJobTimeout: a run may commit its
 	// file up to its job timeout after it started.
 	DefaultSweepGrace = time.Hour
@@ -147,6 +154,9 @@ type Config struct {
 	// SweepGrace is the age below which the sweep keeps a file or upload
 	// that a run in flight may still commit; it must exceed the job timeout.
 	SweepGrace time.Duration `env:"TALLY_SWEEP_GRACE"`
+	// ChainInterval is how often each worker appends committed activity
+	// events to their organization's hash chain.
+	ChainInterval time.Duration `env:"TALLY_CHAIN_INTERVAL"`
 	// SigningKeysDir holds the PEM Ed25519 keys that sign report manifests
 	// and activity checkpoints (see evidence.LoadKeys); SigningKeyFile is
 	// one such key. Both unset: an ephemeral key, for development.
@@ -176,6 +186,7 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		FetchPollInterval: DefaultFetchPollInterval,
 		SweepInterval:     DefaultSweepInterval,
 		SweepGrace:        DefaultSweepGrace,
+		ChainInterval:     DefaultChainInterval,
 
 		DownloadsPerUser:     DefaultDownloadsPerUser,
 		DownloadsPerOrg:      DefaultDownloadsPerOrg,
@@ -208,6 +219,9 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	}
 	if cfg.PseudonymKey != "" && cfg.PseudonymKeyFile != "" {
 		return nil, fmt.Errorf("set TALLY_PSEUDONYM_KEY or TALLY_PSEUDONYM_KEY_FILE, not both")
+	}
+	if cfg.ChainInterval <= 0 {
+		return nil, fmt.Errorf("TALLY_CHAIN_INTERVAL must be positive, not %s", cfg.ChainInterval)
 	}
 	if cfg.DownloadsPerUser < 1 || cfg.DownloadsPerOrg < 1 || cfg.DownloadMinRate < 1 || cfg.DownloadStallTimeout <= 0 {
 		return nil, fmt.Errorf("TALLY_DOWNLOADS_PER_USER, TALLY_DOWNLOADS_PER_ORG, TALLY_DOWNLOAD_MIN_RATE and TALLY_DOWNLOAD_STALL_TIMEOUT must be positive")

@@ -20,7 +20,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if cfg.Port != 8080 || cfg.S3.Bucket != "tally" || cfg.JobTimeout != 15*time.Minute || cfg.LogFormat != "json" ||
 		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.AdminAddr != "" ||
-		cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour {
+		cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour || cfg.ChainInterval != time.Second {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	want := Config{

@@ -25,6 +25,8 @@ const (
 	MetricQueueOldest       = "tally_queue_oldest_available_seconds"
 	MetricObjectsSwept      = "tally_objects_swept_total"
 	MetricUploadsAborted    = "tally_uploads_aborted_total"
+	MetricChainLag          = "tally_activity_chain_lag_seconds"
+	MetricEventsChained     = "tally_activity_events_chained_total"
 )
 
 // sweepReasons are the reasons an object is swept.
@@ -55,6 +57,8 @@ type Metrics struct {
 	reproduced        *prometheus.CounterVec
 	objectsSwept      *prometheus.CounterVec
 	uploadsAborted    prometheus.Counter
+	chainLag          prometheus.Gauge
+	eventsChained     prometheus.Counter
 
 	mu     sync.Mutex // serializes RefreshQueues
 	queues []string   // every queue ever reported, so an emptied one drops to zero
@@ -110,13 +114,21 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			Name: MetricUploadsAborted,
 			Help: "Incomplete multipart uploads aborted by the sweep.",
 		}),
+		chainLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricChainLag,
+			Help: "Age in seconds of the oldest committed activity event not yet in its organization's hash chain (0 when none), refreshed every TALLY_CHAIN_INTERVAL.",
+		}),
+		eventsChained: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricEventsChained,
+			Help: "Activity events this process's sequencer appended to their organization's hash chain.",
+		}),
 		queues: slices.Clone(queues),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
-		m.objectsSwept, m.uploadsAborted, m.reproduced,
+		m.objectsSwept, m.uploadsAborted, m.reproduced, m.chainLag, m.eventsChained,
 	)
 	for _, r := range sweepReasons {
 		m.objectsSwept.WithLabelValues(r)
@@ -158,6 +170,12 @@ func (m *Metrics) ObjectsSwept(reason string, n int) {
 
 // UploadsAborted counts incomplete uploads the sweep aborted.
 func (m *Metrics) UploadsAborted(n int) { m.uploadsAborted.Add(float64(n)) }
+
+// SetChainLag sets the chain lag gauge.
+func (m *Metrics) SetChainLag(lag time.Duration) { m.chainLag.Set(lag.Seconds()) }
+
+// EventsChained counts events the sequencer chained.
+func (m *Metrics) EventsChained(n int) { m.eventsChained.Add(float64(n)) }
 
 // ReportReproduced counts a rebuilt report by whether it matched.
 func (m *Metrics) ReportReproduced(reportType string, match bool) {

@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/report"
@@ -44,13 +45,15 @@ const (
 const (
 	MaintenanceWorkers = 2
 	RiverInternalConns = 5
+	// SequencerConns is the activity chain sequencer's (one at a time).
+	SequencerConns = 1
 )
 
 // MaxConns returns the database pool size a worker process needs for its
 // queue concurrencies: small + large + MaintenanceWorkers +
-// RiverInternalConns. With the defaults (4 and 1) that is 12.
+// RiverInternalConns + SequencerConns. With the defaults (4 and 1) that is 13.
 func MaxConns(small, large int) int32 {
-	return int32(small + large + MaintenanceWorkers + RiverInternalConns)
+	return int32(small + large + MaintenanceWorkers + RiverInternalConns + SequencerConns)
 }
 
 // Opts configure a Worker. Pool, Store, Portal and PseudonymKeys are required; a zero
@@ -103,6 +106,9 @@ type Opts struct {
 	SweepGrace time.Duration
 	// CheckpointInterval is the period of the checkpoint_activity job.
 	CheckpointInterval time.Duration
+	// ChainInterval is the period of the activity chain sequencer
+	// (db.ChainPending), which every worker process runs.
+	ChainInterval time.Duration
 	// QueueStatsInterval is the refresh period of the queue gauges.
 	QueueStatsInterval time.Duration
 	// ID names the River client; empty means River's <hostname>_<time>.
@@ -136,6 +142,7 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
 		SweepInterval:        cfg.SweepInterval,
 		SweepGrace:           cfg.SweepGrace,
+		ChainInterval:        cfg.ChainInterval,
 	}
 }
 
@@ -158,6 +165,7 @@ func (o *Opts) setDefaults() error {
 	setDefault(&o.SweepInterval, config.DefaultSweepInterval)
 	setDefault(&o.SweepGrace, config.DefaultSweepGrace)
 	setDefault(&o.CheckpointInterval, DefaultCheckpointInterval)
+	setDefault(&o.ChainInterval, config.DefaultChainInterval)
 	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
 	if o.FetchPollInterval < o.FetchCooldown {
 		o.FetchPollInterval = o.FetchCooldown
@@ -316,9 +324,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer close(statsDone)
 		w.refreshQueueStats(statsCtx)
 	}()
+	chainDone := make(chan struct{})
+	go func() {
+		defer close(chainDone)
+		w.runSequencer(statsCtx)
+	}()
 	defer func() {
 		stopStats()
 		<-statsDone
+		<-chainDone
 	}()
 	w.logger.InfoContext(ctx, "worker started",
 		slog.Int("reports_concurrency", w.opts.SmallConcurrency),
@@ -358,6 +372,38 @@ func (w *Worker) refreshQueueStats(ctx context.Context) {
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			w.logger.WarnContext(ctx, "refreshing queue metrics", slog.String("error", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// chainTimeout bounds one pass of the sequencer.
+const chainTimeout = time.Minute
+
+// runSequencer appends committed activity events to their organizations'
+// chains every ChainInterval (db.ChainPending) and sets the chain lag gauge,
+// until ctx is done. Every worker process runs it: the sequencer's
+// per-organization lock makes concurrent runs safe.
+func (w *Worker) runSequencer(ctx context.Context) {
+	t := time.NewTicker(w.opts.ChainInterval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, chainTimeout)
+		n, err := db.ChainPending(cctx, w.opts.Pool, db.DefaultChainBatch)
+		w.metrics.EventsChained(n)
+		var lag time.Duration
+		if err == nil {
+			if lag, err = db.ChainLag(cctx, w.opts.Pool); err == nil {
+				w.metrics.SetChainLag(lag)
+			}
+		}
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			w.logger.WarnContext(ctx, "chaining activity events", slog.String("error", err.Error()))
 		}
 		select {
 		case <-ctx.Done():

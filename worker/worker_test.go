@@ -33,9 +33,9 @@ func TestMaxConns(t *testing.T) {
 		small, large int
 		want         int32
 	}{
-		{4, 1, 12}, // the defaults
-		{1, 1, 9},
-		{10, 2, 19},
+		{4, 1, 13}, // the defaults
+		{1, 1, 10},
+		{10, 2, 20},
 	}
 	for _, tt := range tests {
 		if got := worker.MaxConns(tt.small, tt.large); got != tt.want {
@@ -161,6 +161,7 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 	for _, name := range []string{
 		worker.MetricReportsReady, worker.MetricReportsFailed, worker.MetricGenerationSeconds,
 		worker.MetricReportBytes, worker.MetricQueueJobs, worker.MetricQueueOldest, "go_goroutines",
+		worker.MetricChainLag, worker.MetricEventsChained,
 	} {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)

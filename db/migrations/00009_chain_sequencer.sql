@@ -1,0 +1,255 @@
+-- +goose Up
+-- The activity chain is built after the fact by a sequencer, not by a
+-- trigger in each event's transaction. 00008's trigger held a per-
+-- organization lock through the commit's WAL flush, so one organization
+-- committed one event at a time (BENCHMARKS.md, row 8). Events are now
+-- inserted with no lock and no chain work; tally_chain_activity (below),
+-- called by every worker every TALLY_CHAIN_INTERVAL and before a checkpoint
+-- or an activity_log report, appends each organization's committed events to
+-- its chain in (xact, id) order.
+--
+-- The hash is unchanged: hash = sha256(prev_hash || canonical event), the
+-- canonical event being the same bytes as before (its seq is now the chain
+-- position's). Existing chain positions move, as they are, to their own
+-- append-only table, so activity_events stays insert-only.
+
+-- Stop chaining in the writers' transactions first: the lock below waits
+-- for every writer still inside one.
+DROP TRIGGER tally_chain_activity_event ON activity_events;
+DROP FUNCTION tally_chain_activity_event();
+
+-- One row per chained event: its position in its organization's chain.
+-- Rows are only ever inserted (a trigger refuses UPDATE and DELETE).
+CREATE TABLE activity_chain (
+    org_id    text NOT NULL REFERENCES organizations (id),
+    seq       bigint NOT NULL CHECK (seq >= 1),
+    event_id  bigint NOT NULL UNIQUE,
+    prev_hash bytea NOT NULL CHECK (length(prev_hash) = 32),
+    hash      bytea NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (org_id, seq)
+);
+INSERT INTO activity_chain (org_id, seq, event_id, prev_hash, hash)
+SELECT org_id, chain_seq, id, prev_hash, hash FROM activity_events;
+
+DROP INDEX activity_events_chain_idx;
+ALTER TABLE activity_events DROP COLUMN chain_seq, DROP COLUMN prev_hash, DROP COLUMN hash;
+
+-- The sequencer finds an organization's unchained events by xact.
+CREATE INDEX activity_events_org_xact_idx ON activity_events (org_id, xact, id);
+
+-- The canonical form of an event at chain position seq: RFC 8785 JSON of its
+-- stored fields, keys sorted, details as the string of its jsonb text,
+-- occurred_at in UTC with microseconds, xact as a string; the same bytes as
+-- 00008's and as evidence.EventCanonical.
+DROP FUNCTION tally_activity_canonical(activity_events);
+-- +goose StatementBegin
+CREATE FUNCTION tally_activity_canonical(e activity_events, seq bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '{"actor_id":' || coalesce(to_json(e.actor_id)::text, 'null')
+        || ',"application_id":' || to_json(e.application_id)::text
+        || ',"case_id":' || to_json(e.case_id)::text
+        || ',"details":' || to_json(e.details::text)::text
+        || ',"id":' || e.id::text
+        || ',"kind":' || to_json(e.kind)::text
+        || ',"occurred_at":"' || to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'
+        || ',"org_id":' || to_json(e.org_id)::text
+        || ',"report_id":' || to_json(e.report_id)::text
+        || ',"report_type":' || to_json(e.report_type)::text
+        || ',"seq":' || seq::text
+        || ',"xact":"' || e.xact::text || '"}'
+$$;
+-- +goose StatementEnd
+
+-- chained_below: every event of the organization whose xact is below it is
+-- chained. The sequencer looks for unchained events from there up. Every
+-- event committed so far is chained (by 00008's trigger), and a transaction
+-- whose xid is below this statement's snapshot xmin has ended.
+ALTER TABLE activity_chain_heads ADD COLUMN chained_below xid8 NOT NULL DEFAULT '0';
+UPDATE activity_chain_heads SET chained_below = pg_snapshot_xmin(pg_current_snapshot());
+
+-- +goose StatementBegin
+CREATE FUNCTION tally_activity_chain_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'activity_chain is append-only: % refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+-- +goose StatementEnd
+CREATE TRIGGER tally_activity_chain_append_only
+    BEFORE UPDATE OR DELETE ON activity_chain
+    FOR EACH ROW EXECUTE FUNCTION tally_activity_chain_append_only();
+
+-- tally_chain_bound returns the xid below which every transaction that
+-- could have written to this database has ended: the current snapshot's
+-- oldest in-progress transaction, skipping those known to belong to another
+-- database of the cluster (a transaction writes to one database only), or
+-- the snapshot's xmax when none is left. pg_snapshot_xmin alone would make
+-- any long transaction anywhere on the server hold up the chain. An xid the
+-- activity views do not place is kept, so the bound can only err low.
+-- +goose StatementBegin
+CREATE FUNCTION tally_chain_bound() RETURNS xid8
+LANGUAGE sql STABLE AS $$
+    WITH snap AS (SELECT pg_current_snapshot() AS s)
+    SELECT coalesce(min(x), (SELECT pg_snapshot_xmax(s) FROM snap))
+      FROM snap, pg_snapshot_xip(snap.s) AS x
+     WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                        WHERE a.backend_xid = xid(x) AND a.datname IS DISTINCT FROM current_database())
+       AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p
+                        WHERE p.transaction = xid(x) AND p.database <> current_database())
+$$;
+-- +goose StatementEnd
+
+-- tally_chain_activity appends up to batch of an organization's unchained
+-- events to its chain and returns how many. An event is chained once the
+-- transaction that wrote it (xact) is below tally_chain_bound(): every such
+-- transaction has ended, so every event it committed is visible and none can
+-- appear later (rows of aborted ones never appear). Events are chained in
+-- (xact, id) order, so the chain's order does not depend on when or by whom
+-- the sequencer runs. The per-organization lock is transaction-scoped and
+-- serializes sequencers (not writers); the chain's primary key and the
+-- unique event_id refuse a fork or a double chaining whatever happens.
+-- Call it in a READ COMMITTED transaction of its own: its statements after
+-- the lock must see what the previous holder committed.
+-- +goose StatementBegin
+CREATE FUNCTION tally_chain_activity(p_org text, p_batch int) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    head_seq  bigint;
+    head_hash bytea;
+    below     xid8;
+    bound     xid8;
+    last_xact xid8;
+    r         activity_events%ROWTYPE;
+    n         int := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('tally.activity_chain.' || p_org, 0));
+    SELECT seq, hash, chained_below INTO head_seq, head_hash, below
+      FROM activity_chain_heads WHERE org_id = p_org;
+    IF NOT FOUND THEN
+        head_seq := 0;
+        head_hash := decode(repeat('00', 32), 'hex');
+        below := '0';
+    END IF;
+    bound := tally_chain_bound();
+    FOR r IN
+        SELECT * FROM activity_events e
+         WHERE e.org_id = p_org AND e.xact >= below AND e.xact < bound
+           AND NOT EXISTS (SELECT 1 FROM activity_chain c WHERE c.event_id = e.id)
+         ORDER BY e.xact, e.id
+         LIMIT p_batch
+    LOOP
+        head_seq := head_seq + 1;
+        INSERT INTO activity_chain (org_id, seq, event_id, prev_hash, hash)
+        VALUES (p_org, head_seq, r.id, head_hash,
+                sha256(head_hash || convert_to(tally_activity_canonical(r, head_seq), 'UTF8')))
+        RETURNING hash INTO head_hash;
+        n := n + 1;
+        last_xact := r.xact;
+    END LOOP;
+    IF n = p_batch THEN
+        -- More may remain, at or above the last xact chained.
+        bound := last_xact;
+    END IF;
+    IF n > 0 OR bound > below THEN
+        INSERT INTO activity_chain_heads (org_id, seq, hash, chained_below)
+        VALUES (p_org, head_seq, head_hash, bound)
+        ON CONFLICT (org_id) DO UPDATE
+           SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, chained_below = EXCLUDED.chained_below;
+    END IF;
+    RETURN n;
+END;
+$$;
+-- +goose StatementEnd
+
+-- +goose Down
+DROP FUNCTION tally_chain_activity(text, int);
+DROP FUNCTION tally_chain_bound();
+ALTER TABLE activity_events ADD COLUMN chain_seq bigint, ADD COLUMN prev_hash bytea, ADD COLUMN hash bytea;
+UPDATE activity_events e SET chain_seq = c.seq, prev_hash = c.prev_hash, hash = c.hash
+  FROM activity_chain c WHERE c.event_id = e.id;
+-- +goose StatementBegin
+CREATE FUNCTION tally_activity_canonical(e activity_events) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT tally_activity_canonical(e, e.chain_seq)
+$$;
+-- +goose StatementEnd
+-- Events still unchained are chained as 00008's trigger would have, in
+-- (xact, id) order after each organization's head.
+-- +goose StatementBegin
+DO $$
+DECLARE
+    r activity_events%ROWTYPE;
+    s bigint;
+    prev bytea;
+BEGIN
+    FOR r IN SELECT * FROM activity_events WHERE chain_seq IS NULL ORDER BY org_id, xact, id LOOP
+        SELECT seq, hash INTO s, prev FROM activity_chain_heads WHERE org_id = r.org_id;
+        IF NOT FOUND THEN
+            s := 0;
+            prev := decode(repeat('00', 32), 'hex');
+        END IF;
+        s := s + 1;
+        r.chain_seq := s;
+        UPDATE activity_events
+           SET chain_seq = s, prev_hash = prev, hash = sha256(prev || convert_to(tally_activity_canonical(r), 'UTF8'))
+         WHERE id = r.id
+        RETURNING hash INTO prev;
+        INSERT INTO activity_chain_heads (org_id, seq, hash) VALUES (r.org_id, s, prev)
+            ON CONFLICT (org_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash;
+    END LOOP;
+END;
+$$;
+-- +goose StatementEnd
+ALTER TABLE activity_events ALTER COLUMN chain_seq SET NOT NULL;
+ALTER TABLE activity_events ALTER COLUMN prev_hash SET NOT NULL;
+ALTER TABLE activity_events ALTER COLUMN hash SET NOT NULL;
+CREATE UNIQUE INDEX activity_events_chain_idx ON activity_events (org_id, chain_seq);
+DROP INDEX activity_events_org_xact_idx;
+ALTER TABLE activity_chain_heads DROP COLUMN chained_below;
+DROP TABLE activity_chain;
+DROP FUNCTION tally_activity_chain_append_only();
+-- The canonical form of 00008, standing alone again.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION tally_activity_canonical(e activity_events) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '{"actor_id":' || coalesce(to_json(e.actor_id)::text, 'null')
+        || ',"application_id":' || to_json(e.application_id)::text
+        || ',"case_id":' || to_json(e.case_id)::text
+        || ',"details":' || to_json(e.details::text)::text
+        || ',"id":' || e.id::text
+        || ',"kind":' || to_json(e.kind)::text
+        || ',"occurred_at":"' || to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'
+        || ',"org_id":' || to_json(e.org_id)::text
+        || ',"report_id":' || to_json(e.report_id)::text
+        || ',"report_type":' || to_json(e.report_type)::text
+        || ',"seq":' || e.chain_seq::text
+        || ',"xact":"' || e.xact::text || '"}'
+$$;
+-- +goose StatementEnd
+DROP FUNCTION tally_activity_canonical(activity_events, bigint);
+-- +goose StatementBegin
+CREATE FUNCTION tally_chain_activity_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    head_seq bigint;
+    head_hash bytea;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('tally.activity_chain.' || NEW.org_id, 0));
+    SELECT seq, hash INTO head_seq, head_hash FROM activity_chain_heads WHERE org_id = NEW.org_id FOR UPDATE;
+    IF NOT FOUND THEN
+        head_seq := 0;
+        head_hash := decode(repeat('00', 32), 'hex');
+    END IF;
+    NEW.chain_seq := head_seq + 1;
+    NEW.prev_hash := head_hash;
+    NEW.hash := sha256(head_hash || convert_to(tally_activity_canonical(NEW), 'UTF8'));
+    INSERT INTO activity_chain_heads (org_id, seq, hash) VALUES (NEW.org_id, NEW.chain_seq, NEW.hash)
+        ON CONFLICT (org_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash;
+    RETURN NEW;
+END;
+$$;
+-- +goose StatementEnd
+CREATE TRIGGER tally_chain_activity_event
+    BEFORE INSERT ON activity_events
+    FOR EACH ROW EXECUTE FUNCTION tally_chain_activity_event();
