@@ -49,7 +49,7 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 	cfg, err := config.LoadFrom(map[string]string{
 		"TALLY_WORKER_CONCURRENCY": "6", "TALLY_WORKER_LARGE_CONCURRENCY": "2", "TALLY_JOB_TIMEOUT": "7m",
 		"TALLY_SHUTDOWN_TIMEOUT": "9s", "TALLY_JOB_MAX_ATTEMPTS": "3", "TALLY_FETCH_POLL_INTERVAL": "250ms",
-		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h",
+		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h", "TALLY_CHAIN_INTERVAL": "3s",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 	got := worker.OptsFromConfig(cfg)
 	want := worker.Opts{SmallConcurrency: 6, LargeConcurrency: 2, JobTimeout: 7 * time.Minute,
 		ShutdownTimeout: 9 * time.Second, MaxAttempts: 3, FetchPollInterval: 250 * time.Millisecond,
-		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour}
+		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour, ChainInterval: 3 * time.Second}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Opts mismatch (-want +got):\n%s", diff)
 	}

@@ -10,6 +10,7 @@
 //
 //	go run ./cmd/tally-bench            # full: 10k, 100k and 1M transactions (under 15 minutes)
 //	go run ./cmd/tally-bench -quick     # smaller sizes and shorter phases
+//	go run ./cmd/tally-bench -rows 1,8 -out ''   # only rows 1 and 8 (no large seeds), table on stdout
 //
 // Configuration comes from the environment of scripts/services.sh
 // (DATABASE_URL names the server, whose database is left alone; S3_*).
@@ -23,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +47,7 @@ type options struct {
 	runs  int
 	out   string
 	keep  bool
+	rows  map[int]bool // rows to measure; empty: all
 
 	sizes        []int64       // transactions in scope of the time-to-ready reports
 	smallReports int           // reports in the small-report throughput batch
@@ -61,8 +64,19 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per figure; the table shows medians")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
+	rowList := fs.String("rows", "", "comma-separated rows to measure (1 to 11); empty: all")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *rowList != "" {
+		o.rows = map[int]bool{}
+		for _, f := range strings.Split(*rowList, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 11 {
+				return nil, fmt.Errorf("-rows: %q is not a row number from 1 to 11", f)
+			}
+			o.rows[n] = true
+		}
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -81,7 +95,23 @@ func parseOptions(args []string) (*options, error) {
 		o.loadFor, o.warmup = 5*time.Second, time.Second
 		o.pickups = 20
 	}
+	if !o.want(2, 3, 5, 9, 10, 11) {
+		o.sizes = nil // only the rows that use the time-to-ready cases seed them
+	}
 	return o, nil
+}
+
+// want reports whether any of rows is to be measured.
+func (o *options) want(rows ...int) bool {
+	if len(o.rows) == 0 {
+		return true
+	}
+	for _, r := range rows {
+		if o.rows[r] {
+			return true
+		}
+	}
+	return false
 }
 
 func run(ctx context.Context) error {

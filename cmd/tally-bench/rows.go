@@ -89,55 +89,69 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		return nil, err
 	}
 
-	b.log.printf("row 1, create: no worker runs, so none competes for CPU")
-	if err := b.measureCreate(ctx, r); err != nil {
-		return nil, err
+	if b.opts.want(1) {
+		b.log.printf("row 1, create: no worker runs, so none competes for CPU; the bench runs the chain sequencer")
+		if err := b.measureCreate(ctx, r); err != nil {
+			return nil, err
+		}
 	}
-	b.log.printf("row 8, create with and without the chained activity event")
-	if err := b.measureChain(ctx, r); err != nil {
-		return nil, err
+	if b.opts.want(8) {
+		b.log.printf("row 8, create with and without the activity chain sequencer")
+		if err := b.measureChain(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.dropQueuedJobs(ctx); err != nil {
 		return nil, err
 	}
-	b.log.printf("row 6, polling")
-	if err := b.measurePolling(ctx, r); err != nil {
-		return nil, err
+	if b.opts.want(6) {
+		b.log.printf("row 6, polling")
+		if err := b.measurePolling(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 
+	if !b.opts.want(2, 3, 5, 7, 9, 10, 11) {
+		if b.opts.want(4) {
+			b.log.printf("row 4, small reports")
+			if err := b.measureSmall(ctx, r); err != nil {
+				return nil, err
+			}
+		}
+		return r, nil
+	}
 	b.log.printf("starting one tally-worker")
 	if err := b.startWorkers(ctx, 1); err != nil {
 		return nil, err
 	}
-	b.log.printf("row 7, pickup latency with an idle fleet")
-	if err := b.measurePickup(ctx, r); err != nil {
-		return nil, err
+	steps := []struct {
+		rows []int
+		msg  string
+		fn   func(context.Context, *results) error
+	}{
+		{[]int{7}, "row 7, pickup latency with an idle fleet", b.measurePickup},
+		{[]int{2, 3, 5, 9, 10, 11}, "rows 2 and 3, time to ready and worker memory", b.measureReady},
+		{[]int{5}, "row 5, download", b.measureDownload},
+		{[]int{9}, "row 9, manifest signing and offline verification", b.measureEvidence},
+		{[]int{10}, "row 10, XLSX and PDF", b.measureFormats},
+		{[]int{11}, "row 11, gzip download", b.measureGzip},
 	}
-	b.log.printf("rows 2 and 3, time to ready and worker memory")
-	if err := b.measureReady(ctx, r); err != nil {
-		return nil, err
-	}
-	b.log.printf("row 5, download")
-	if err := b.measureDownload(ctx, r); err != nil {
-		return nil, err
-	}
-	b.log.printf("row 9, manifest signing and offline verification")
-	if err := b.measureEvidence(ctx, r); err != nil {
-		return nil, err
-	}
-	b.log.printf("row 10, XLSX and PDF")
-	if err := b.measureFormats(ctx, r); err != nil {
-		return nil, err
-	}
-	b.log.printf("row 11, gzip download")
-	if err := b.measureGzip(ctx, r); err != nil {
-		return nil, err
+	for _, st := range steps {
+		if !b.opts.want(st.rows...) {
+			continue
+		}
+		b.log.printf("%s", st.msg)
+		if err := st.fn(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	b.stopWorkers()
 
-	b.log.printf("row 4, small reports")
-	if err := b.measureSmall(ctx, r); err != nil {
-		return nil, err
+	if b.opts.want(4) {
+		b.log.printf("row 4, small reports")
+		if err := b.measureSmall(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -154,6 +168,14 @@ func (b *bench) measureCreate(ctx context.Context, r *results) error {
 		_, err := b.insertReport(ctx, set, set.lineCase)
 		return err
 	}
+	// The workers' sequencer chains the events the creates write; none
+	// runs here, so the bench runs it, as a worker would.
+	stopSeq := b.startSequencer(ctx)
+	defer func() {
+		if st := stopSeq(); st.err == nil {
+			b.log.printf("  sequencer during row 1: %s", st)
+		}
+	}()
 	for _, conc := range []int{1, 16, 64} {
 		row := &createRow{conc: conc}
 		r.create = append(r.create, row)

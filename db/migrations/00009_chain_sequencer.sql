@@ -80,23 +80,31 @@ CREATE TRIGGER tally_activity_chain_append_only
     BEFORE UPDATE OR DELETE ON activity_chain
     FOR EACH ROW EXECUTE FUNCTION tally_activity_chain_append_only();
 
--- tally_chain_bound returns the xid below which every transaction that
--- could have written to this database has ended: the current snapshot's
--- oldest in-progress transaction, skipping those known to belong to another
--- database of the cluster (a transaction writes to one database only), or
--- the snapshot's xmax when none is left. pg_snapshot_xmin alone would make
--- any long transaction anywhere on the server hold up the chain. An xid the
--- activity views do not place is kept, so the bound can only err low.
+-- tally_chain_bound returns an xid below which every transaction that
+-- could have written to this database has ended: the oldest transaction in
+-- progress in a snapshot, skipping those known to run in another database of
+-- the cluster (a transaction writes to one database only), or the snapshot's
+-- xmax when none is left. pg_snapshot_xmin alone would let any long
+-- transaction anywhere on the server hold up the chain. The other databases'
+-- transactions are read first, the snapshot taken after: an xid the activity
+-- views did not list is kept, and it can only be one that began after they
+-- were read, so it never holds up an event committed before the call.
 -- +goose StatementBegin
 CREATE FUNCTION tally_chain_bound() RETURNS xid8
-LANGUAGE sql STABLE AS $$
-    WITH snap AS (SELECT pg_current_snapshot() AS s)
-    SELECT coalesce(min(x), (SELECT pg_snapshot_xmax(s) FROM snap))
-      FROM snap, pg_snapshot_xip(snap.s) AS x
-     WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-                        WHERE a.backend_xid = xid(x) AND a.datname IS DISTINCT FROM current_database())
-       AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p
-                        WHERE p.transaction = xid(x) AND p.database <> current_database())
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    others xid[];
+    snap   pg_snapshot;
+    bound  xid8;
+BEGIN
+    SELECT coalesce(array_agg(a.backend_xid), '{}') INTO others
+      FROM pg_stat_activity a
+     WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database();
+    others := others || ARRAY(SELECT p.transaction FROM pg_prepared_xacts p WHERE p.database <> current_database());
+    snap := pg_current_snapshot();
+    SELECT min(x) INTO bound FROM pg_snapshot_xip(snap) AS x WHERE NOT (xid(x) = ANY (others));
+    RETURN coalesce(bound, pg_snapshot_xmax(snap));
+END;
 $$;
 -- +goose StatementEnd
 
