@@ -8,7 +8,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// DefaultChainBatch is how many events one sequencer transaction chains.
+// DefaultChainBatch is how many events one sequencer transaction chains,
+// and the most it chains: the SQL function's cost per event grows with the
+// batch beyond a few thousand.
 const DefaultChainBatch = 1000
 
 // The activity chain is built after the fact (migration 00009): events are
@@ -24,7 +26,7 @@ const DefaultChainBatch = 1000
 // many it chained. Run it on a pool (or a connection outside a
 // transaction): each batch is a statement, so a transaction, of its own.
 func ChainOrg(ctx context.Context, q DBTX, orgID string, batch int) (int, error) {
-	if batch <= 0 {
+	if batch <= 0 || batch > DefaultChainBatch {
 		batch = DefaultChainBatch
 	}
 	total := 0
@@ -41,15 +43,10 @@ func ChainOrg(ctx context.Context, q DBTX, orgID string, batch int) (int, error)
 }
 
 // ChainPending chains the committed events of every organization that has
-// some (see ChainOrg) and returns how many it chained.
+// some (see ChainOrg, and tally_chain_pending_orgs in migration 00009) and
+// returns how many it chained.
 func ChainPending(ctx context.Context, q DBTX, batch int) (int, error) {
-	rows, _ := q.Query(ctx, `
-		SELECT o.id FROM organizations o LEFT JOIN activity_chain_heads h ON h.org_id = o.id
-		 WHERE EXISTS (SELECT 1 FROM activity_events e
-		                WHERE e.org_id = o.id AND e.xact >= coalesce(h.chained_below, '0')
-		                  AND e.xact < tally_chain_bound()
-		                  AND NOT EXISTS (SELECT 1 FROM activity_chain c WHERE c.event_id = e.id))
-		 ORDER BY o.id`)
+	rows, _ := q.Query(ctx, `SELECT tally_chain_pending_orgs()`)
 	orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return 0, fmt.Errorf("finding unchained activity: %w", translate(err))
@@ -65,15 +62,12 @@ func ChainPending(ctx context.Context, q DBTX, batch int) (int, error) {
 	return total, nil
 }
 
-// ChainLag returns the age of the oldest committed event that is not
-// chained yet (zero when none is): how far the chain trails the log.
+// ChainLag returns the age of the first committed event waiting to be
+// chained, over every organization (zero when none is): how far the chain
+// trails the log (tally_chain_lag in migration 00009).
 func ChainLag(ctx context.Context, q DBTX) (time.Duration, error) {
 	var seconds float64
-	err := q.QueryRow(ctx, `
-		SELECT coalesce(extract(epoch FROM clock_timestamp() - min(e.occurred_at)), 0)::float8
-		  FROM organizations o LEFT JOIN activity_chain_heads h ON h.org_id = o.id
-		  JOIN activity_events e ON e.org_id = o.id AND e.xact >= coalesce(h.chained_below, '0')
-		 WHERE NOT EXISTS (SELECT 1 FROM activity_chain c WHERE c.event_id = e.id)`).Scan(&seconds)
+	err := q.QueryRow(ctx, `SELECT tally_chain_lag()`).Scan(&seconds)
 	if err != nil {
 		return 0, fmt.Errorf("measuring chain lag: %w", translate(err))
 	}

@@ -116,7 +116,7 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 		}),
 		chainLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: MetricChainLag,
-			Help: "Age in seconds of the oldest committed activity event not yet in its organization's hash chain (0 when none), refreshed every TALLY_CHAIN_INTERVAL.",
+			Help: "Age in seconds of the first committed activity event waiting to enter its organization's hash chain, over all organizations (0 when none waits), refreshed every TALLY_CHAIN_INTERVAL.",
 		}),
 		eventsChained: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricEventsChained,

@@ -20,8 +20,10 @@ DROP FUNCTION tally_chain_activity_event();
 
 -- One row per chained event: its position in its organization's chain.
 -- Rows are only ever inserted (a trigger refuses UPDATE and DELETE).
+-- (No foreign key: the sequencer takes org_id from the event, whose own
+-- key checks it, and a per-row check would double the sequencer's cost.)
 CREATE TABLE activity_chain (
-    org_id    text NOT NULL REFERENCES organizations (id),
+    org_id    text NOT NULL,
     seq       bigint NOT NULL CHECK (seq >= 1),
     event_id  bigint NOT NULL UNIQUE,
     prev_hash bytea NOT NULL CHECK (length(prev_hash) = 32),
@@ -60,12 +62,14 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 -- +goose StatementEnd
 
--- chained_below: every event of the organization whose xact is below it is
--- chained. The sequencer looks for unchained events from there up. Every
--- event committed so far is chained (by 00008's trigger), and a transaction
--- whose xid is below this statement's snapshot xmin has ended.
-ALTER TABLE activity_chain_heads ADD COLUMN chained_below xid8 NOT NULL DEFAULT '0';
-UPDATE activity_chain_heads SET chained_below = pg_snapshot_xmin(pg_current_snapshot());
+-- (chained_xact, chained_id) is the organization's watermark: every event
+-- at or before it in (xact, id) order is chained, and none can appear there
+-- any more. The sequencer looks for unchained events after it. Every event
+-- committed so far is chained (by 00008's trigger), and a transaction whose
+-- xid is below this statement's snapshot xmin has ended.
+ALTER TABLE activity_chain_heads ADD COLUMN chained_xact xid8 NOT NULL DEFAULT '0',
+                                 ADD COLUMN chained_id bigint NOT NULL DEFAULT 0;
+UPDATE activity_chain_heads SET chained_xact = pg_snapshot_xmin(pg_current_snapshot());
 
 -- +goose StatementBegin
 CREATE FUNCTION tally_activity_chain_append_only() RETURNS trigger
@@ -121,56 +125,109 @@ $$;
 -- the lock must see what the previous holder committed.
 -- +goose StatementBegin
 CREATE FUNCTION tally_chain_activity(p_org text, p_batch int) RETURNS int
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
     head_seq  bigint;
     head_hash bytea;
-    below     xid8;
+    w_xact    xid8;
+    w_id      bigint;
+    o_xact    xid8;
+    o_id      bigint;
     bound     xid8;
-    last_xact xid8;
     r         activity_events%ROWTYPE;
     n         int := 0;
+    ids       bigint[] := '{}';
+    prevs     bytea[] := '{}';
+    hashes    bytea[] := '{}';
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('tally.activity_chain.' || p_org, 0));
-    SELECT seq, hash, chained_below INTO head_seq, head_hash, below
+    SELECT seq, hash, chained_xact, chained_id INTO head_seq, head_hash, w_xact, w_id
       FROM activity_chain_heads WHERE org_id = p_org;
     IF NOT FOUND THEN
         head_seq := 0;
         head_hash := decode(repeat('00', 32), 'hex');
-        below := '0';
+        w_xact := '0';
+        w_id := 0;
     END IF;
+    o_xact := w_xact;
+    o_id := w_id;
     bound := tally_chain_bound();
+    -- In index order ((org_id, xact, id)), stopping after batch.
     FOR r IN
         SELECT * FROM activity_events e
-         WHERE e.org_id = p_org AND e.xact >= below AND e.xact < bound
+         WHERE e.org_id = p_org AND (e.xact, e.id) > (w_xact, w_id) AND e.xact < bound
            AND NOT EXISTS (SELECT 1 FROM activity_chain c WHERE c.event_id = e.id)
          ORDER BY e.xact, e.id
          LIMIT p_batch
     LOOP
-        head_seq := head_seq + 1;
-        INSERT INTO activity_chain (org_id, seq, event_id, prev_hash, hash)
-        VALUES (p_org, head_seq, r.id, head_hash,
-                sha256(head_hash || convert_to(tally_activity_canonical(r, head_seq), 'UTF8')))
-        RETURNING hash INTO head_hash;
         n := n + 1;
-        last_xact := r.xact;
+        ids[n] := r.id;
+        prevs[n] := head_hash;
+        head_hash := sha256(head_hash || convert_to(tally_activity_canonical(r, head_seq + n), 'UTF8'));
+        hashes[n] := head_hash;
+        w_xact := r.xact;
+        w_id := r.id;
     END LOOP;
-    IF n = p_batch THEN
-        -- More may remain, at or above the last xact chained.
-        bound := last_xact;
+    IF n > 0 THEN
+        INSERT INTO activity_chain (org_id, seq, event_id, prev_hash, hash)
+        SELECT p_org, head_seq + i, ids[i], prevs[i], hashes[i] FROM generate_series(1, n) AS i;
+        head_seq := head_seq + n;
     END IF;
-    IF n > 0 OR bound > below THEN
-        INSERT INTO activity_chain_heads (org_id, seq, hash, chained_below)
-        VALUES (p_org, head_seq, head_hash, bound)
+    -- A full batch: more may remain after the last event chained, which is
+    -- the watermark. Otherwise everything below the bound is chained.
+    IF n < p_batch AND bound > w_xact THEN
+        w_xact := bound;
+        w_id := 0;
+    END IF;
+    IF n > 0 OR (w_xact, w_id) <> (o_xact, o_id) THEN
+        INSERT INTO activity_chain_heads (org_id, seq, hash, chained_xact, chained_id)
+        VALUES (p_org, head_seq, head_hash, w_xact, w_id)
         ON CONFLICT (org_id) DO UPDATE
-           SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, chained_below = EXCLUDED.chained_below;
+           SET seq = EXCLUDED.seq, hash = EXCLUDED.hash,
+               chained_xact = EXCLUDED.chained_xact, chained_id = EXCLUDED.chained_id;
     END IF;
     RETURN n;
 END;
 $$;
 -- +goose StatementEnd
 
+-- The organizations with events the sequencer can chain now, and the age
+-- in seconds of the first event waiting to be chained (0 when none). Each
+-- organization's first waiting event is looked up in the sequencer's order:
+-- LIMIT 1 keeps the planner from joining whole tables, so either reads a few
+-- index entries per organization however long the log. jit is off: the
+-- estimates (every organization, every event) would have it compile the
+-- query for hundreds of milliseconds, every second.
+-- +goose StatementBegin
+CREATE FUNCTION tally_chain_pending_orgs() RETURNS SETOF text
+LANGUAGE sql VOLATILE SET jit = off AS $$
+    WITH bound AS MATERIALIZED (SELECT tally_chain_bound() AS xact)
+    SELECT o.id FROM bound b, organizations o LEFT JOIN activity_chain_heads h ON h.org_id = o.id
+     CROSS JOIN LATERAL (
+           SELECT 1 FROM activity_events e
+            WHERE e.org_id = o.id AND (e.xact, e.id) > (coalesce(h.chained_xact, '0'), coalesce(h.chained_id, 0))
+              AND e.xact < b.xact
+              AND NOT EXISTS (SELECT 1 FROM activity_chain c WHERE c.event_id = e.id)
+            ORDER BY e.xact, e.id LIMIT 1) w
+     ORDER BY o.id
+$$;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE FUNCTION tally_chain_lag() RETURNS float8
+LANGUAGE sql VOLATILE SET jit = off AS $$
+    SELECT coalesce(extract(epoch FROM clock_timestamp() - min(w.occurred_at)), 0)::float8
+      FROM organizations o LEFT JOIN activity_chain_heads h ON h.org_id = o.id
+     CROSS JOIN LATERAL (
+           SELECT e.occurred_at FROM activity_events e
+            WHERE e.org_id = o.id AND (e.xact, e.id) > (coalesce(h.chained_xact, '0'), coalesce(h.chained_id, 0))
+              AND NOT EXISTS (SELECT 1 FROM activity_chain c WHERE c.event_id = e.id)
+            ORDER BY e.xact, e.id LIMIT 1) w
+$$;
+-- +goose StatementEnd
+
 -- +goose Down
+DROP FUNCTION tally_chain_lag();
+DROP FUNCTION tally_chain_pending_orgs();
 DROP FUNCTION tally_chain_activity(text, int);
 DROP FUNCTION tally_chain_bound();
 ALTER TABLE activity_events ADD COLUMN chain_seq bigint, ADD COLUMN prev_hash bytea, ADD COLUMN hash bytea;
@@ -214,7 +271,7 @@ ALTER TABLE activity_events ALTER COLUMN prev_hash SET NOT NULL;
 ALTER TABLE activity_events ALTER COLUMN hash SET NOT NULL;
 CREATE UNIQUE INDEX activity_events_chain_idx ON activity_events (org_id, chain_seq);
 DROP INDEX activity_events_org_xact_idx;
-ALTER TABLE activity_chain_heads DROP COLUMN chained_below;
+ALTER TABLE activity_chain_heads DROP COLUMN chained_xact, DROP COLUMN chained_id;
 DROP TABLE activity_chain;
 DROP FUNCTION tally_activity_chain_append_only();
 -- The canonical form of 00008, standing alone again.
