@@ -126,12 +126,18 @@ type sequencerStats struct {
 	passes, events int
 	longest        time.Duration
 	maxLag         time.Duration
+	cpu            time.Duration // of the sequencer's PostgreSQL backend; 0 if unknown
 	err            error
 }
 
 func (s sequencerStats) String() string {
-	return fmt.Sprintf("%d events in %d passes, longest pass %s, largest lag after a pass %s",
+	out := fmt.Sprintf("%d events in %d passes, longest pass %s, largest lag after a pass %s",
 		s.events, s.passes, s.longest.Round(time.Millisecond), s.maxLag.Round(time.Millisecond))
+	if s.cpu > 0 && s.events > 0 {
+		out += fmt.Sprintf(", its PostgreSQL backend used %s of CPU (%.0f µs per event)",
+			s.cpu.Round(10*time.Millisecond), float64(s.cpu.Microseconds())/float64(s.events))
+	}
+	return out
 }
 
 // startSequencer runs the activity chain sequencer in the bench, as a worker
@@ -140,9 +146,18 @@ func (s sequencerStats) String() string {
 func (b *bench) startSequencer(ctx context.Context) (stop func() sequencerStats) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan sequencerStats, 1)
+	// The pool has one connection: its backend is the sequencer's.
+	var pid int
+	_ = b.seq.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid)
+	cpu0, cpuErr := pidCPUTime(pid)
 	go func() {
 		var st sequencerStats
-		defer func() { done <- st }()
+		defer func() {
+			if cpu1, err := pidCPUTime(pid); err == nil && cpuErr == nil {
+				st.cpu = cpu1 - cpu0
+			}
+			done <- st
+		}()
 		t := time.NewTicker(config.DefaultChainInterval)
 		defer t.Stop()
 		for {
