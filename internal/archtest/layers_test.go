@@ -22,11 +22,13 @@ import (
 // the bottom layer imports nothing of Tally and two packages of one layer
 // never import each other. README.md's package table says the same.
 var layers = [][]string{
-	// Leaves: configuration, SQL, the object store, file formats, signing
+	// Leaves: configuration, SQL, the object store, file formats, webhook
+	// signatures and outbound safety, signing
 	// and verification, the readiness shape.
-	{"config", "db", "storage", "report", "evidence", "internal/health"},
-	// Helpers of the binaries: import files and the demo tenant; start-up.
-	{"ingest", "internal/startup"},
+	{"config", "db", "storage", "report", "evidence", "internal/health", "webhook"},
+	// Helpers of the binaries: import files and the demo tenant; start-up;
+	// the objects callers see (API answers and webhook payloads).
+	{"ingest", "internal/startup", "view"},
 	// The job kinds: what a worker runs and what the API enqueues.
 	{"jobs"},
 	// The test harness: anything below the API and the worker.
