@@ -82,6 +82,16 @@ const (
 	// DefaultSweepGrace must exceed DefaultJobTimeout: a run may commit its
 	// file up to its job timeout after it started.
 	DefaultSweepGrace = time.Hour
+	// DefaultWebhookTimeout bounds one webhook request, from dial to the
+	// end of the answer.
+	DefaultWebhookTimeout = 10 * time.Second
+	// DefaultWebhookConcurrency is how many webhooks a worker sends at once.
+	DefaultWebhookConcurrency = 4
+	// WebhookRetryWindow is how long a webhook delivery is retried (with
+	// exponential backoff) before it is failed; a rotated-out endpoint
+	// secret keeps signing for as long, so that every delivery in flight at
+	// the rotation still verifies with the secret its receiver knew.
+	WebhookRetryWindow = 24 * time.Hour
 	// RescueMargin is added to the job timeout to get the time after which
 	// River's rescuer takes a job back from a worker that vanished, when
 	// TALLY_RESCUE_STUCK_JOBS_AFTER is unset.
@@ -153,6 +163,14 @@ type Config struct {
 	SigningKeysDir string `env:"TALLY_SIGNING_KEYS_DIR"`
 	SigningKeyFile string `env:"TALLY_SIGNING_KEY_FILE"`
 
+	// Webhooks (worker, tallyctl). Outbound requests refuse loopback,
+	// private, link-local, multicast and unspecified addresses unless
+	// WebhookAllowPrivate is set or the address is in WebhookAllowedCIDRs.
+	WebhookAllowPrivate bool           `env:"TALLY_WEBHOOK_ALLOW_PRIVATE"`
+	WebhookAllowedCIDRs []netip.Prefix `env:"TALLY_WEBHOOK_ALLOWED_CIDRS"`
+	WebhookTimeout      time.Duration  `env:"TALLY_WEBHOOK_TIMEOUT"`
+	WebhookConcurrency  int            `env:"TALLY_WEBHOOK_CONCURRENCY"`
+
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
 }
@@ -181,6 +199,9 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		DownloadsPerOrg:      DefaultDownloadsPerOrg,
 		DownloadMinRate:      DefaultDownloadMinRate,
 		DownloadStallTimeout: DefaultDownloadStallTimeout,
+
+		WebhookTimeout:     DefaultWebhookTimeout,
+		WebhookConcurrency: DefaultWebhookConcurrency,
 	}
 	opts := env.Options{}
 	if environ != nil {
@@ -217,8 +238,11 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 			return nil, fmt.Errorf("TALLY_ADMIN_ADDR must be host:port (host may be empty), not %q", cfg.AdminAddr)
 		}
 	}
-	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 {
+	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 || cfg.WebhookConcurrency < 1 {
 		return nil, fmt.Errorf("worker concurrency must be at least 1")
+	}
+	if cfg.WebhookTimeout <= 0 {
+		return nil, fmt.Errorf("TALLY_WEBHOOK_TIMEOUT must be positive")
 	}
 	return &cfg, nil
 }

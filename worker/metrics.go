@@ -25,6 +25,7 @@ const (
 	MetricQueueOldest       = "tally_queue_oldest_available_seconds"
 	MetricObjectsSwept      = "tally_objects_swept_total"
 	MetricUploadsAborted    = "tally_uploads_aborted_total"
+	MetricWebhookDeliveries = "tally_webhook_deliveries_total"
 )
 
 // sweepReasons are the reasons an object is swept.
@@ -55,14 +56,16 @@ type Metrics struct {
 	reproduced        *prometheus.CounterVec
 	objectsSwept      *prometheus.CounterVec
 	uploadsAborted    prometheus.Counter
+	webhookAttempts   *prometheus.CounterVec
 
 	mu     sync.Mutex // serializes RefreshQueues
 	queues []string   // every queue ever reported, so an emptied one drops to zero
 }
 
 var (
-	_ jobs.ReportMetrics = (*Metrics)(nil)
-	_ jobs.SweepMetrics  = (*Metrics)(nil)
+	_ jobs.ReportMetrics  = (*Metrics)(nil)
+	_ jobs.SweepMetrics   = (*Metrics)(nil)
+	_ jobs.WebhookMetrics = (*Metrics)(nil)
 )
 
 // NewMetrics registers the worker's collectors, plus the Go runtime and
@@ -110,14 +113,21 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			Name: MetricUploadsAborted,
 			Help: "Incomplete multipart uploads aborted by the sweep.",
 		}),
+		webhookAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricWebhookDeliveries,
+			Help: "Webhook delivery attempts by result: succeeded (a 2xx), retry (failed, another attempt scheduled), failed (the delivery gave up), canceled (its endpoint was disabled).",
+		}, []string{"result"}),
 		queues: slices.Clone(queues),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
-		m.objectsSwept, m.uploadsAborted, m.reproduced,
+		m.objectsSwept, m.uploadsAborted, m.reproduced, m.webhookAttempts,
 	)
+	for _, r := range []string{jobs.WebhookResultSucceeded, jobs.WebhookResultRetry, jobs.WebhookResultFailed, jobs.WebhookResultCanceled} {
+		m.webhookAttempts.WithLabelValues(r)
+	}
 	for _, r := range sweepReasons {
 		m.objectsSwept.WithLabelValues(r)
 	}
@@ -216,4 +226,9 @@ func (m *Metrics) RefreshQueues(ctx context.Context, pool *pgxpool.Pool) error {
 		m.queueOldest.WithLabelValues(q).Set(v)
 	}
 	return nil
+}
+
+// WebhookDelivery counts a webhook attempt's result.
+func (m *Metrics) WebhookDelivery(result string) {
+	m.webhookAttempts.WithLabelValues(result).Inc()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 // Defaults of Opts fields left zero that no environment variable sets. The
@@ -120,6 +121,22 @@ type Opts struct {
 	// Keys sign report manifests and activity checkpoints; nil means an
 	// ephemeral key, generated at start with a loud warning.
 	Keys *evidence.Keys
+
+	// WebhookSealer opens webhook endpoint secrets; nil means one over
+	// config.DevelopmentPseudonymKey, with a warning (development only).
+	WebhookSealer *webhook.Sealer
+	// WebhookGuard decides which addresses webhooks may reach; nil refuses
+	// every private, loopback, link-local, multicast and unspecified one.
+	WebhookGuard *webhook.Guard
+	// WebhookTimeout bounds one webhook request.
+	WebhookTimeout time.Duration
+	// WebhookConcurrency is MaxWorkers of the "webhooks" queue. Its jobs
+	// hold a database connection only around their request, never during it.
+	WebhookConcurrency int
+	// WebhookRetryBase and WebhookMaxRetryDelay shape the backoff of failed
+	// webhook attempts; zero means jobs.WebhookRetryBase and
+	// jobs.WebhookMaxRetryDelay. For tests.
+	WebhookRetryBase, WebhookMaxRetryDelay time.Duration
 }
 
 // OptsFromConfig returns the Opts the environment configures, without the
@@ -136,6 +153,9 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
 		SweepInterval:        cfg.SweepInterval,
 		SweepGrace:           cfg.SweepGrace,
+		WebhookGuard:         &webhook.Guard{AllowPrivate: cfg.WebhookAllowPrivate, Allowed: cfg.WebhookAllowedCIDRs},
+		WebhookTimeout:       cfg.WebhookTimeout,
+		WebhookConcurrency:   cfg.WebhookConcurrency,
 	}
 }
 
@@ -159,6 +179,8 @@ func (o *Opts) setDefaults() error {
 	setDefault(&o.SweepGrace, config.DefaultSweepGrace)
 	setDefault(&o.CheckpointInterval, DefaultCheckpointInterval)
 	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
+	setDefault(&o.WebhookTimeout, config.DefaultWebhookTimeout)
+	setDefault(&o.WebhookConcurrency, config.DefaultWebhookConcurrency)
 	if o.FetchPollInterval < o.FetchCooldown {
 		o.FetchPollInterval = o.FetchCooldown
 	}
@@ -206,7 +228,15 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		}
 		opts.Keys = keys
 	}
-	queues := []string{jobs.QueueReports, jobs.QueueLarge, jobs.QueueMaint}
+	if opts.WebhookSealer == nil {
+		logger.WarnContext(ctx, "webhook secrets open with the public development key: set TALLY_PSEUDONYM_KEY outside development")
+		sealer, err := webhook.NewSealer([]byte(config.DevelopmentPseudonymKey))
+		if err != nil {
+			return nil, err
+		}
+		opts.WebhookSealer = sealer
+	}
+	queues := []string{jobs.QueueReports, jobs.QueueLarge, jobs.QueueMaint, jobs.QueueWebhooks}
 	metrics := NewMetrics(opts.Portal, queues)
 
 	workers := river.NewWorkers()
@@ -250,14 +280,27 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering reproduce_reports: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &jobs.DeliverWebhookWorker{
+		Pool:           opts.Pool,
+		Sealer:         opts.WebhookSealer,
+		Client:         webhook.NewClient(opts.WebhookGuard, opts.WebhookTimeout),
+		RequestTimeout: opts.WebhookTimeout,
+		RetryBase:      opts.WebhookRetryBase,
+		MaxRetryDelay:  opts.WebhookMaxRetryDelay,
+		Logger:         logger,
+		Metrics:        metrics,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering deliver_webhook: %w", err)
+	}
 
 	client, err := river.NewClient(riverpgxv5.New(opts.Pool), &river.Config{
 		ID:     opts.ID,
 		Logger: riverLogger(logger),
 		Queues: map[string]river.QueueConfig{
-			jobs.QueueReports: {MaxWorkers: opts.SmallConcurrency},
-			jobs.QueueLarge:   {MaxWorkers: opts.LargeConcurrency},
-			jobs.QueueMaint:   {MaxWorkers: MaintenanceWorkers},
+			jobs.QueueReports:  {MaxWorkers: opts.SmallConcurrency},
+			jobs.QueueLarge:    {MaxWorkers: opts.LargeConcurrency},
+			jobs.QueueMaint:    {MaxWorkers: MaintenanceWorkers},
+			jobs.QueueWebhooks: {MaxWorkers: opts.WebhookConcurrency},
 		},
 		Workers:              workers,
 		JobTimeout:           opts.JobTimeout,
@@ -323,6 +366,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.logger.InfoContext(ctx, "worker started",
 		slog.Int("reports_concurrency", w.opts.SmallConcurrency),
 		slog.Int("reports_large_concurrency", w.opts.LargeConcurrency),
+		slog.Int("webhooks_concurrency", w.opts.WebhookConcurrency),
 		slog.Duration("job_timeout", w.opts.JobTimeout),
 		slog.Duration("rescue_stuck_jobs_after", w.opts.RescueStuckJobsAfter))
 

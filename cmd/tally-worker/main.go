@@ -22,6 +22,7 @@ import (
 	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 	"github.com/tally-compliance/tally/worker"
 )
 
@@ -88,6 +89,11 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("TALLY_SIGNING_KEYS_DIR or TALLY_SIGNING_KEY_FILE is required outside development (TALLY_ENV=%s)", cfg.Env)
 	}
 	opts.Pool, opts.Store, opts.Portal, opts.Logger, opts.PseudonymKeys = pool, store, portal, logger, keys
+	// Webhook secrets are sealed under keys derived from the pseudonym
+	// master keys (webhook.Sealer).
+	if opts.WebhookSealer, err = webhook.NewSealer(current, retired...); err != nil {
+		return err
+	}
 	w, err := worker.New(ctx, opts)
 	if err != nil {
 		return err

@@ -46,19 +46,23 @@ CREATE TABLE webhook_endpoints (
         CHECK (cardinality(events) > 0 AND events <@ ARRAY['report.ready', 'report.failed']::text[]),
     secret_key_id          text NOT NULL,
     secret_sealed          bytea NOT NULL,
+    previous_secret_key_id text,
     previous_secret_sealed bytea,
     previous_secret_until  timestamptz,
     disabled_at            timestamptz,
     created_at             timestamptz NOT NULL DEFAULT now(),
     updated_at             timestamptz NOT NULL DEFAULT now(),
     FOREIGN KEY (org_id, application_id) REFERENCES applications (org_id, id) ON DELETE CASCADE,
-    CHECK ((previous_secret_sealed IS NULL) = (previous_secret_until IS NULL))
+    CHECK ((previous_secret_sealed IS NULL) = (previous_secret_until IS NULL)),
+    CHECK ((previous_secret_sealed IS NULL) = (previous_secret_key_id IS NULL))
 );
 CREATE INDEX webhook_endpoints_app_idx ON webhook_endpoints (application_id) WHERE disabled_at IS NULL;
 
 -- One event for one endpoint. The id is the webhook-id header: the same on
 -- every attempt, so that a receiver can drop a repeat. payload holds the
--- exact body, fixed by the first attempt and re-sent byte for byte.
+-- exact body, fixed by the first attempt and re-sent byte for byte. A
+-- delivery is pending, then succeeded (a 2xx), failed (no 2xx within the
+-- retry window) or canceled (its endpoint was disabled first).
 CREATE TABLE webhook_deliveries (
     id             text PRIMARY KEY CHECK (id ~ '^msg_[0-9a-z]{26}$'),
     endpoint_id    text NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
@@ -67,7 +71,7 @@ CREATE TABLE webhook_deliveries (
     report_id      text NOT NULL REFERENCES reports (id) ON DELETE CASCADE,
     event_type     text NOT NULL CHECK (event_type IN ('report.ready', 'report.failed')),
     occurred_at    timestamptz NOT NULL,
-    status         text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'failed')),
+    status         text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'failed', 'canceled')),
     payload        bytea,
     job_id         bigint,
     attempts       integer NOT NULL DEFAULT 0,
