@@ -19,6 +19,7 @@ import (
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 // deps is what the commands need from the outside world. main wires the
@@ -39,6 +40,10 @@ type deps struct {
 	loadPortal func() (*config.Portal, error)
 	// pseudonymKeys returns the workers' pseudonym keys (config.PseudonymKeys).
 	pseudonymKeys func() (*report.PseudonymKeys, error)
+	// webhookSealer seals webhook secrets (keys derived from the pseudonym
+	// master keys); webhookURLPolicy is what webhook add accepts.
+	webhookSealer    func() (*webhook.Sealer, error)
+	webhookURLPolicy webhook.URLPolicy
 	// now is the clock; nil means time.Now.
 	now func() time.Time
 
@@ -55,6 +60,14 @@ func (d *deps) db(ctx context.Context) (*pgxpool.Pool, error) {
 		d.pool = pool
 	}
 	return d.pool, nil
+}
+
+// sealer returns the webhook secret sealer.
+func (d *deps) sealer() (*webhook.Sealer, error) {
+	if d.webhookSealer == nil {
+		return nil, errors.New("no webhook secret key configured (TALLY_PSEUDONYM_KEY)")
+	}
+	return d.webhookSealer()
 }
 
 func (d *deps) clock() time.Time {
@@ -117,6 +130,7 @@ stdout; commands that scripts call take --json.`,
 		newVerifyCmd(d),
 		newAuditCmd(d),
 		newReportCmd(d),
+		newWebhookCmd(d),
 	)
 	return root
 }
