@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 	"github.com/tally-compliance/tally/worker"
 )
 
@@ -50,6 +52,7 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 		"TALLY_WORKER_CONCURRENCY": "6", "TALLY_WORKER_LARGE_CONCURRENCY": "2", "TALLY_JOB_TIMEOUT": "7m",
 		"TALLY_SHUTDOWN_TIMEOUT": "9s", "TALLY_JOB_MAX_ATTEMPTS": "3", "TALLY_FETCH_POLL_INTERVAL": "250ms",
 		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h",
+		"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.1.0.0/16", "TALLY_WEBHOOK_TIMEOUT": "3s", "TALLY_WEBHOOK_CONCURRENCY": "2",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,8 +60,10 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 	got := worker.OptsFromConfig(cfg)
 	want := worker.Opts{SmallConcurrency: 6, LargeConcurrency: 2, JobTimeout: 7 * time.Minute,
 		ShutdownTimeout: 9 * time.Second, MaxAttempts: 3, FetchPollInterval: 250 * time.Millisecond,
-		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour}
-	if diff := cmp.Diff(want, got); diff != "" {
+		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour,
+		WebhookGuard:   &webhook.Guard{Allowed: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
+		WebhookTimeout: 3 * time.Second, WebhookConcurrency: 2}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("Opts mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 const noServices = `no test services: set TALLY_TEST_DATABASE_URL and TALLY_TEST_S3_ENDPOINT, TALLY_TEST_S3_ACCESS_KEY_ID, TALLY_TEST_S3_SECRET_ACCESS_KEY (run "make services" and eval its output, or just "make test"), or start a Docker engine so that testcontainers-go can run postgres and minio`
@@ -319,6 +320,17 @@ func EmptyDB(tb testing.TB) *pgxpool.Pool {
 // PseudonymMasterKey is the pseudonym master key of test workers. Tests that
 // compute expected files derive report keys from it independently.
 var PseudonymMasterKey = []byte("tally test pseudonym master key, not a secret")
+
+// WebhookSealer returns the webhook secret sealer of test workers, over
+// PseudonymMasterKey as cmd/tally-worker derives it from the pseudonym keys.
+func WebhookSealer(tb testing.TB) *webhook.Sealer {
+	tb.Helper()
+	s, err := webhook.NewSealer(PseudonymMasterKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
 
 // PseudonymKeys returns the key set of test workers: PseudonymMasterKey,
 // current.
