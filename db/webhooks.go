@@ -192,7 +192,7 @@ type WebhookAttempt struct {
 	Attempt    int       `db:"attempt"`
 	JobID      *int64    `db:"job_id"`
 	StartedAt  time.Time `db:"started_at"`
-	LatencyMS  int       `db:"latency_ms"`
+	LatencyUS  int64     `db:"latency_us"`
 	StatusCode *int      `db:"status_code"`
 	Succeeded  bool      `db:"succeeded"`
 	Error      *string   `db:"error"`
@@ -235,9 +235,9 @@ func RecordWebhookAttempt(ctx context.Context, q DBTX, p RecordWebhookAttemptPar
 			       finished_at = CASE WHEN $9 = 'pending' THEN NULL ELSE now() END
 			 WHERE id = $1 AND status = 'pending'
 			RETURNING id)
-		INSERT INTO webhook_attempts (delivery_id, attempt, job_id, started_at, latency_ms, status_code, succeeded, error)
+		INSERT INTO webhook_attempts (delivery_id, attempt, job_id, started_at, latency_us, status_code, succeeded, error)
 		SELECT id, $2, nullif($3, 0), $4, $5, $6, $7, $8 FROM d`,
-		p.DeliveryID, p.Attempt, p.JobID, p.StartedAt, int(p.Latency.Milliseconds()), code, p.Succeeded, errText, p.Status)
+		p.DeliveryID, p.Attempt, p.JobID, p.StartedAt, p.Latency.Microseconds(), code, p.Succeeded, errText, p.Status)
 	if err != nil {
 		return false, fmt.Errorf("recording webhook attempt: %w", translate(err))
 	}

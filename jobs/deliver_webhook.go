@@ -262,7 +262,7 @@ func (w *DeliverWebhookWorker) Work(ctx context.Context, job *river.Job[DeliverW
 		logger.InfoContext(ctx, "webhook delivery was finished by another run")
 		return nil
 	}
-	attrs := []any{slog.String("url", ep.URL), slog.Int("status_code", code), slog.Int64("latency_ms", latency.Milliseconds())}
+	attrs := []any{slog.String("url", ep.URL), slog.Int("status_code", code), slog.Duration("latency", latency)}
 	switch status {
 	case db.DeliverySucceeded:
 		w.count(WebhookResultSucceeded)

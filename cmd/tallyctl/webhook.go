@@ -322,7 +322,7 @@ type attemptJSON struct {
 	Attempt    int       `json:"attempt"`
 	StartedAt  time.Time `json:"started_at"`
 	StatusCode *int      `json:"status_code"`
-	LatencyMS  int       `json:"latency_ms"`
+	LatencyMS  float64   `json:"latency_ms"`
 	Succeeded  bool      `json:"succeeded"`
 	Error      *string   `json:"error"`
 }
@@ -363,16 +363,16 @@ latency and error.`,
 						Attempts: []attemptJSON{}}
 					for _, a := range dl.AttemptLog {
 						out[i].Attempts = append(out[i].Attempts, attemptJSON{Attempt: a.Attempt, StartedAt: a.StartedAt.UTC(),
-							StatusCode: a.StatusCode, LatencyMS: a.LatencyMS, Succeeded: a.Succeeded, Error: a.Error})
+							StatusCode: a.StatusCode, LatencyMS: float64(a.LatencyUS) / 1000, Succeeded: a.Succeeded, Error: a.Error})
 					}
 				}
 				return d.printJSON(out)
 			}
-			w := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "DELIVERY\tEVENT\tREPORT\tSTATUS\tATTEMPTS\tENDPOINT")
+			// A line per delivery, then its attempts, aligned among themselves.
 			for _, dl := range ds {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s %s\n", dl.ID, dl.EventType, dl.ReportID, dl.Status,
-					len(dl.AttemptLog), dl.EndpointID, dl.URL)
+				fmt.Fprintf(d.stdout, "%s  %s  %s  %s after %d attempt(s)  -> %s %s\n", dl.ID, dl.EventType, dl.ReportID,
+					dl.Status, len(dl.AttemptLog), dl.EndpointID, dl.URL)
+				w := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
 				for _, a := range dl.AttemptLog {
 					code := "-"
 					if a.StatusCode != nil {
@@ -382,11 +382,14 @@ latency and error.`,
 					if a.Error != nil {
 						errText = *a.Error
 					}
-					fmt.Fprintf(w, "  #%d\t%s\t%s\t%dms\t%s\t\n", a.Attempt, a.StartedAt.UTC().Format(time.RFC3339Nano),
-						code, a.LatencyMS, errText)
+					fmt.Fprintf(w, "  #%d\t%s\t%s\t%.1fms\t%s\n", a.Attempt, a.StartedAt.UTC().Format("2006-01-02T15:04:05.000Z"),
+						code, float64(a.LatencyUS)/1000, errText)
+				}
+				if err := w.Flush(); err != nil {
+					return err
 				}
 			}
-			return w.Flush()
+			return nil
 		},
 	}
 	ref.flags(cmd)

@@ -85,7 +85,8 @@ CREATE INDEX webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id)
 CREATE INDEX webhook_deliveries_report_idx ON webhook_deliveries (report_id);
 
 -- Every HTTP attempt: its answer's status code (null when none came: a
--- refused address, a timeout, a connection error), how long it took, and
+-- refused address, a timeout, a connection error), how long it took (in
+-- microseconds), and
 -- the error.
 CREATE TABLE webhook_attempts (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -93,7 +94,7 @@ CREATE TABLE webhook_attempts (
     attempt     integer NOT NULL CHECK (attempt >= 1),
     job_id      bigint,
     started_at  timestamptz NOT NULL,
-    latency_ms  integer NOT NULL CHECK (latency_ms >= 0),
+    latency_us  bigint NOT NULL CHECK (latency_us >= 0),
     status_code integer CHECK (status_code BETWEEN 100 AND 999),
     succeeded   boolean NOT NULL,
     error       text CHECK (length(error) <= 1000)
