@@ -287,6 +287,17 @@ type webhookEnvelope struct {
 	Data      view.Report `json:"data"`
 }
 
+// WebhookPayload is the body of a webhook: {"type", "timestamp", "data"},
+// data being the report as a caller with reports:list and without
+// reports:download sees it (view.ReportFor without content).
+func WebhookPayload(eventType string, occurredAt time.Time, rep *db.Report) ([]byte, error) {
+	body, err := json.Marshal(webhookEnvelope{Type: eventType, Timestamp: occurredAt.UTC(), Data: view.ReportFor(rep, false)})
+	if err != nil {
+		return nil, fmt.Errorf("encoding webhook payload: %w", err)
+	}
+	return body, nil
+}
+
 // payload builds a delivery's body from its report as it is now and
 // stores it, unless an earlier run stored one first; it returns the stored
 // body.
@@ -295,13 +306,9 @@ func (w *DeliverWebhookWorker) payload(ctx context.Context, d *db.WebhookDeliver
 	if err != nil {
 		return nil, fmt.Errorf("loading report %s: %w", d.ReportID, err)
 	}
-	body, err := json.Marshal(webhookEnvelope{
-		Type:      d.EventType,
-		Timestamp: d.OccurredAt.UTC(),
-		Data:      view.ReportFor(rep, false),
-	})
+	body, err := WebhookPayload(d.EventType, d.OccurredAt, rep)
 	if err != nil {
-		return nil, fmt.Errorf("encoding webhook payload: %w", err)
+		return nil, err
 	}
 	return db.FixWebhookPayload(ctx, w.Pool, d.ID, body)
 }
