@@ -22,9 +22,9 @@ import (
 // the bottom layer imports nothing of Tally and two packages of one layer
 // never import each other. README.md's package table says the same.
 var layers = [][]string{
-	// Leaves: configuration, SQL, the object store, file formats, webhook
-	// signatures and outbound safety, signing
-	// and verification, the readiness shape.
+	// Leaves: configuration, SQL, the object store, file formats, signing
+	// and verification, the readiness shape, webhook signatures and
+	// outbound safety.
 	{"config", "db", "storage", "report", "evidence", "internal/health", "webhook"},
 	// Helpers of the binaries: import files and the demo tenant; start-up;
 	// the objects callers see (API answers and webhook payloads).
