@@ -72,11 +72,35 @@ func TestLoadRejects(t *testing.T) {
 		"ZeroDownloads": {"TALLY_DOWNLOADS_PER_USER": "0"},
 		"NoStallTime":   {"TALLY_DOWNLOAD_STALL_TIMEOUT": "0s"},
 		"AdminAddrPort": {"TALLY_ADMIN_ADDR": "9091"},
+		"NoWebhookTime": {"TALLY_WEBHOOK_TIMEOUT": "0s"},
+		"ZeroWebhooks":  {"TALLY_WEBHOOK_CONCURRENCY": "0"},
+		"BadWebhookNet": {"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.0.0.0"},
 	}
 	for name, env := range tests {
 		if _, err := LoadFrom(env); err == nil {
 			t.Errorf("%s: no error for %v", name, env)
 		}
+	}
+}
+
+func TestWebhookSettings(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadFrom(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.WebhookTimeout != 10*time.Second || cfg.WebhookConcurrency != 4 || cfg.WebhookAllowPrivate || len(cfg.WebhookAllowedCIDRs) != 0 {
+		t.Errorf("webhook defaults: timeout %s, concurrency %d, allow private %v, allowed %v; want 10s, 4, false, none",
+			cfg.WebhookTimeout, cfg.WebhookConcurrency, cfg.WebhookAllowPrivate, cfg.WebhookAllowedCIDRs)
+	}
+	cfg, err = LoadFrom(map[string]string{"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.1.0.0/16,fd00::/8", "TALLY_WEBHOOK_ALLOW_PRIVATE": "true",
+		"TALLY_WEBHOOK_TIMEOUT": "3s", "TALLY_WEBHOOK_CONCURRENCY": "8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.WebhookAllowedCIDRs); got != "[10.1.0.0/16 fd00::/8]" || !cfg.WebhookAllowPrivate ||
+		cfg.WebhookTimeout != 3*time.Second || cfg.WebhookConcurrency != 8 {
+		t.Errorf("webhook settings: %s %v %s %d", got, cfg.WebhookAllowPrivate, cfg.WebhookTimeout, cfg.WebhookConcurrency)
 	}
 }
 
