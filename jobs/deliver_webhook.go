@@ -79,7 +79,8 @@ type WebhookMetrics interface {
 // timeout, a refused address, a connection error) is recorded with its
 // status code, latency and error, and retried with exponential backoff
 // (NextRetry) for config.WebhookRetryWindow, after which the delivery is
-// failed. A delivery that is no longer pending is never sent again, so a
+// failed. A 410 Gone fails the delivery at once and disables the endpoint,
+// as the specification asks. A delivery that is no longer pending is never sent again, so a
 // job run twice (a rescue, a restart) sends nothing more once a 2xx is
 // recorded.
 type DeliverWebhookWorker struct {
@@ -240,10 +241,11 @@ func (w *DeliverWebhookWorker) Work(ctx context.Context, job *river.Job[DeliverW
 	}
 	status := db.DeliverySucceeded
 	next := time.Duration(0)
+	gone := code == http.StatusGone
 	if !ok {
 		next = w.retryDelay(job.Attempt)
 		status = db.DeliveryPending
-		if job.Attempt >= job.MaxAttempts || w.now().Add(next).After(d.CreatedAt.Add(w.window())) {
+		if gone || job.Attempt >= job.MaxAttempts || w.now().Add(next).After(d.CreatedAt.Add(w.window())) {
 			status = db.DeliveryFailed
 		}
 	}
@@ -270,6 +272,15 @@ func (w *DeliverWebhookWorker) Work(ctx context.Context, job *river.Job[DeliverW
 		return nil
 	case db.DeliveryFailed:
 		w.count(WebhookResultFailed)
+		if gone {
+			// 410 Gone: the receiver wants no more webhooks (Standard
+			// Webhooks asks senders to disable the endpoint).
+			if _, err := db.DisableWebhookEndpoint(context.WithoutCancel(ctx), w.Pool, ep.ID); err != nil {
+				return err
+			}
+			logger.WarnContext(ctx, "receiver answered 410 Gone; endpoint disabled", attrs...)
+			return river.JobCancel(loggedError{fmt.Errorf("webhook %s: %w", d.ID, sendErr)})
+		}
 		logger.WarnContext(ctx, "webhook delivery failed; giving up", append(attrs, slog.String("error", p.Error))...)
 		return river.JobCancel(loggedError{fmt.Errorf("webhook %s: %w", d.ID, sendErr)})
 	default:

@@ -256,3 +256,22 @@ func TestDeliverWebhookSignsWithBothSecretsAfterRotation(t *testing.T) {
 		t.Errorf("after the grace period the new secret does not verify: %v", err)
 	}
 }
+
+func TestDeliverWebhookGoneDisablesTheEndpoint(t *testing.T) {
+	t.Parallel()
+	f := newWebhookFixture(t, http.StatusGone)
+	var cancel *rivertype.JobCancelError
+	if err := f.work(t, 1); !errors.As(err, &cancel) {
+		t.Fatalf("Work on a 410 = %v, want a JobCancel", err)
+	}
+	if d := f.reload(t); d.Status != db.DeliveryFailed || d.Attempts != 1 {
+		t.Errorf("delivery %+v, want failed after 1 attempt", d)
+	}
+	ep, err := db.GetWebhookEndpoint(f.b.ctx, f.b.pool, f.endpoint.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.DisabledAt == nil {
+		t.Error("the endpoint is still enabled after a 410")
+	}
+}
