@@ -60,6 +60,31 @@ const (
 // none is configured. It is public: pseudonyms built with it protect nothing.
 const DevelopmentPseudonymKey = "tally development pseudonym key: public, protects nothing"
 
+// The built-in defaults that are development secrets: public, in this
+// repository, fit for a laptop only. Outside development CheckSecrets
+// refuses them (and DevelopmentPseudonymKey, and an ephemeral signing key).
+const (
+	// DevelopmentDatabaseURL is DATABASE_URL's default: the PostgreSQL
+	// superuser on localhost without a password.
+	DevelopmentDatabaseURL = "postgres://postgres@127.0.0.1:5432/tally?sslmode=disable"
+	// DevelopmentS3SecretAccessKey is S3_SECRET_ACCESS_KEY's default, the
+	// local MinIO's (scripts/services.sh, compose.yaml).
+	DevelopmentS3SecretAccessKey = "tally-secret-key"
+)
+
+// FileVariables are the variables holding secrets. Each may instead name a
+// file in <VAR>_FILE (a mounted Kubernetes or Docker secret): its contents,
+// without one trailing newline, are the value; setting both is an error.
+// TALLY_PSEUDONYM_KEY_FILE is its own: its further lines are retired keys.
+var FileVariables = []string{
+	"DATABASE_URL",
+	"S3_ACCESS_KEY_ID",
+	"S3_SECRET_ACCESS_KEY",
+	"TALLY_ADMIN_USER",
+	"TALLY_ADMIN_PASSWORD",
+	"TALLY_PSEUDONYM_RETIRED_KEYS",
+}
+
 // Defaults of the settings that another package also falls back on when a
 // field of its options is zero (api.Opts, worker.Opts). They are declared
 // here only; LoadFrom starts from them, so they are not repeated as
@@ -92,6 +117,12 @@ const (
 	// secret keeps signing for as long, so that every delivery in flight at
 	// the rotation still verifies with the secret its receiver knew.
 	WebhookRetryWindow = 24 * time.Hour
+	// WorkerStopGrace is how long a stopping worker waits for its jobs to
+	// return once their contexts are canceled, after ShutdownTimeout: a
+	// supervisor must allow ShutdownTimeout + WorkerStopGrace before it
+	// kills the process (Kubernetes' terminationGracePeriodSeconds,
+	// compose's stop_grace_period).
+	WorkerStopGrace = 10 * time.Second
 	// RescueMargin is added to the job timeout to get the time after which
 	// River's rescuer takes a job back from a worker that vanished, when
 	// TALLY_RESCUE_STUCK_JOBS_AFTER is unset.
@@ -203,11 +234,14 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		WebhookTimeout:     DefaultWebhookTimeout,
 		WebhookConcurrency: DefaultWebhookConcurrency,
 	}
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
+	if environ == nil {
+		environ = env.ToMap(os.Environ())
 	}
-	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+	environ, err := readFileVariables(environ)
+	if err != nil {
+		return nil, err
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}
 	if _, err := parseLevel(cfg.LogLevel); err != nil {
@@ -247,6 +281,60 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	return &cfg, nil
 }
 
+// readFileVariables returns environ with each of FileVariables whose
+// <VAR>_FILE is set read from that file. environ itself is not changed.
+func readFileVariables(environ map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(environ))
+	for k, v := range environ {
+		out[k] = v
+	}
+	for _, name := range FileVariables {
+		path := environ[name+"_FILE"]
+		if path == "" {
+			continue
+		}
+		if environ[name] != "" {
+			return nil, fmt.Errorf("set %s or %s_FILE, not both", name, name)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s_FILE: %w", name, err)
+		}
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			return nil, fmt.Errorf("%s_FILE %s is empty", name, path)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// CheckSecrets refuses, outside development, the development secrets built
+// into Tally: DevelopmentDatabaseURL, DevelopmentS3SecretAccessKey and
+// DevelopmentPseudonymKey, whether they come from a default or were set
+// explicitly. The API and the worker call it at start; it names every
+// variable to set.
+func (c *Config) CheckSecrets() error {
+	if c.Env == EnvDevelopment {
+		return nil
+	}
+	var bad []string
+	if c.DatabaseURL.Reveal() == DevelopmentDatabaseURL {
+		bad = append(bad, "DATABASE_URL (the passwordless local superuser)")
+	}
+	if c.S3.SecretAccessKey.Reveal() == DevelopmentS3SecretAccessKey {
+		bad = append(bad, "S3_SECRET_ACCESS_KEY (the local MinIO's key)")
+	}
+	if c.PseudonymKey.Reveal() == DevelopmentPseudonymKey {
+		bad = append(bad, "TALLY_PSEUDONYM_KEY (the public development key)")
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("refusing to start with development secrets outside development (TALLY_ENV=%s): set %s, or TALLY_ENV=development on a laptop",
+			c.Env, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
 // PseudonymKeys returns the pseudonym master keys: the current one and the
 // retired ones. Outside development a key is required; in development,
 // without one, the current key is DevelopmentPseudonymKey and dev is true.
@@ -275,6 +363,9 @@ func (c *Config) PseudonymKeys() (current []byte, retired [][]byte, dev bool, er
 	}
 	if r := c.PseudonymRetiredKeys.Reveal(); r != "" {
 		keys = append(keys, strings.Split(r, ",")...)
+	}
+	if keys[0] == DevelopmentPseudonymKey && c.Env != EnvDevelopment {
+		return nil, nil, false, fmt.Errorf("the public development pseudonym key is refused outside development (TALLY_ENV=%s): set a key of your own", c.Env)
 	}
 	current = []byte(keys[0])
 	for _, k := range keys[1:] {

@@ -40,6 +40,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckSecrets(); err != nil {
+		return err
+	}
 	logger := cfg.NewLogger(os.Stderr).With(slog.String("service", "tally-worker"))
 
 	// A worker started during an outage waits for its dependencies.
