@@ -60,6 +60,17 @@ func GetApplication(ctx context.Context, q DBTX, id string) (*Application, error
 	return app, nil
 }
 
+// ListApplicationsByForeignID returns every organization's application with
+// that route segment (tallyctl resolves a bare foreign id with it).
+func ListApplicationsByForeignID(ctx context.Context, q DBTX, foreignID string) ([]Application, error) {
+	rows, _ := q.Query(ctx, `SELECT * FROM applications WHERE foreign_id = $1 ORDER BY org_id`, foreignID)
+	apps, err := pgx.CollectRows(rows, pgx.RowToStructByName[Application])
+	if err != nil {
+		return nil, fmt.Errorf("listing applications: %w", translate(err))
+	}
+	return apps, nil
+}
+
 // CreateWebhookEndpointParams are the fields of a new endpoint. ID must be
 // set: the secret is sealed with it as associated data before the insert.
 type CreateWebhookEndpointParams struct {

@@ -44,8 +44,8 @@ TALLY_PSEUDONYM_KEY, which tallyctl therefore needs like the workers.`
 type appRef struct{ app, org string }
 
 func (r *appRef) flags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&r.app, "app", "", "application id (app_…), or its foreign id with --org (required)")
-	cmd.Flags().StringVar(&r.org, "org", "", "organization id, when --app is a foreign id")
+	cmd.Flags().StringVar(&r.app, "app", "", "application id (app_…) or foreign id (required)")
+	cmd.Flags().StringVar(&r.org, "org", "", "organization id, when several organizations have the foreign id")
 	mustRequire(cmd, "app")
 }
 
@@ -57,7 +57,18 @@ func (r *appRef) resolve(ctx context.Context, q db.DBTX) (*db.Application, error
 	case db.ValidID(db.PrefixApplication, r.app):
 		app, err = db.GetApplication(ctx, q, r.app)
 	case r.org == "":
-		return nil, fmt.Errorf("--app %q is not an application id (app_…): give its organization with --org to find it by foreign id", r.app)
+		// A bare foreign id: fine when one organization has it.
+		apps, err := db.ListApplicationsByForeignID(ctx, q, r.app)
+		if err != nil {
+			return nil, fmt.Errorf("looking up application %q: %w", r.app, err)
+		}
+		switch len(apps) {
+		case 0:
+			return nil, fmt.Errorf("application %q not found", r.app)
+		case 1:
+			return &apps[0], nil
+		}
+		return nil, fmt.Errorf("%d organizations have an application %q: name one with --org, or give the app_… id", len(apps), r.app)
 	default:
 		if err := checkID("--org", db.PrefixOrganization, r.org); err != nil {
 			return nil, err

@@ -29,11 +29,13 @@ func TestWebhookAddValidates(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	tn := b.newTenant(t, "ana@example.com")
+	b.newTenant(t, "bob@example.com") // a second organization with an application "payments"
 	tests := []struct {
 		args []string
 		want string
 	}{
-		{[]string{"--app", "payments", "--url", "https://a.example/", "--events", "report.ready"}, "--org"},
+		{[]string{"--app", "payments", "--url", "https://a.example/", "--events", "report.ready"}, "name one with --org"},
+		{[]string{"--app", "cards", "--url", "https://a.example/", "--events", "report.ready"}, "not found"},
 		{[]string{"--org", tn.org.ID, "--app", "nope", "--url", "https://a.example/", "--events", "report.ready"}, "not found"},
 		{[]string{"--app", tn.app.ID, "--url", "http://a.example/", "--events", "report.ready"}, "https"},
 		{[]string{"--app", tn.app.ID, "--url", "https://10.0.0.1/", "--events", "report.ready"}, "private"},
@@ -70,6 +72,10 @@ func TestWebhookAddListRotateDisable(t *testing.T) {
 		t.Errorf("stderr %q, want the endpoint id and not the secret", r.stderr)
 	}
 	var eps []endpointJSON
+	b.mustJSON(t, &eps, "webhook", "list", "--app", "payments", "--json") // one organization has it here
+	if len(eps) != 1 {
+		t.Fatalf("list by bare foreign id: %+v, want the endpoint", eps)
+	}
 	b.mustJSON(t, &eps, "webhook", "list", "--app", tn.app.ID, "--json")
 	if len(eps) != 1 || !eps[0].Enabled || eps[0].URL != "https://portal.example/hooks" || eps[0].Secret != "" ||
 		strings.Join(eps[0].Events, ",") != "report.failed,report.ready" {
