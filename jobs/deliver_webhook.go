@@ -3,12 +3,13 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -118,12 +119,15 @@ func (w *DeliverWebhookWorker) Timeout(*river.Job[DeliverWebhookArgs]) time.Dura
 	return t + time.Minute
 }
 
-// NextRetry schedules the attempt after a failed one.
+// NextRetry schedules the attempt after a failed one: the delay Work
+// logged and checked against the retry window.
 func (w *DeliverWebhookWorker) NextRetry(job *river.Job[DeliverWebhookArgs]) time.Time {
-	return w.now().Add(w.retryDelay(job.Attempt))
+	return w.now().Add(w.retryDelay(job.ID, job.Attempt))
 }
 
-func (w *DeliverWebhookWorker) retryDelay(attempt int) time.Duration {
+// retryDelay is the delay after failed attempt of job, with a jitter drawn
+// from the job id and attempt, so that Work and NextRetry agree on it.
+func (w *DeliverWebhookWorker) retryDelay(jobID int64, attempt int) time.Duration {
 	base, maxDelay := w.RetryBase, w.MaxRetryDelay
 	if base <= 0 {
 		base = WebhookRetryBase
@@ -131,7 +135,9 @@ func (w *DeliverWebhookWorker) retryDelay(attempt int) time.Duration {
 	if maxDelay <= 0 {
 		maxDelay = WebhookMaxRetryDelay
 	}
-	return WebhookRetryDelay(attempt, base, maxDelay, rand.Float64())
+	h := fnv.New64a()
+	_ = binary.Write(h, binary.LittleEndian, [2]int64{jobID, int64(attempt)})
+	return WebhookRetryDelay(attempt, base, maxDelay, float64(h.Sum64()>>11)/(1<<53))
 }
 
 // WebhookRetryDelay is the delay after failed attempt n (1-based):
@@ -243,7 +249,7 @@ func (w *DeliverWebhookWorker) Work(ctx context.Context, job *river.Job[DeliverW
 	next := time.Duration(0)
 	gone := code == http.StatusGone
 	if !ok {
-		next = w.retryDelay(job.Attempt)
+		next = w.retryDelay(job.ID, job.Attempt)
 		status = db.DeliveryPending
 		if gone || job.Attempt >= job.MaxAttempts || w.now().Add(next).After(d.CreatedAt.Add(w.window())) {
 			status = db.DeliveryFailed
