@@ -1,6 +1,12 @@
 // Package config reads Tally's settings from the environment, once, into a
 // typed struct, and builds the process logger. Secrets are a Secret type that
 // prints masked, so a logged Config never leaks them.
+//
+// The OpenTelemetry variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SDK_DISABLED,
+// OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER and the other standard ones) are not
+// part of Config: internal/telemetry hands them to the OpenTelemetry SDK,
+// which reads them with its own defaults; README.md's Tracing section lists
+// them.
 package config
 
 import (

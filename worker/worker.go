@@ -137,6 +137,9 @@ type Opts struct {
 	// webhook attempts; zero means jobs.WebhookRetryBase and
 	// jobs.WebhookMaxRetryDelay. For tests.
 	WebhookRetryBase, WebhookMaxRetryDelay time.Duration
+	// Plugins are added to the River client, such as tracing
+	// (telemetry.RiverPlugins); nil: none.
+	Plugins []rivertype.Plugin
 }
 
 // OptsFromConfig returns the Opts the environment configures, without the
@@ -325,6 +328,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.ReproduceReportsArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.ReproduceReportsArgs{}.Kind()}),
 		},
+		Plugins:  opts.Plugins,
 		TestOnly: opts.TestOnly,
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/internal/startup"
+	"github.com/tally-compliance/tally/internal/telemetry"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 	"github.com/tally-compliance/tally/webhook"
@@ -45,11 +46,17 @@ func run(ctx context.Context) error {
 	}
 	logger := cfg.NewLogger(os.Stderr).With(slog.String("service", "tally-worker"))
 
+	tel, err := telemetry.Setup(ctx, "tally-worker", logger)
+	if err != nil {
+		return err
+	}
+	defer tel.Close(ctx, logger)
+
 	// A worker started during an outage waits for its dependencies.
 	maxConns := worker.MaxConns(cfg.SmallConcurrency, cfg.LargeConcurrency)
 	var pool *pgxpool.Pool
 	err = startup.Wait(ctx, logger, "the database", startup.Timeout, func(ctx context.Context) error {
-		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: maxConns, ApplicationName: "tally-worker"})
+		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: maxConns, ApplicationName: "tally-worker", Tracer: tel.PGXTracer()})
 		return err
 	})
 	if err != nil {
@@ -57,7 +64,9 @@ func run(ctx context.Context) error {
 	}
 	defer pool.Close()
 
-	store, err := storage.New(startup.StorageOpts(cfg.S3))
+	storeOpts := startup.StorageOpts(cfg.S3)
+	storeOpts.WrapTransport = tel.HTTPTransport()
+	store, err := storage.New(storeOpts)
 	if err != nil {
 		return err
 	}
@@ -97,6 +106,7 @@ func run(ctx context.Context) error {
 	if opts.WebhookSealer, err = webhook.NewSealer(current, retired...); err != nil {
 		return err
 	}
+	opts.Plugins = tel.RiverPlugins()
 	w, err := worker.New(ctx, opts)
 	if err != nil {
 		return err
@@ -114,7 +124,7 @@ func run(ctx context.Context) error {
 	go func() { httpErr <- w.Serve(httpCtx, ln) }()
 
 	logger.InfoContext(ctx, "tally-worker starting", slog.Int("db_max_conns", int(maxConns)),
-		slog.Int("metrics_port", cfg.MetricsPort))
+		slog.Int("metrics_port", cfg.MetricsPort), slog.Bool("tracing", tel != nil))
 	runErr := w.Run(ctx)
 	stopHTTP()
 	if err := <-httpErr; err != nil && runErr == nil {
