@@ -91,6 +91,7 @@ func run(ctx context.Context) error {
 		RequestTimeout: cfg.RequestTimeout, MaxAttempts: cfg.MaxAttempts, CreatePerMinute: cfg.CreateRateLimit, LargeReportRows: cfg.LargeThreshold,
 		TrustedProxies: cfg.TrustedProxies, DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
 		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout, Telemetry: tel,
+		WaitsPerUser: cfg.WaitsPerUser,
 	})
 	if err != nil {
 		return err
