@@ -83,6 +83,9 @@ func New(opts Opts) (*Store, error) {
 	return &Store{client: client, bucket: opts.Bucket, region: opts.Region}, nil
 }
 
+// Bucket returns the name of the Store's bucket.
+func (s *Store) Bucket() string { return s.bucket }
+
 // EnsureBucket creates the bucket when it does not exist.
 func (s *Store) EnsureBucket(ctx context.Context) error {
 	ok, err := s.client.BucketExists(ctx, s.bucket)

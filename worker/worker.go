@@ -296,9 +296,11 @@ func (w *Worker) Client() *river.Client[pgx.Tx] { return w.client }
 // Metrics returns the process's metrics.
 func (w *Worker) Metrics() *Metrics { return w.metrics }
 
-// stopGrace is how long Run waits for jobs to return after their contexts
-// were cancelled, before it gives up on them.
-const stopGrace = 10 * time.Second
+// StopGrace is how long Run waits for jobs to return after their contexts
+// were cancelled, before it gives up on them. A supervisor's grace period
+// (compose's stop_grace_period, Kubernetes' terminationGracePeriodSeconds)
+// must exceed ShutdownTimeout plus StopGrace.
+const StopGrace = 10 * time.Second
 
 // Run works jobs until ctx is done, then stops softly: it stops fetching,
 // lets running jobs finish for up to ShutdownTimeout, then cancels their
@@ -340,7 +342,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return nil
 	}
 	w.logger.WarnContext(stopCtx, "jobs still running after the shutdown timeout; cancelling them so that they are retried")
-	hardCtx, cancel := context.WithTimeout(stopCtx, stopGrace)
+	hardCtx, cancel := context.WithTimeout(stopCtx, StopGrace)
 	defer cancel()
 	if err := w.client.StopAndCancel(hardCtx); err != nil {
 		return fmt.Errorf("stopping River client: jobs did not return after cancellation: %w", err)

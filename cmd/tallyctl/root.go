@@ -33,8 +33,8 @@ type deps struct {
 	// connect opens the database. It is called at most once, by the first
 	// command that needs the database, so that --help works without one.
 	connect func(ctx context.Context) (*pgxpool.Pool, error)
-	// openStore opens the object store and loadPortal reads the portal
-	// configuration, for report reproduce.
+	// openStore opens the object store (report reproduce, storage init) and
+	// loadPortal reads the portal configuration (report reproduce).
 	openStore  func() (*storage.Store, error)
 	loadPortal func() (*config.Portal, error)
 	// pseudonymKeys returns the workers' pseudonym keys (config.PseudonymKeys).
@@ -117,6 +117,7 @@ stdout; commands that scripts call take --json.`,
 		newVerifyCmd(d),
 		newAuditCmd(d),
 		newReportCmd(d),
+		newStorageCmd(d),
 	)
 	return root
 }
