@@ -12,6 +12,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/jobs"
 )
 
@@ -116,7 +117,7 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
-		m.objectsSwept, m.uploadsAborted, m.reproduced,
+		m.objectsSwept, m.uploadsAborted, m.reproduced, buildinfo.Get().Collector(),
 	)
 	for _, r := range sweepReasons {
 		m.objectsSwept.WithLabelValues(r)

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/internal/health"
 	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
@@ -170,6 +172,7 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 		`tally_reports_ready_total{type="transaction_summary"} 0`,
 		`tally_reports_failed_total{code="storage_unavailable",type="activity_log"} 0`,
 		`tally_queue_jobs{queue="reports_large",state="available"} 0`,
+		fmt.Sprintf("tally_build_info{go_version=%q,revision=%q,version=%q} 1\n", buildinfo.Get().GoVersion, buildinfo.Get().Revision, buildinfo.Get().Version),
 	} {
 		if !strings.Contains(body, line) {
 			t.Errorf("/metrics lacks %q", line)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 )
@@ -96,6 +97,8 @@ stdout; commands that scripts call take --json.`,
 		SilenceErrors: true, // main prints the error once
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.Version = buildinfo.Get().String()
+	root.SetVersionTemplate("tallyctl {{.Version}}\n")
 	root.SetIn(d.stdin)
 	root.SetOut(d.stdout)
 	root.SetErr(d.stderr)
