@@ -363,8 +363,23 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 		t.Errorf("/readyz after shutdown = %d %s, want 503 shutting down", code, body)
 	}
 
-	if _, err := b.pool.Exec(ctx, `UPDATE reports SET expires_at = now() - interval '1 second' WHERE id = $1`, old.ID); err != nil {
+	expiryOverdue := func() float64 {
+		t.Helper()
+		if err := w.Metrics().RefreshQueues(ctx, b.pool); err != nil {
+			t.Fatal(err)
+		}
+		_, body := get(t, srv.URL+"/metrics")
+		return metricValue(t, body, worker.MetricExpiryOverdue)
+	}
+	if got := expiryOverdue(); got != 0 {
+		t.Errorf("expiry overdue before the report is due = %v, want 0", got)
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE reports SET expires_at = now() - interval '1 hour' WHERE id = $1`, old.ID); err != nil {
 		t.Fatal(err)
+	}
+	// The report is an hour past its expiry and no worker runs.
+	if got := expiryOverdue(); got < 3600 || got > 3700 {
+		t.Errorf("expiry overdue = %v, want about 3600 (an hour)", got)
 	}
 	// A second worker expires it on start (the periodic job runs on start).
 	runCtx, cancel = context.WithCancel(ctx)
@@ -384,6 +399,9 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 			t.Error("the expired report's file is still stored")
 			break
 		}
+	}
+	if got := expiryOverdue(); got != 0 {
+		t.Errorf("expiry overdue once the report expired = %v, want 0", got)
 	}
 	cancel()
 	if err := <-done; err != nil {
