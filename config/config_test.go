@@ -23,6 +23,11 @@ func TestLoadDefaults(t *testing.T) {
 		cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour {
 		t.Errorf("defaults = %+v", cfg)
 	}
+	// No static S3 keys by default: the AWS credential chain applies, and
+	// no encryption header is sent.
+	if cfg.S3.AccessKeyID != "" || cfg.S3.SecretAccessKey != "" || cfg.S3.SSE != "" {
+		t.Errorf("S3 defaults = %+v, want no keys and no SSE", cfg.S3)
+	}
 	want := Config{
 		RequestTimeout: DefaultRequestTimeout, CreateRateLimit: DefaultCreateRatePerMinute,
 		SmallConcurrency: DefaultSmallConcurrency, LargeConcurrency: DefaultLargeConcurrency,
@@ -72,6 +77,9 @@ func TestLoadRejects(t *testing.T) {
 		"ZeroDownloads": {"TALLY_DOWNLOADS_PER_USER": "0"},
 		"NoStallTime":   {"TALLY_DOWNLOAD_STALL_TIMEOUT": "0s"},
 		"AdminAddrPort": {"TALLY_ADMIN_ADDR": "9091"},
+		"UnknownSSE":    {"S3_SSE": "AES256"},
+		"KMSKeyNoKMS":   {"S3_SSE": "SSE-S3", "S3_SSE_KMS_KEY_ID": "alias/tally"},
+		"HalfS3Keys":    {"S3_ACCESS_KEY_ID": "id"},
 	}
 	for name, env := range tests {
 		if _, err := LoadFrom(env); err == nil {
@@ -84,7 +92,7 @@ func TestLoadRejects(t *testing.T) {
 func TestSecretsMasked(t *testing.T) {
 	t.Parallel()
 	cfg, err := LoadFrom(map[string]string{
-		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
+		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_ACCESS_KEY_ID": "id", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
 		"TALLY_ADMIN_USER": "admin", "TALLY_ADMIN_PASSWORD": "admin-pass-789", "TALLY_PSEUDONYM_KEY": "pseudo-key-000", "TALLY_PSEUDONYM_RETIRED_KEYS": "pseudo-old-111",
 	})
 	if err != nil {

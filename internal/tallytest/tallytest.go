@@ -70,6 +70,8 @@ func resolveServices() (*Services, error) {
 				SecretAccessKey: os.Getenv("TALLY_TEST_S3_SECRET_ACCESS_KEY"),
 				Region:          envOr("TALLY_TEST_S3_REGION", "us-east-1"),
 				UseTLS:          os.Getenv("TALLY_TEST_S3_USE_TLS") == "true",
+				SSE:             os.Getenv("TALLY_TEST_S3_SSE"),
+				SSEKMSKeyID:     os.Getenv("TALLY_TEST_S3_SSE_KMS_KEY_ID"),
 			},
 		}, nil
 	}
