@@ -79,6 +79,9 @@ func (s *Server) newEcho() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = clientIPExtractor(s.trustedProxies)
+	if tp := s.telemetry.TracerProvider(); tp != nil {
+		e.Use(tracing(tp, s.telemetry.Propagator()))
+	}
 	e.Use(requestIDMiddleware, securityHeaders, s.accessLog, s.recoverMiddleware, s.admission, s.timeout, bodyLimit)
 	return e
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/internal/telemetry"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -68,6 +69,8 @@ type Opts struct {
 	Registry *prometheus.Registry
 	// NowFunc returns the current time; nil means time.Now.
 	NowFunc func() time.Time
+	// Telemetry traces requests (tracing.go); nil: tracing off, no middleware.
+	Telemetry *telemetry.Telemetry
 }
 
 // Server is the API.
@@ -98,6 +101,7 @@ type Server struct {
 	trustedProxies  []netip.Prefix
 	admin           *echo.Echo
 	now             func() time.Time
+	telemetry       *telemetry.Telemetry
 }
 
 // New builds the API. Start must be called before serving when River UI is on.
@@ -112,6 +116,7 @@ func New(opts Opts) (*Server, error) {
 		trustedProxies: opts.TrustedProxies, adminUser: opts.AdminUser, adminPassword: opts.AdminPassword,
 		separateAdmin: opts.SeparateAdmin,
 		registry:      opts.Registry, now: opts.NowFunc, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
+		telemetry: opts.Telemetry,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

@@ -1,6 +1,12 @@
 // Package config reads Tally's settings from the environment, once, into a
 // typed struct, and builds the process logger. Secrets are a Secret type that
 // prints masked, so a logged Config never leaks them.
+//
+// The OpenTelemetry variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SDK_DISABLED,
+// OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER and the other standard ones) are not
+// part of Config: internal/telemetry hands them to the OpenTelemetry SDK,
+// which reads them with its own defaults; README.md's Tracing section lists
+// them.
 package config
 
 import (
@@ -68,6 +74,32 @@ const (
 // none is configured. It is public: pseudonyms built with it protect nothing.
 const DevelopmentPseudonymKey = "tally development pseudonym key: public, protects nothing"
 
+// The built-in defaults that are development secrets: public, in this
+// repository, fit for a laptop only. Outside development CheckSecrets
+// refuses them (and DevelopmentPseudonymKey, and an ephemeral signing key).
+const (
+	// DevelopmentDatabaseURL is DATABASE_URL's default: the PostgreSQL
+	// superuser on localhost without a password.
+	DevelopmentDatabaseURL = "postgres://postgres@127.0.0.1:5432/tally?sslmode=disable"
+	// DevelopmentS3SecretAccessKey is the local MinIO's secret key
+	// (scripts/services.sh, compose.yaml). It is no default: unset keys
+	// mean the AWS credential chain.
+	DevelopmentS3SecretAccessKey = "tally-secret-key"
+)
+
+// FileVariables are the variables holding secrets. Each may instead name a
+// file in <VAR>_FILE (a mounted Kubernetes or Docker secret): its contents,
+// without one trailing newline, are the value; setting both is an error.
+// TALLY_PSEUDONYM_KEY_FILE is its own: its further lines are retired keys.
+var FileVariables = []string{
+	"DATABASE_URL",
+	"S3_ACCESS_KEY_ID",
+	"S3_SECRET_ACCESS_KEY",
+	"TALLY_ADMIN_USER",
+	"TALLY_ADMIN_PASSWORD",
+	"TALLY_PSEUDONYM_RETIRED_KEYS",
+}
+
 // Defaults of the settings that another package also falls back on when a
 // field of its options is zero (api.Opts, worker.Opts). They are declared
 // here only; LoadFrom starts from them, so they are not repeated as
@@ -90,6 +122,12 @@ const (
 	// DefaultSweepGrace must exceed DefaultJobTimeout: a run may commit its
 	// file up to its job timeout after it started.
 	DefaultSweepGrace = time.Hour
+	// WorkerStopGrace is how long a stopping worker waits for its jobs to
+	// return once their contexts are canceled, after ShutdownTimeout: a
+	// supervisor must allow ShutdownTimeout + WorkerStopGrace before it
+	// kills the process (Kubernetes' terminationGracePeriodSeconds,
+	// compose's stop_grace_period).
+	WorkerStopGrace = 10 * time.Second
 	// RescueMargin is added to the job timeout to get the time after which
 	// River's rescuer takes a job back from a worker that vanished, when
 	// TALLY_RESCUE_STUCK_JOBS_AFTER is unset.
@@ -190,11 +228,14 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		DownloadMinRate:      DefaultDownloadMinRate,
 		DownloadStallTimeout: DefaultDownloadStallTimeout,
 	}
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
+	if environ == nil {
+		environ = env.ToMap(os.Environ())
 	}
-	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+	environ, err := readFileVariables(environ)
+	if err != nil {
+		return nil, err
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}
 	if _, err := parseLevel(cfg.LogLevel); err != nil {
@@ -239,6 +280,60 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	return &cfg, nil
 }
 
+// readFileVariables returns environ with each of FileVariables whose
+// <VAR>_FILE is set read from that file. environ itself is not changed.
+func readFileVariables(environ map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(environ))
+	for k, v := range environ {
+		out[k] = v
+	}
+	for _, name := range FileVariables {
+		path := environ[name+"_FILE"]
+		if path == "" {
+			continue
+		}
+		if environ[name] != "" {
+			return nil, fmt.Errorf("set %s or %s_FILE, not both", name, name)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s_FILE: %w", name, err)
+		}
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			return nil, fmt.Errorf("%s_FILE %s is empty", name, path)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// CheckSecrets refuses, outside development, the development secrets built
+// into Tally: DevelopmentDatabaseURL, DevelopmentS3SecretAccessKey and
+// DevelopmentPseudonymKey, whether they come from a default or were set
+// explicitly. The API and the worker call it at start; it names every
+// variable to set.
+func (c *Config) CheckSecrets() error {
+	if c.Env == EnvDevelopment {
+		return nil
+	}
+	var bad []string
+	if c.DatabaseURL.Reveal() == DevelopmentDatabaseURL {
+		bad = append(bad, "DATABASE_URL (the passwordless local superuser)")
+	}
+	if c.S3.SecretAccessKey.Reveal() == DevelopmentS3SecretAccessKey {
+		bad = append(bad, "S3_SECRET_ACCESS_KEY (the local MinIO's key)")
+	}
+	if c.PseudonymKey.Reveal() == DevelopmentPseudonymKey {
+		bad = append(bad, "TALLY_PSEUDONYM_KEY (the public development key)")
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("refusing to start with development secrets outside development (TALLY_ENV=%s): set %s, or TALLY_ENV=development on a laptop",
+			c.Env, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
 // PseudonymKeys returns the pseudonym master keys: the current one and the
 // retired ones. Outside development a key is required; in development,
 // without one, the current key is DevelopmentPseudonymKey and dev is true.
@@ -267,6 +362,9 @@ func (c *Config) PseudonymKeys() (current []byte, retired [][]byte, dev bool, er
 	}
 	if r := c.PseudonymRetiredKeys.Reveal(); r != "" {
 		keys = append(keys, strings.Split(r, ",")...)
+	}
+	if keys[0] == DevelopmentPseudonymKey && c.Env != EnvDevelopment {
+		return nil, nil, false, fmt.Errorf("the public development pseudonym key is refused outside development (TALLY_ENV=%s): set a key of your own", c.Env)
 	}
 	current = []byte(keys[0])
 	for _, k := range keys[1:] {

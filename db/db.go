@@ -47,6 +47,8 @@ type PoolOpts struct {
 	MaxConns int32
 	// ApplicationName is shown in pg_stat_activity.
 	ApplicationName string
+	// Tracer traces the pool's queries (telemetry.PGXTracer); nil: none.
+	Tracer pgx.QueryTracer
 }
 
 // Connect opens a pool to url and checks that the server answers.
@@ -61,6 +63,9 @@ func Connect(ctx context.Context, url string, opts *PoolOpts) (*pgxpool.Pool, er
 		}
 		if opts.ApplicationName != "" {
 			cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
+		}
+		if opts.Tracer != nil {
+			cfg.ConnConfig.Tracer = opts.Tracer
 		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/internal/tallytest"
-	"github.com/tally-compliance/tally/worker"
 )
 
 // loadCompose loads ../compose.yaml with the compose-spec loader as
@@ -166,7 +165,7 @@ func TestComposeStopGraceExceedsShutdown(t *testing.T) {
 	t.Parallel()
 	p := loadCompose(t)
 	for name, need := range map[string]time.Duration{
-		"worker": config.DefaultShutdownTimeout + worker.StopGrace,
+		"worker": config.DefaultShutdownTimeout + config.WorkerStopGrace,
 		"api":    config.DefaultShutdownTimeout,
 	} {
 		s := p.Services[name]

@@ -59,6 +59,9 @@ type Opts struct {
 	// account's default KMS key).
 	SSE         string
 	SSEKMSKeyID string
+	// WrapTransport, when set, wraps the client's HTTP transport, for
+	// tracing (telemetry.HTTPTransport).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Server-side encryption modes of Opts.SSE.
@@ -125,11 +128,15 @@ func New(opts Opts) (*Store, error) {
 	}
 	transport.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	transport.ResponseHeaderTimeout = 30 * time.Second
+	var rt http.RoundTripper = transport
+	if opts.WrapTransport != nil {
+		rt = opts.WrapTransport(transport)
+	}
 	client, err := minio.New(opts.Endpoint, &minio.Options{
 		Creds:     Credentials(opts),
 		Secure:    opts.UseTLS,
 		Region:    opts.Region,
-		Transport: transport,
+		Transport: rt,
 		// Few retries: a caller waiting on a download should hear "try
 		// again" in seconds, and a worker's job is retried by River anyway.
 		MaxRetries: 3,

@@ -120,6 +120,9 @@ type Opts struct {
 	// Keys sign report manifests and activity checkpoints; nil means an
 	// ephemeral key, generated at start with a loud warning.
 	Keys *evidence.Keys
+	// Plugins are added to the River client, such as tracing
+	// (telemetry.RiverPlugins); nil: none.
+	Plugins []rivertype.Plugin
 }
 
 // OptsFromConfig returns the Opts the environment configures, without the
@@ -282,6 +285,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.ReproduceReportsArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.ReproduceReportsArgs{}.Kind()}),
 		},
+		Plugins:  opts.Plugins,
 		TestOnly: opts.TestOnly,
 	})
 	if err != nil {
@@ -295,12 +299,6 @@ func (w *Worker) Client() *river.Client[pgx.Tx] { return w.client }
 
 // Metrics returns the process's metrics.
 func (w *Worker) Metrics() *Metrics { return w.metrics }
-
-// StopGrace is how long Run waits for jobs to return after their contexts
-// were cancelled, before it gives up on them. A supervisor's grace period
-// (compose's stop_grace_period, Kubernetes' terminationGracePeriodSeconds)
-// must exceed ShutdownTimeout plus StopGrace.
-const StopGrace = 10 * time.Second
 
 // Run works jobs until ctx is done, then stops softly: it stops fetching,
 // lets running jobs finish for up to ShutdownTimeout, then cancels their
@@ -342,7 +340,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return nil
 	}
 	w.logger.WarnContext(stopCtx, "jobs still running after the shutdown timeout; cancelling them so that they are retried")
-	hardCtx, cancel := context.WithTimeout(stopCtx, StopGrace)
+	hardCtx, cancel := context.WithTimeout(stopCtx, config.WorkerStopGrace)
 	defer cancel()
 	if err := w.client.StopAndCancel(hardCtx); err != nil {
 		return fmt.Errorf("stopping River client: jobs did not return after cancellation: %w", err)

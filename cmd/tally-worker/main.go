@@ -22,6 +22,7 @@ import (
 	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/internal/startup"
+	"github.com/tally-compliance/tally/internal/telemetry"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 	"github.com/tally-compliance/tally/worker"
@@ -44,13 +45,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckSecrets(); err != nil {
+		return err
+	}
 	logger := cfg.NewLogger(os.Stderr).With(slog.String("service", "tally-worker"))
+
+	tel, err := telemetry.Setup(ctx, "tally-worker", logger)
+	if err != nil {
+		return err
+	}
+	defer tel.Close(ctx, logger)
 
 	// A worker started during an outage waits for its dependencies.
 	maxConns := worker.MaxConns(cfg.SmallConcurrency, cfg.LargeConcurrency)
 	var pool *pgxpool.Pool
 	err = startup.Wait(ctx, logger, "the database", startup.Timeout, func(ctx context.Context) error {
-		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: maxConns, ApplicationName: "tally-worker"})
+		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: maxConns, ApplicationName: "tally-worker", Tracer: tel.PGXTracer()})
 		return err
 	})
 	if err != nil {
@@ -58,7 +68,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer pool.Close()
 
-	store, err := storage.New(startup.StorageOpts(cfg.S3))
+	storeOpts := startup.StorageOpts(cfg.S3)
+	storeOpts.WrapTransport = tel.HTTPTransport()
+	store, err := storage.New(storeOpts)
 	if err != nil {
 		return err
 	}
@@ -93,6 +105,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("TALLY_SIGNING_KEYS_DIR or TALLY_SIGNING_KEY_FILE is required outside development (TALLY_ENV=%s)", cfg.Env)
 	}
 	opts.Pool, opts.Store, opts.Portal, opts.Logger, opts.PseudonymKeys = pool, store, portal, logger, keys
+	opts.Plugins = tel.RiverPlugins()
 	w, err := worker.New(ctx, opts)
 	if err != nil {
 		return err
@@ -112,7 +125,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	build := buildinfo.Get()
 	logger.InfoContext(ctx, "tally-worker starting", slog.String("version", build.Version), slog.String("revision", build.Revision),
 		slog.Int("db_max_conns", int(maxConns)),
-		slog.Int("metrics_port", cfg.MetricsPort))
+		slog.Int("metrics_port", cfg.MetricsPort), slog.Bool("tracing", tel != nil))
 	runErr := w.Run(ctx)
 	stopHTTP()
 	if err := <-httpErr; err != nil && runErr == nil {

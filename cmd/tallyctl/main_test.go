@@ -22,7 +22,7 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	return &testBundle{ctx: context.Background(), pool: tallytest.DB(t)}
+	return &testBundle{ctx: context.Background(), pool: tallytest.OwnerDB(t)} // tallyctl is the operator's tool
 }
 
 // result is what one tallyctl invocation printed and returned.

@@ -107,6 +107,7 @@ stdout; commands that scripts call take --json.`,
 	})
 	root.AddCommand(
 		newMigrateCmd(d),
+		newDBCmd(d),
 		newOrgCmd(d),
 		newAppCmd(d),
 		newUserCmd(d),

@@ -23,8 +23,8 @@ import (
 // never import each other. README.md's package table says the same.
 var layers = [][]string{
 	// Leaves: configuration, SQL, the object store, file formats, signing
-	// and verification, the readiness shape, the build's version.
-	{"config", "db", "storage", "report", "evidence", "internal/health", "internal/buildinfo"},
+	// and verification, the readiness shape, tracing, the build's version.
+	{"config", "db", "storage", "report", "evidence", "internal/health", "internal/telemetry", "internal/buildinfo"},
 	// Helpers of the binaries: import files and the demo tenant; start-up.
 	{"ingest", "internal/startup"},
 	// The job kinds: what a worker runs and what the API enqueues.

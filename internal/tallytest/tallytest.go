@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tally-compliance/tally/db"
@@ -111,6 +112,8 @@ func templateName() (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(h, "river-%d", river)
+	// The template's grants are part of what it holds.
+	fmt.Fprintf(h, "runtime-role-%s", RuntimeRole)
 	return "tally_tpl_" + hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
@@ -148,11 +151,14 @@ func createTemplate(ctx context.Context, s *Services, name string) error {
 	if _, err := admin.Exec(ctx, `CREATE DATABASE `+building); err != nil {
 		return fmt.Errorf("creating template database: %w", err)
 	}
+	if err := ensureRuntimeRole(ctx, admin); err != nil {
+		return err
+	}
 	pool, err := pgxpool.New(ctx, withDatabase(s.DatabaseURL, building))
 	if err != nil {
 		return err
 	}
-	_, err = db.Migrate(ctx, pool, slog.New(slog.DiscardHandler))
+	_, err = db.MigrateWith(ctx, pool, db.MigrateOpts{RuntimeRole: RuntimeRole})
 	pool.Close()
 	if err != nil {
 		return fmt.Errorf("migrating template database: %w", err)
@@ -164,12 +170,43 @@ func createTemplate(ctx context.Context, s *Services, name string) error {
 	return err
 }
 
+// RuntimeRole is the role the services connect as in tests, as in
+// production: granted what they need (db.GrantRuntime) by the migration of
+// the template, owner of nothing, able to change no schema. Tests that pass
+// through DB or DatabaseURL therefore prove the grants are enough.
+const RuntimeRole = "tally_test_runtime"
+
+// runtimePassword is RuntimeRole's password, for servers that ask for one
+// (testcontainers' PostgreSQL); a trust server ignores it.
+const runtimePassword = "tally_test_runtime"
+
+// ensureRuntimeRole creates RuntimeRole on the server when missing. Roles
+// belong to the whole server, and test binaries race to create it.
+func ensureRuntimeRole(ctx context.Context, admin *pgx.Conn) error {
+	_, err := admin.Exec(ctx, `CREATE ROLE `+RuntimeRole+` LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '`+runtimePassword+`'`)
+	var pgErr *pgconn.PgError
+	if err != nil && !(errors.As(err, &pgErr) && (pgErr.Code == "42710" || pgErr.Code == "23505")) {
+		return fmt.Errorf("creating role %s: %w", RuntimeRole, err)
+	}
+	return nil
+}
+
 func withDatabase(rawURL, name string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		panic(err)
 	}
 	u.Path = "/" + name
+	return u.String()
+}
+
+// asRuntime returns rawURL connecting as RuntimeRole.
+func asRuntime(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(err)
+	}
+	u.User = url.UserPassword(RuntimeRole, runtimePassword)
 	return u.String()
 }
 
@@ -180,9 +217,18 @@ func randomSuffix() string {
 }
 
 // DatabaseURL creates a fresh, migrated database for the test and returns its
-// URL. The database is dropped when the test ends (kept when
-// TALLY_TEST_KEEP_DB=1, for debugging).
+// URL, connecting as RuntimeRole: what the API and workers get. The database
+// is dropped when the test ends (kept when TALLY_TEST_KEEP_DB=1, for
+// debugging).
 func DatabaseURL(tb testing.TB) string {
+	tb.Helper()
+	return asRuntime(OwnerDatabaseURL(tb))
+}
+
+// OwnerDatabaseURL is DatabaseURL connecting as the test server's admin
+// user, for what only the schema's owner or a superuser does: migrations,
+// tallyctl (an operator's tool), a forger with the database.
+func OwnerDatabaseURL(tb testing.TB) string {
 	tb.Helper()
 	s := GetServices(tb)
 	ctx := context.Background()
@@ -228,10 +274,31 @@ func DatabaseURL(tb testing.TB) string {
 	return withDatabase(s.DatabaseURL, name)
 }
 
-// DB returns a pool on a fresh, migrated database for the test.
+// DB returns a pool on a fresh, migrated database for the test, connected
+// as RuntimeRole, as the services are.
 func DB(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	pool, err := db.Connect(context.Background(), DatabaseURL(tb), &db.PoolOpts{MaxConns: 20})
+	return connect(tb, DatabaseURL(tb))
+}
+
+// OwnerDB is DB connected as the test server's admin user (see
+// OwnerDatabaseURL).
+func OwnerDB(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	return connect(tb, OwnerDatabaseURL(tb))
+}
+
+// AsOwner returns a pool on pool's database connected as the test server's
+// admin user, for test setup that stands in for what the database's owner
+// does in production (ANALYZE, as autovacuum does; VACUUM).
+func AsOwner(tb testing.TB, pool *pgxpool.Pool) *pgxpool.Pool {
+	tb.Helper()
+	return connect(tb, withDatabase(GetServices(tb).DatabaseURL, pool.Config().ConnConfig.Database))
+}
+
+func connect(tb testing.TB, url string) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := db.Connect(context.Background(), url, &db.PoolOpts{MaxConns: 20})
 	if err != nil {
 		tb.Fatalf("connecting to test database: %v", err)
 	}
