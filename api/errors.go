@@ -49,6 +49,7 @@ const (
 	CodeRangeNotSatisfiable   = "range_not_satisfiable"
 	CodeRateLimited           = "rate_limited"
 	CodeTooManyDownloads      = "too_many_downloads"
+	CodeTooManyWaits          = "too_many_waits"
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeServiceUnavailable    = "service_unavailable"
 	CodeRequestTimeout        = "request_timeout"

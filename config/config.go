@@ -119,6 +119,10 @@ const (
 	DefaultDownloadMinRate      = 1 << 10 // bytes per second
 	DefaultDownloadStallTimeout = 30 * time.Second
 	DefaultSweepInterval        = time.Hour
+	// DefaultWaitsPerUser bounds the requests one user may hold open with
+	// Prefer: wait at once; MaxWait is the longest wait honoured.
+	DefaultWaitsPerUser = 20
+	MaxWait             = 30 * time.Second
 	// DefaultSweepGrace must exceed DefaultJobTimeout: a run may commit its
 	// file up to its job timeout after it started.
 	DefaultSweepGrace = time.Hour
@@ -173,6 +177,9 @@ type Config struct {
 	DownloadsPerOrg      int           `env:"TALLY_DOWNLOADS_PER_ORG"`
 	DownloadMinRate      int64         `env:"TALLY_DOWNLOAD_MIN_RATE"`
 	DownloadStallTimeout time.Duration `env:"TALLY_DOWNLOAD_STALL_TIMEOUT"`
+	// WaitsPerUser bounds the requests one user may hold open with
+	// Prefer: wait at once (429 too_many_waits beyond).
+	WaitsPerUser int `env:"TALLY_WAIT_PER_USER"`
 
 	// Worker.
 	MetricsPort       int           `env:"TALLY_METRICS_PORT" envDefault:"9090"`
@@ -227,6 +234,7 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		DownloadsPerOrg:      DefaultDownloadsPerOrg,
 		DownloadMinRate:      DefaultDownloadMinRate,
 		DownloadStallTimeout: DefaultDownloadStallTimeout,
+		WaitsPerUser:         DefaultWaitsPerUser,
 	}
 	if environ == nil {
 		environ = env.ToMap(os.Environ())
@@ -260,6 +268,9 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	}
 	if cfg.DownloadsPerUser < 1 || cfg.DownloadsPerOrg < 1 || cfg.DownloadMinRate < 1 || cfg.DownloadStallTimeout <= 0 {
 		return nil, fmt.Errorf("TALLY_DOWNLOADS_PER_USER, TALLY_DOWNLOADS_PER_ORG, TALLY_DOWNLOAD_MIN_RATE and TALLY_DOWNLOAD_STALL_TIMEOUT must be positive")
+	}
+	if cfg.WaitsPerUser < 1 {
+		return nil, fmt.Errorf("TALLY_WAIT_PER_USER must be positive")
 	}
 	if cfg.AdminAddr != "" {
 		if _, _, err := net.SplitHostPort(cfg.AdminAddr); err != nil {

@@ -35,6 +35,7 @@ func TestLoadDefaults(t *testing.T) {
 		MaxAttempts: DefaultMaxAttempts, FetchPollInterval: DefaultFetchPollInterval,
 		DownloadsPerUser: DefaultDownloadsPerUser, DownloadsPerOrg: DefaultDownloadsPerOrg,
 		DownloadMinRate: DefaultDownloadMinRate, DownloadStallTimeout: DefaultDownloadStallTimeout,
+		WaitsPerUser: DefaultWaitsPerUser,
 	}
 	got := Config{
 		RequestTimeout: cfg.RequestTimeout, CreateRateLimit: cfg.CreateRateLimit,
@@ -43,6 +44,7 @@ func TestLoadDefaults(t *testing.T) {
 		MaxAttempts: cfg.MaxAttempts, FetchPollInterval: cfg.FetchPollInterval,
 		DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
 		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout,
+		WaitsPerUser: cfg.WaitsPerUser,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults = %+v, want the Default constants %+v", got, want)
@@ -76,6 +78,7 @@ func TestLoadRejects(t *testing.T) {
 		"BadTLSBoolean": {"S3_USE_TLS": "maybe"},
 		"ZeroDownloads": {"TALLY_DOWNLOADS_PER_USER": "0"},
 		"NoStallTime":   {"TALLY_DOWNLOAD_STALL_TIMEOUT": "0s"},
+		"ZeroWaits":     {"TALLY_WAIT_PER_USER": "0"},
 		"AdminAddrPort": {"TALLY_ADMIN_ADDR": "9091"},
 		"UnknownSSE":    {"S3_SSE": "AES256"},
 		"KMSKeyNoKMS":   {"S3_SSE": "SSE-S3", "S3_SSE_KMS_KEY_ID": "alias/tally"},

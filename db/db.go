@@ -98,6 +98,28 @@ func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
 	return nil
 }
 
+// ReadSnapshot runs fn in a read-only REPEATABLE READ transaction on q:
+// every query of fn sees the same snapshot of the database.
+func ReadSnapshot(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
+	var tx pgx.Tx
+	var err error
+	if b, ok := q.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	}); ok {
+		tx, err = b.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	} else {
+		tx, err = q.Begin(ctx) // a savepoint in an outer transaction: its snapshot
+	}
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", translate(err))
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return translate(err)
+	}
+	return nil
+}
+
 // Now returns the database's clock: on a transaction, the time it began,
 // which every now() of that transaction's statements also reads.
 func Now(ctx context.Context, q DBTX) (time.Time, error) {

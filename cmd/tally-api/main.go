@@ -97,6 +97,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		RequestTimeout: cfg.RequestTimeout, MaxAttempts: cfg.MaxAttempts, CreatePerMinute: cfg.CreateRateLimit, LargeReportRows: cfg.LargeThreshold,
 		TrustedProxies: cfg.TrustedProxies, DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
 		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout, Telemetry: tel,
+		WaitsPerUser: cfg.WaitsPerUser,
 	})
 	if err != nil {
 		return err

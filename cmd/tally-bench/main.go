@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,7 @@ type options struct {
 	runs  int
 	out   string
 	keep  bool
+	only  map[int]bool // rows to measure; empty: every row
 
 	sizes        []int64       // transactions in scope of the time-to-ready reports
 	smallReports int           // reports in the small-report throughput batch
@@ -64,6 +66,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	only := fs.String("only", "", "comma-separated row numbers to measure (e.g. 12,13); empty: every row")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -72,6 +75,17 @@ func parseOptions(args []string) (*options, error) {
 	}
 	if o.runs < 1 {
 		return nil, errors.New("-runs must be at least 1")
+	}
+	o.only = map[int]bool{}
+	for _, f := range strings.Split(*only, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > lastRow {
+			return nil, fmt.Errorf("-only: %q is not a row number from 1 to %d", f, lastRow)
+		}
+		o.only[n] = true
 	}
 	if o.quick {
 		o.sizes = []int64{10_000, 100_000}
@@ -84,7 +98,29 @@ func parseOptions(args []string) (*options, error) {
 		o.loadFor, o.warmup = 5*time.Second, time.Second
 		o.pickups = 20
 	}
+	if o.only[9] || o.only[11] {
+		o.only[2] = true // they read the largest report row 2 builds
+	}
+	if !o.wants(2, 3, 5, 9, 10, 11) {
+		o.sizes = nil // no row reads the large scopes: do not seed them
+	}
 	return o, nil
+}
+
+// lastRow is the number of the table's last row.
+const lastRow = 13
+
+// wants reports whether any of the rows is to be measured.
+func (o *options) wants(rows ...int) bool {
+	if len(o.only) == 0 {
+		return true
+	}
+	for _, n := range rows {
+		if o.only[n] {
+			return true
+		}
+	}
+	return false
 }
 
 func run(ctx context.Context) error {
