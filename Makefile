@@ -51,6 +51,11 @@ test: ## Run all tests with the race detector (starts services unless TALLY_TEST
 	$(call services_env,TALLY_TEST_DATABASE_URL)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 
+.PHONY: test-s3-compat
+test-s3-compat: ## Run the storage tests and one end-to-end report against versitygw (built once, cached), not MinIO
+	$(call services_env,TALLY_TEST_DATABASE_URL)
+	GO=$(GO) TESTFLAGS="$(TESTFLAGS)" scripts/s3-compat.sh
+
 .PHONY: lint
 lint: ## Check formatting (gofmt) and run go vet
 	unformatted=$$($(if $(GO_FILES),gofmt -l $(GO_FILES)))

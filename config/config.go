@@ -47,12 +47,20 @@ func (s Secret) Reveal() string { return string(s) }
 
 // S3 is the object store's connection.
 type S3 struct {
-	Endpoint        string `env:"ENDPOINT" envDefault:"127.0.0.1:9000"`
-	AccessKeyID     string `env:"ACCESS_KEY_ID" envDefault:"tally"`
-	SecretAccessKey Secret `env:"SECRET_ACCESS_KEY" envDefault:"tally-secret-key"`
+	Endpoint string `env:"ENDPOINT" envDefault:"127.0.0.1:9000"`
+	// AccessKeyID and SecretAccessKey are static keys; both unset, the
+	// credentials come from the AWS chain: AWS_* variables, the shared
+	// credentials file, then the instance's role (IRSA, ECS, EC2).
+	AccessKeyID     string `env:"ACCESS_KEY_ID"`
+	SecretAccessKey Secret `env:"SECRET_ACCESS_KEY"`
 	Bucket          string `env:"BUCKET" envDefault:"tally"`
 	Region          string `env:"REGION" envDefault:"us-east-1"`
 	UseTLS          bool   `env:"USE_TLS" envDefault:"false"`
+	// SSE is the server-side encryption every write asks for: empty (the
+	// bucket's default), SSE-S3, or SSE-KMS with SSEKMSKeyID (empty: the
+	// account's default KMS key).
+	SSE         string `env:"SSE"`
+	SSEKMSKeyID string `env:"SSE_KMS_KEY_ID"`
 }
 
 // Environments of TALLY_ENV. Development relaxes what production requires
@@ -73,8 +81,9 @@ const (
 	// DevelopmentDatabaseURL is DATABASE_URL's default: the PostgreSQL
 	// superuser on localhost without a password.
 	DevelopmentDatabaseURL = "postgres://postgres@127.0.0.1:5432/tally?sslmode=disable"
-	// DevelopmentS3SecretAccessKey is S3_SECRET_ACCESS_KEY's default, the
-	// local MinIO's (scripts/services.sh, compose.yaml).
+	// DevelopmentS3SecretAccessKey is the local MinIO's secret key
+	// (scripts/services.sh, compose.yaml). It is no default: unset keys
+	// mean the AWS credential chain.
 	DevelopmentS3SecretAccessKey = "tally-secret-key"
 )
 
@@ -288,6 +297,14 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		if _, _, err := net.SplitHostPort(cfg.AdminAddr); err != nil {
 			return nil, fmt.Errorf("TALLY_ADMIN_ADDR must be host:port (host may be empty), not %q", cfg.AdminAddr)
 		}
+	}
+	switch {
+	case cfg.S3.SSE != "" && cfg.S3.SSE != "SSE-S3" && cfg.S3.SSE != "SSE-KMS":
+		return nil, fmt.Errorf("S3_SSE must be empty, SSE-S3 or SSE-KMS, not %q", cfg.S3.SSE)
+	case cfg.S3.SSEKMSKeyID != "" && cfg.S3.SSE != "SSE-KMS":
+		return nil, fmt.Errorf("S3_SSE_KMS_KEY_ID needs S3_SSE=SSE-KMS")
+	case (cfg.S3.AccessKeyID == "") != (cfg.S3.SecretAccessKey == ""):
+		return nil, fmt.Errorf("set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither (then the AWS credential chain applies)")
 	}
 	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 || cfg.WebhookConcurrency < 1 {
 		return nil, fmt.Errorf("worker concurrency must be at least 1")

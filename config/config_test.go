@@ -23,6 +23,11 @@ func TestLoadDefaults(t *testing.T) {
 		cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour {
 		t.Errorf("defaults = %+v", cfg)
 	}
+	// No static S3 keys by default: the AWS credential chain applies, and
+	// no encryption header is sent.
+	if cfg.S3.AccessKeyID != "" || cfg.S3.SecretAccessKey != "" || cfg.S3.SSE != "" {
+		t.Errorf("S3 defaults = %+v, want no keys and no SSE", cfg.S3)
+	}
 	want := Config{
 		RequestTimeout: DefaultRequestTimeout, CreateRateLimit: DefaultCreateRatePerMinute,
 		SmallConcurrency: DefaultSmallConcurrency, LargeConcurrency: DefaultLargeConcurrency,
@@ -78,6 +83,9 @@ func TestLoadRejects(t *testing.T) {
 		"NoWebhookTime": {"TALLY_WEBHOOK_TIMEOUT": "0s"},
 		"ZeroWebhooks":  {"TALLY_WEBHOOK_CONCURRENCY": "0"},
 		"BadWebhookNet": {"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.0.0.0"},
+		"UnknownSSE":    {"S3_SSE": "AES256"},
+		"KMSKeyNoKMS":   {"S3_SSE": "SSE-S3", "S3_SSE_KMS_KEY_ID": "alias/tally"},
+		"HalfS3Keys":    {"S3_ACCESS_KEY_ID": "id"},
 	}
 	for name, env := range tests {
 		if _, err := LoadFrom(env); err == nil {
@@ -111,7 +119,7 @@ func TestWebhookSettings(t *testing.T) {
 func TestSecretsMasked(t *testing.T) {
 	t.Parallel()
 	cfg, err := LoadFrom(map[string]string{
-		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
+		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_ACCESS_KEY_ID": "id", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
 		"TALLY_ADMIN_USER": "admin", "TALLY_ADMIN_PASSWORD": "admin-pass-789", "TALLY_PSEUDONYM_KEY": "pseudo-key-000", "TALLY_PSEUDONYM_RETIRED_KEYS": "pseudo-old-111",
 	})
 	if err != nil {
@@ -311,12 +319,14 @@ func TestCheckSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The constants are the envDefault tags' values.
-	if defaults.DatabaseURL.Reveal() != DevelopmentDatabaseURL || defaults.S3.SecretAccessKey.Reveal() != DevelopmentS3SecretAccessKey {
-		t.Fatalf("defaults %q and %q are not the Development constants", defaults.DatabaseURL.Reveal(), defaults.S3.SecretAccessKey.Reveal())
+	// DATABASE_URL's envDefault is the constant; S3 keys have no default
+	// (unset, the AWS credential chain applies).
+	if defaults.DatabaseURL.Reveal() != DevelopmentDatabaseURL || defaults.S3.SecretAccessKey != "" {
+		t.Fatalf("defaults %q and %q, want %q and none", defaults.DatabaseURL.Reveal(), defaults.S3.SecretAccessKey.Reveal(), DevelopmentDatabaseURL)
 	}
 	real := map[string]string{
 		"DATABASE_URL":         "postgres://tally_runtime@db:5432/tally",
+		"S3_ACCESS_KEY_ID":     "tally",
 		"S3_SECRET_ACCESS_KEY": "a real one",
 		"TALLY_PSEUDONYM_KEY":  "a real pseudonym key of 32 bytes or more",
 	}
@@ -325,7 +335,7 @@ func TestCheckSecrets(t *testing.T) {
 		environ map[string]string
 		want    []string // the variables named; none: accepted
 	}{
-		{"ProductionDefaults", map[string]string{}, []string{"DATABASE_URL", "S3_SECRET_ACCESS_KEY"}},
+		{"ProductionDefaults", map[string]string{}, []string{"DATABASE_URL"}},
 		{"ProductionDevPseudonymKeySetExplicitly", with(real, "TALLY_PSEUDONYM_KEY", DevelopmentPseudonymKey), []string{"TALLY_PSEUDONYM_KEY"}},
 		{"ProductionDevS3KeySetExplicitly", with(real, "S3_SECRET_ACCESS_KEY", DevelopmentS3SecretAccessKey), []string{"S3_SECRET_ACCESS_KEY"}},
 		{"ProductionReal", real, nil},

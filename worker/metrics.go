@@ -12,6 +12,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/jobs"
 )
 
@@ -26,6 +27,7 @@ const (
 	MetricObjectsSwept      = "tally_objects_swept_total"
 	MetricUploadsAborted    = "tally_uploads_aborted_total"
 	MetricWebhookDeliveries = "tally_webhook_deliveries_total"
+	MetricExpiryOverdue     = "tally_reports_expiry_overdue_seconds"
 )
 
 // sweepReasons are the reasons an object is swept.
@@ -53,6 +55,7 @@ type Metrics struct {
 	reportBytes       *prometheus.HistogramVec
 	queueJobs         *prometheus.GaugeVec
 	queueOldest       *prometheus.GaugeVec
+	expiryOverdue     prometheus.Gauge
 	reproduced        *prometheus.CounterVec
 	objectsSwept      *prometheus.CounterVec
 	uploadsAborted    prometheus.Counter
@@ -101,6 +104,10 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			Name: MetricQueueOldest,
 			Help: "Age in seconds of the oldest available job per queue (0 when none waits), refreshed periodically.",
 		}, []string{"queue"}),
+		expiryOverdue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricExpiryOverdue,
+			Help: "Seconds since the oldest ready report passed its expires_at without being expired (0 when none is due), refreshed periodically.",
+		}),
 		reproduced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tally_reports_reproduced_total",
 			Help: "Ready reports rebuilt by reproduce_reports, by report type and result (match, mismatch); a mismatch is expected never.",
@@ -122,8 +129,8 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
-		m.objectsSwept, m.uploadsAborted, m.reproduced, m.webhookAttempts,
+		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest, m.expiryOverdue,
+		m.objectsSwept, m.uploadsAborted, m.reproduced, m.webhookAttempts, buildinfo.Get().Collector(),
 	)
 	for _, r := range []string{jobs.WebhookResultSucceeded, jobs.WebhookResultRetry, jobs.WebhookResultFailed, jobs.WebhookResultCanceled} {
 		m.webhookAttempts.WithLabelValues(r)
@@ -183,8 +190,9 @@ func (m *Metrics) ReportFailed(reportType, code string) {
 	m.reportsFailed.WithLabelValues(reportType, code).Inc()
 }
 
-// RefreshQueues reads the queue gauges from the database. Queue and state
-// pairs without jobs are set to zero rather than left at a stale value.
+// RefreshQueues reads the queue gauges and the expiry lag from the
+// database. Queue and state pairs without jobs are set to zero rather than
+// left at a stale value.
 func (m *Metrics) RefreshQueues(ctx context.Context, pool *pgxpool.Pool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -205,6 +213,11 @@ func (m *Metrics) RefreshQueues(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
+	overdue, err := db.ExpiryOverdue(ctx, pool)
+	if err != nil {
+		return err
+	}
+	m.expiryOverdue.Set(overdue)
 	oldest := map[string]float64{}
 	for _, q := range m.queues {
 		oldest[q] = 0

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/internal/health"
 	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
@@ -175,6 +177,7 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 		`tally_reports_ready_total{type="transaction_summary"} 0`,
 		`tally_reports_failed_total{code="storage_unavailable",type="activity_log"} 0`,
 		`tally_queue_jobs{queue="reports_large",state="available"} 0`,
+		fmt.Sprintf("tally_build_info{go_version=%q,revision=%q,version=%q} 1\n", buildinfo.Get().GoVersion, buildinfo.Get().Revision, buildinfo.Get().Version),
 	} {
 		if !strings.Contains(body, line) {
 			t.Errorf("/metrics lacks %q", line)
@@ -365,8 +368,23 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 		t.Errorf("/readyz after shutdown = %d %s, want 503 shutting down", code, body)
 	}
 
-	if _, err := b.pool.Exec(ctx, `UPDATE reports SET expires_at = now() - interval '1 second' WHERE id = $1`, old.ID); err != nil {
+	expiryOverdue := func() float64 {
+		t.Helper()
+		if err := w.Metrics().RefreshQueues(ctx, b.pool); err != nil {
+			t.Fatal(err)
+		}
+		_, body := get(t, srv.URL+"/metrics")
+		return metricValue(t, body, worker.MetricExpiryOverdue)
+	}
+	if got := expiryOverdue(); got != 0 {
+		t.Errorf("expiry overdue before the report is due = %v, want 0", got)
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE reports SET expires_at = now() - interval '1 hour' WHERE id = $1`, old.ID); err != nil {
 		t.Fatal(err)
+	}
+	// The report is an hour past its expiry and no worker runs.
+	if got := expiryOverdue(); got < 3600 || got > 3700 {
+		t.Errorf("expiry overdue = %v, want about 3600 (an hour)", got)
 	}
 	// A second worker expires it on start (the periodic job runs on start).
 	runCtx, cancel = context.WithCancel(ctx)
@@ -386,6 +404,9 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 			t.Error("the expired report's file is still stored")
 			break
 		}
+	}
+	if got := expiryOverdue(); got != 0 {
+		t.Errorf("expiry overdue once the report expired = %v, want 0", got)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 )
 
 func main() {
@@ -54,6 +55,7 @@ type options struct {
 	loadFor      time.Duration // measured duration of each load phase
 	warmup       time.Duration // unmeasured load before each phase
 	pickups      int           // reports created one at a time per pickup run
+	version      bool          // print the version and exit
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -63,6 +65,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per figure; the table shows medians")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	only := fs.String("only", "", "comma-separated row numbers to measure (e.g. 12,13); empty: every row")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -127,6 +130,10 @@ func run(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if opts.version {
+		fmt.Printf("tally-bench %s\n", buildinfo.Get())
+		return nil
 	}
 	cfg, err := config.Load()
 	if err != nil {

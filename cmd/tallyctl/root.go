@@ -17,6 +17,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
 	"github.com/tally-compliance/tally/webhook"
@@ -34,8 +35,8 @@ type deps struct {
 	// connect opens the database. It is called at most once, by the first
 	// command that needs the database, so that --help works without one.
 	connect func(ctx context.Context) (*pgxpool.Pool, error)
-	// openStore opens the object store and loadPortal reads the portal
-	// configuration, for report reproduce.
+	// openStore opens the object store (report reproduce, storage init) and
+	// loadPortal reads the portal configuration (report reproduce).
 	openStore  func() (*storage.Store, error)
 	loadPortal func() (*config.Portal, error)
 	// pseudonymKeys returns the workers' pseudonym keys (config.PseudonymKeys).
@@ -109,6 +110,8 @@ stdout; commands that scripts call take --json.`,
 		SilenceErrors: true, // main prints the error once
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.Version = buildinfo.Get().String()
+	root.SetVersionTemplate("tallyctl {{.Version}}\n")
 	root.SetIn(d.stdin)
 	root.SetOut(d.stdout)
 	root.SetErr(d.stderr)
@@ -132,6 +135,7 @@ stdout; commands that scripts call take --json.`,
 		newAuditCmd(d),
 		newReportCmd(d),
 		newWebhookCmd(d),
+		newStorageCmd(d),
 	)
 	return root
 }

@@ -23,9 +23,9 @@ import (
 // never import each other. README.md's package table says the same.
 var layers = [][]string{
 	// Leaves: configuration, SQL, the object store, file formats, signing
-	// and verification, the readiness shape, tracing, webhook signatures
-	// and outbound safety.
-	{"config", "db", "storage", "report", "evidence", "internal/health", "internal/telemetry", "webhook"},
+	// and verification, the readiness shape, tracing, the build's version,
+	// webhook signatures and outbound safety.
+	{"config", "db", "storage", "report", "evidence", "internal/health", "internal/telemetry", "internal/buildinfo", "webhook"},
 	// Helpers of the binaries: import files and the demo tenant; start-up;
 	// the objects callers see (API answers and webhook payloads).
 	{"ingest", "internal/startup", "view"},

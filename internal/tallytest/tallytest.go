@@ -72,6 +72,8 @@ func resolveServices() (*Services, error) {
 				SecretAccessKey: os.Getenv("TALLY_TEST_S3_SECRET_ACCESS_KEY"),
 				Region:          envOr("TALLY_TEST_S3_REGION", "us-east-1"),
 				UseTLS:          os.Getenv("TALLY_TEST_S3_USE_TLS") == "true",
+				SSE:             os.Getenv("TALLY_TEST_S3_SSE"),
+				SSEKMSKeyID:     os.Getenv("TALLY_TEST_S3_SSE_KMS_KEY_ID"),
 			},
 		}, nil
 	}
@@ -309,8 +311,7 @@ func connect(tb testing.TB, url string) *pgxpool.Pool {
 // created now and emptied and removed when the test ends.
 func S3Opts(tb testing.TB) storage.Opts {
 	tb.Helper()
-	opts := GetServices(tb).S3
-	opts.Bucket = "tally-t-" + randomSuffix()
+	opts := S3OptsNoBucket(tb)
 	store, err := storage.New(opts)
 	if err != nil {
 		tb.Fatalf("creating store: %v", err)
@@ -320,6 +321,16 @@ func S3Opts(tb testing.TB) storage.Opts {
 	if err := store.EnsureBucket(ctx); err != nil {
 		tb.Fatalf("creating test bucket %s: %v", opts.Bucket, err)
 	}
+	return opts
+}
+
+// S3OptsNoBucket returns connection settings for a bucket name of the
+// test's own that does not exist yet; whatever the test creates there is
+// removed when it ends.
+func S3OptsNoBucket(tb testing.TB) storage.Opts {
+	tb.Helper()
+	opts := GetServices(tb).S3
+	opts.Bucket = "tally-t-" + randomSuffix()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
