@@ -51,6 +51,11 @@ test: ## Run all tests with the race detector (starts services unless TALLY_TEST
 	$(call services_env,TALLY_TEST_DATABASE_URL)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 
+.PHONY: test-s3-compat
+test-s3-compat: ## Run the storage tests and one end-to-end report against versitygw (built once, cached), not MinIO
+	$(call services_env,TALLY_TEST_DATABASE_URL)
+	GO=$(GO) TESTFLAGS="$(TESTFLAGS)" scripts/s3-compat.sh
+
 .PHONY: lint
 lint: ## Check formatting (gofmt) and run go vet
 	unformatted=$$($(if $(GO_FILES),gofmt -l $(GO_FILES)))
@@ -86,6 +91,27 @@ chaos: ## Run the chaos test (cmd/tally-chaos): its own PostgreSQL and MinIO, cr
 .PHONY: fuzz
 fuzz: ## Run the fuzz targets briefly (scripts/fuzz.sh)
 	bash scripts/fuzz.sh
+
+HELM_CHART := deploy/helm/tally
+HELM_OUT := artifacts/helm
+HELM_KUBE_VERSION ?= 1.31.0
+
+.PHONY: helm-check
+helm-check: ## Build the pinned Helm (once, cached), lint and render the chart, and check the manifests (deploy/helm)
+	helm=$$(scripts/helm.sh)
+	"$$helm" lint --strict --kube-version $(HELM_KUBE_VERSION) $(HELM_CHART)
+	"$$helm" lint --strict --kube-version $(HELM_KUBE_VERSION) --set autoscaling.keda.enabled=true $(HELM_CHART)
+	"$$helm" lint --strict --kube-version $(HELM_KUBE_VERSION) --set autoscaling.hpa.enabled=true $(HELM_CHART)
+	mkdir -p $(HELM_OUT)
+	render() { "$$helm" template tally $(HELM_CHART) --namespace tally --kube-version $(HELM_KUBE_VERSION) "$$@"; }
+	render >$(HELM_OUT)/default.yaml
+	render --set autoscaling.keda.enabled=true >$(HELM_OUT)/keda.yaml
+	render --set autoscaling.hpa.enabled=true >$(HELM_OUT)/hpa.yaml
+	if render --set autoscaling.keda.enabled=true --set autoscaling.hpa.enabled=true >/dev/null 2>&1; then
+		echo "helm-check: KEDA and the HPA both on rendered; the chart must refuse it" >&2
+		exit 1
+	fi
+	TALLY_HELM_RENDERED=$(CURDIR)/$(HELM_OUT) $(GO) test -count=1 ./deploy/helm/
 
 .PHONY: clean
 clean: ## Remove build output and artifacts (keeps service data in .services/)

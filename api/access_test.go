@@ -88,6 +88,15 @@ func TestAccessMatrix(t *testing.T) {
 		{"ListUnknownApp", "GET", "/api/applications/nope/reports", nil,
 			[]int{404, 404, 404, 404, 404, 404, 404, 404, 401, 401, 401, 401}},
 
+		{"GetOwnReport", "GET", "/api/applications/alpha/reports/" + rA, nil,
+			[]int{200, 403, 200, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
+		{"GetSiblingReportViaOwnApp", "GET", "/api/applications/alpha/reports/" + rBeta, nil,
+			[]int{404, 403, 404, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
+		{"GetOtherOrgReportViaOwnApp", "GET", "/api/applications/alpha/reports/" + rB, nil,
+			[]int{404, 403, 404, 403, 404, 404, 404, 404, 401, 401, 401, 401}},
+		{"GetOtherOrgReport", "GET", "/api/applications/gamma/reports/" + rB, nil,
+			[]int{404, 404, 404, 404, 404, 404, 404, 200, 401, 401, 401, 401}},
+
 		{"DownloadOwnReport", "GET", dl("alpha", rA), nil,
 			[]int{200, 403, 403, 200, 404, 404, 404, 404, 401, 401, 401, 401}},
 		{"DownloadSiblingReport", "GET", dl("beta", rBeta), nil,
@@ -123,6 +132,12 @@ func TestAccessMatrix(t *testing.T) {
 
 		{"ListOrg", "GET", "/api/reports", nil,
 			[]int{403, 403, 403, 403, 200, 403, 200, 403, 401, 401, 401, 401}},
+		{"GetOrgOwnReport", "GET", "/api/reports/" + rA, nil,
+			[]int{403, 403, 403, 403, 200, 403, 404, 403, 401, 401, 401, 401}},
+		{"GetOrgSiblingReport", "GET", "/api/reports/" + rBeta, nil,
+			[]int{403, 403, 403, 403, 200, 403, 404, 403, 401, 401, 401, 401}},
+		{"GetOrgOtherOrgReport", "GET", "/api/reports/" + rB, nil,
+			[]int{403, 403, 403, 403, 404, 403, 200, 403, 401, 401, 401, 401}},
 		{"DownloadOrgOwnReport", "GET", "/api/reports/" + rA + "/download", nil,
 			[]int{403, 403, 403, 403, 200, 403, 404, 403, 401, 401, 401, 401}},
 		{"DownloadOrgSiblingReport", "GET", "/api/reports/" + rBeta + "/download", nil,

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/jobs"
@@ -47,6 +49,7 @@ const (
 	CodeRangeNotSatisfiable   = "range_not_satisfiable"
 	CodeRateLimited           = "rate_limited"
 	CodeTooManyDownloads      = "too_many_downloads"
+	CodeTooManyWaits          = "too_many_waits"
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeServiceUnavailable    = "service_unavailable"
 	CodeRequestTimeout        = "request_timeout"
@@ -198,6 +201,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 	case e.Status >= 500:
 		s.logger.ErrorContext(ctx, "request failed", slog.String("request_id", requestID(c)),
 			slog.String("code", e.Code), slog.Any("error", err))
+		// The request's span, when tracing is on (a no-op span otherwise).
+		trace.SpanFromContext(ctx).RecordError(err, trace.WithAttributes(attribute.String("tally.error_code", e.Code)))
 	case e.Err != nil:
 		s.logger.DebugContext(ctx, "request rejected", slog.String("request_id", requestID(c)),
 			slog.String("code", e.Code), slog.Any("error", e.Err))

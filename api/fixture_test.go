@@ -56,6 +56,7 @@ type setupOpts struct {
 	createPerMinute          float64
 	maxInFlight              int
 	maxAttempts              int
+	waitsPerUser             int
 	trustedProxies           []netip.Prefix
 }
 
@@ -79,6 +80,7 @@ func setupWith(t *testing.T, o setupOpts) *testBundle {
 		Pool: pool, River: rc, Store: store, Portal: portal, Logger: tallytest.Logger(t),
 		AdminUser: o.adminUser, AdminPassword: o.adminPassword, SeparateAdmin: o.separateAdmin, CreatePerMinute: o.createPerMinute,
 		MaxInFlight: o.maxInFlight, MaxAttempts: o.maxAttempts, TrustedProxies: o.trustedProxies,
+		WaitsPerUser: o.waitsPerUser,
 	})
 	if err != nil {
 		t.Fatal(err)

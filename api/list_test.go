@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/db"
@@ -128,5 +129,178 @@ func TestListValidation422(t *testing.T) {
 				t.Fatalf("got %d %s, want 422 %s", r.Code, r.Body, tt.code)
 			}
 		})
+	}
+}
+
+// seedReports inserts n pending reports on app's case as user, straight
+// into the database.
+func (b *testBundle) seedReports(t *testing.T, n int, app *db.Application, cs *db.Case, user *db.User) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		r, err := db.CreateReport(context.Background(), b.pool, db.CreateReportParams{OrgID: app.OrgID, ApplicationID: app.ID,
+			CaseID: cs.ID, Type: "transaction_summary", Metadata: db.Scope{CaseID: cs.ID, PeriodStart: cs.PeriodStart, PeriodEnd: cs.PeriodEnd,
+				DisclosureFlags: cs.DisclosureFlags, ContractFilters: []string{}, DataAsOf: time.Now()}, CreatedBy: user.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+func TestListUnpagedReturnsEveryReport(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.seedReports(t, 120, b.fx.alpha, b.fx.caseOK, b.fx.users["full"])
+	b.seedReports(t, 3, b.fx.beta, b.fx.caseBeta, b.fx.users["full"])
+	b.seedReports(t, 2, b.fx.alphaB, b.fx.caseB, b.fx.users["auditorB"])
+
+	for _, tt := range []struct {
+		role, path string
+		want       int
+	}{
+		{"full", "/api/applications/alpha/reports", 120},
+		{"list", "/api/applications/alpha/reports?status=pending", 120},
+		{"owner", "/api/reports", 123},
+		{"ownerB", "/api/reports", 2},
+	} {
+		r := b.do(t, http.MethodGet, tt.path, b.fx.tokens[tt.role], nil)
+		if r.Code != 200 || r.Header().Get("Link") != "" {
+			t.Fatalf("%s %s: %d Link=%q, want 200 without Link", tt.role, tt.path, r.Code, r.Header().Get("Link"))
+		}
+		reps := decode[[]api.Report](t, r)
+		if len(reps) != tt.want {
+			t.Fatalf("%s %s: %d reports, want %d", tt.role, tt.path, len(reps), tt.want)
+		}
+		seen := map[string]bool{}
+		for i, rep := range reps {
+			if seen[rep.ID] {
+				t.Fatalf("report %s twice", rep.ID)
+			}
+			seen[rep.ID] = true
+			if i > 0 && (rep.CreatedAt.After(reps[i-1].CreatedAt) ||
+				rep.CreatedAt.Equal(reps[i-1].CreatedAt) && rep.ID > reps[i-1].ID) {
+				t.Fatalf("report %d (%s) is not older than the one before it", i, rep.ID)
+			}
+		}
+		if tt.want == 120 {
+			for _, id := range ids {
+				if !seen[id] {
+					t.Fatalf("report %s missing", id)
+				}
+			}
+		}
+	}
+	// Empty: an empty array.
+	if r := b.do(t, http.MethodGet, "/api/applications/alpha/reports?status=ready", b.fx.tokens["full"], nil); r.Body.String() != "[]" {
+		t.Errorf("empty list: %q, want []", r.Body)
+	}
+	// With limit, paging as before.
+	r := b.do(t, http.MethodGet, "/api/applications/alpha/reports?limit=50", b.fx.tokens["full"], nil)
+	if reps := decode[[]api.Report](t, r); len(reps) != 50 || r.Header().Get("Link") == "" {
+		t.Fatalf("limit=50: %d reports, Link=%q", len(reps), r.Header().Get("Link"))
+	}
+}
+
+// TestListETagChangesWithTheList checks that every change a list shows
+// changes its ETag, and nothing else does.
+func TestListETagChangesWithTheList(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	ids := b.seedReports(t, 3, b.fx.alpha, b.fx.caseOK, b.fx.users["full"])
+	const path = "/api/applications/alpha/reports"
+	etag := func() string {
+		t.Helper()
+		r := b.do(t, http.MethodGet, path, b.fx.tokens["full"], nil)
+		if r.Code != 200 {
+			t.Fatalf("GET: %d %s", r.Code, r.Body)
+		}
+		return r.Header().Get("ETag")
+	}
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := b.pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name   string
+		change func()
+	}{
+		{"StatusRunning", func() {
+			if _, err := db.MarkReportRunning(ctx, b.pool, ids[0], 0); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"Ready", func() {
+			ok, err := db.MarkReportReady(ctx, b.pool, db.MarkReportReadyParams{ID: ids[0], SizeBytes: 1,
+				Metadata: db.ReadyMetadata{Format: "csv", RowCount: 1}, SHA256: sha256Hex([]byte("x")),
+				ContentType: "text/csv", ObjectKey: "k", ExpiresAt: time.Now().Add(time.Hour)})
+			if err != nil || !ok {
+				t.Fatalf("MarkReportReady: %v %v", ok, err)
+			}
+		}},
+		{"NewReport", func() { ids = append(ids, b.seedReports(t, 1, b.fx.alpha, b.fx.caseOK, b.fx.users["full"])...) }},
+		{"Expired", func() {
+			if ok, err := db.MarkReportExpired(ctx, b.pool, ids[0]); err != nil || !ok {
+				t.Fatalf("MarkReportExpired: %v %v", ok, err)
+			}
+		}},
+		{"Failed", func() {
+			if ok, err := db.MarkReportFailed(ctx, b.pool, ids[1], "build_failed", "it broke", false); err != nil || !ok {
+				t.Fatalf("MarkReportFailed: %v %v", ok, err)
+			}
+		}},
+		{"Deleted", func() { exec(`DELETE FROM reports WHERE id = $1`, ids[2]) }},
+		// A column changed without updated_at, as a careless writer might.
+		{"ContentWithoutUpdatedAt", func() { exec(`UPDATE reports SET error_message = 'another message' WHERE id = $1`, ids[1]) }},
+		{"CreatorRenamed", func() { exec(`UPDATE users SET name = 'Renamed' WHERE id = $1`, b.fx.users["full"].ID) }},
+		// A transaction that began first and commits last: its updated_at is
+		// older than the newest one already shown.
+		{"OlderTransactionCommitsLast", func() {
+			tx, err := b.pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback(ctx) }()
+			if _, err := tx.Exec(ctx, `UPDATE reports SET status = 'running', updated_at = now() WHERE id = $1`, ids[3]); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond) // so that the next transaction's now() is later
+			if _, err := db.MarkReportRunning(ctx, b.pool, ids[1], 0); err != nil {
+				t.Fatal(err)
+			}
+			before := etag()
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if after := etag(); after == before {
+				t.Errorf("ETag %s unchanged after the older transaction committed", after)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		before := etag()
+		if again := etag(); again != before {
+			t.Fatalf("%s: ETag changed with nothing changed: %s then %s", tt.name, before, again)
+		}
+		tt.change()
+		r := b.do(t, http.MethodGet, path, b.fx.tokens["full"], nil, withHeader("If-None-Match", before))
+		if r.Code != http.StatusOK {
+			t.Errorf("%s: %d with the old ETag, want 200", tt.name, r.Code)
+		}
+	}
+	// Another application's change leaves alpha's ETag alone; another
+	// caller (without reports:download) gets another ETag.
+	before := etag()
+	b.seedReports(t, 1, b.fx.beta, b.fx.caseBeta, b.fx.users["full"])
+	if after := etag(); after != before {
+		t.Errorf("a report of beta changed alpha's ETag")
+	}
+	r := b.do(t, http.MethodGet, path, b.fx.tokens["list"], nil, withHeader("If-None-Match", before))
+	if r.Code != 200 {
+		t.Errorf("a caller who sees less got %d with a full caller's ETag, want 200", r.Code)
 	}
 }

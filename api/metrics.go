@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tally-compliance/tally/internal/buildinfo"
 )
 
 type metrics struct {
@@ -21,6 +23,9 @@ type metrics struct {
 	downloadsActive  prometheus.Gauge
 	downloadsRefused *prometheus.CounterVec
 	downloadsStalled prometheus.Counter
+
+	waiting      prometheus.Gauge
+	waitsRefused prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -62,11 +67,19 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tally_report_downloads_stalled_total",
 			Help: "Downloads cut off because the client read slower than the minimum rate.",
 		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tally_report_waits_in_progress",
+			Help: "Requests holding with Prefer: wait for a report's status to change.",
+		}),
+		waitsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tally_report_waits_refused_total",
+			Help: "Requests with Prefer: wait answered 429 too_many_waits.",
+		}),
 	}
 	m.objectMismatch.WithLabelValues("size")
 	m.objectMismatch.WithLabelValues("sha256")
 	reg.MustRegister(m.httpDuration, m.created, m.downloads, m.rejected, m.downloadsActive, m.downloadsRefused, m.downloadsStalled,
-		m.objectMismatch, m.objectMissing,
+		m.objectMismatch, m.objectMissing, m.waiting, m.waitsRefused, buildinfo.Get().Collector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -21,6 +21,7 @@ import (
 
 // Middleware runs in this order (see Server.routes):
 //
+//	tracing (only when on: tracing.go) →
 //	request id → security headers → access log + metrics → recover →
 //	admission (fail fast when saturated) → timeout → body limit →
 //	authentication → per-route authorization (both in auth.go).

@@ -209,7 +209,6 @@ func (s *Server) listOrgReports(c echo.Context) error {
 var reportStatuses = []string{db.ReportPending, db.ReportRunning, db.ReportReady, db.ReportFailed, db.ReportCanceled, db.ReportExpired}
 
 func (s *Server) listReports(c echo.Context, applicationID, path string) error {
-	ctx := c.Request().Context()
 	p := principal(c)
 	q := c.QueryParams()
 	var fields []FieldError
@@ -248,6 +247,12 @@ func (s *Server) listReports(c echo.Context, applicationID, path string) error {
 		return validationError(fields...)
 	}
 	filter := filterKey(applicationID, status, typ, caseID)
+	params := db.ListReportsParams{
+		OrgID: p.Organization.ID, ApplicationID: applicationID, Status: status, Type: typ, CaseID: caseID,
+	}
+	if !q.Has("limit") && !q.Has("cursor") {
+		return s.streamReports(c, params, filter)
+	}
 	var after *db.ReportCursor
 	if v := q.Get("cursor"); v != "" {
 		var err error
@@ -255,10 +260,8 @@ func (s *Server) listReports(c echo.Context, applicationID, path string) error {
 			return err
 		}
 	}
-	reports, err := db.ListReports(ctx, s.pool, db.ListReportsParams{
-		OrgID: p.Organization.ID, ApplicationID: applicationID, Status: status, Type: typ, CaseID: caseID,
-		Limit: limit + 1, After: after,
-	})
+	params.Limit, params.After = limit+1, after
+	reports, err := db.ListReports(c.Request().Context(), s.pool, params)
 	if err != nil {
 		return err
 	}

@@ -35,12 +35,17 @@ func (s *Server) routes() *echo.Echo {
 	const app = "/api/applications/:foreignId"
 	e.POST(app+"/case-reports", s.createReport, authn, s.requireAuditor(db.PermReportsCreate))
 	e.GET(app+"/reports", s.listAppReports, authn, s.requireAuditor(db.PermReportsList))
+	// One report, as the list shows it; Prefer: wait holds the request
+	// until its status changes, outside admission, at most WaitsPerUser at
+	// once (429 too_many_waits).
+	e.GET(app+"/reports/:reportId", s.getAppReport, authn, s.requireAuditor(db.PermReportsList))
 	e.GET(app+"/reports/:reportId/download", s.downloadAppReport, authn, s.requireAuditor(db.PermReportsDownload))
 	e.HEAD(app+"/reports/:reportId/download", s.downloadAppReport, authn, s.requireAuditor(db.PermReportsDownload))
 	e.GET(app+"/reports/:reportId/manifest", s.manifestAppReport, authn, s.requireAuditor(db.PermReportsDownload))
 
 	// Owner-level permissions of the caller's organization.
 	e.GET("/api/reports", s.listOrgReports, authn, s.requireOwner(db.PermReportsList))
+	e.GET("/api/reports/:reportId", s.getOrgReport, authn, s.requireOwner(db.PermReportsList))
 	e.GET("/api/reports/:reportId/download", s.downloadOrgReport, authn, s.requireOwner(db.PermReportsDownload))
 	e.HEAD("/api/reports/:reportId/download", s.downloadOrgReport, authn, s.requireOwner(db.PermReportsDownload))
 	e.GET("/api/reports/:reportId/manifest", s.manifestOrgReport, authn, s.requireOwner(db.PermReportsDownload))
@@ -79,6 +84,9 @@ func (s *Server) newEcho() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = clientIPExtractor(s.trustedProxies)
+	if tp := s.telemetry.TracerProvider(); tp != nil {
+		e.Use(tracing(tp, s.telemetry.Propagator()))
+	}
 	e.Use(requestIDMiddleware, securityHeaders, s.accessLog, s.recoverMiddleware, s.admission, s.timeout, bodyLimit)
 	return e
 }

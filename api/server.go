@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,6 +20,8 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/telemetry"
 	"github.com/tally-compliance/tally/storage"
 )
 
@@ -54,6 +57,9 @@ type Opts struct {
 	// (default 1 KiB/s) is cut off.
 	DownloadMinRate      int64
 	DownloadStallTimeout time.Duration
+	// WaitsPerUser bounds the requests of one user waiting at once with
+	// Prefer: wait (default 20); beyond, 429 too_many_waits.
+	WaitsPerUser int
 	// CreatePerMinute is each user's report-creation rate (default 60, burst 20).
 	CreatePerMinute float64
 	// MaxAttempts is each report job's attempt budget, fixed at insert
@@ -68,6 +74,8 @@ type Opts struct {
 	Registry *prometheus.Registry
 	// NowFunc returns the current time; nil means time.Now.
 	NowFunc func() time.Time
+	// Telemetry traces requests (tracing.go); nil: tracing off, no middleware.
+	Telemetry *telemetry.Telemetry
 }
 
 // Server is the API.
@@ -98,6 +106,11 @@ type Server struct {
 	trustedProxies  []netip.Prefix
 	admin           *echo.Echo
 	now             func() time.Time
+	watcher         *db.Watcher
+	waits           *waitLimiter
+	stopping        chan struct{}
+	stopOnce        sync.Once
+	telemetry       *telemetry.Telemetry
 }
 
 // New builds the API. Start must be called before serving when River UI is on.
@@ -112,6 +125,7 @@ func New(opts Opts) (*Server, error) {
 		trustedProxies: opts.TrustedProxies, adminUser: opts.AdminUser, adminPassword: opts.AdminPassword,
 		separateAdmin: opts.SeparateAdmin,
 		registry:      opts.Registry, now: opts.NowFunc, minRate: opts.DownloadMinRate, stallTimeout: opts.DownloadStallTimeout,
+		telemetry: opts.Telemetry,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -145,6 +159,13 @@ func New(opts Opts) (*Server, error) {
 		perOrg = config.DefaultDownloadsPerOrg
 	}
 	s.downloads = newDownloadLimiter(perUser, perOrg)
+	waitsPerUser := opts.WaitsPerUser
+	if waitsPerUser <= 0 {
+		waitsPerUser = config.DefaultWaitsPerUser
+	}
+	s.waits = newWaitLimiter(waitsPerUser)
+	s.stopping = make(chan struct{})
+	s.watcher = db.NewWatcher(opts.Pool.Config().ConnConfig, &db.WatcherOpts{Logger: s.logger})
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -165,6 +186,21 @@ func New(opts Opts) (*Server, error) {
 	s.limiter = newKeyedLimiter(perMinute, 20)
 	s.adminFailures = newKeyedLimiter(adminFailuresPerMinute, adminFailureBurst)
 	s.metrics = newMetrics(s.registry)
+	s.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tally_report_status_listener_up",
+			Help: "1 while the connection that LISTENs for report status changes (Prefer: wait) is listening.",
+		}, func() float64 {
+			if s.watcher.Status().Listening {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tally_report_status_listener_connects_total",
+			Help: "Connections made by the report status listener; more than one means it reconnected.",
+		}, func() float64 { return float64(s.watcher.Status().Connects) }),
+	)
 	if s.adminUser != "" && s.adminPassword != "" {
 		h, err := newRiverUI(opts.River, s.logger)
 		if err != nil {
@@ -177,13 +213,27 @@ func New(opts Opts) (*Server, error) {
 	return s, nil
 }
 
-// Start runs River UI's background work until ctx ends.
+// Start runs the API's background work until ctx ends: the listener that
+// wakes requests waiting for a report's status (Prefer: wait), and River
+// UI's.
 func (s *Server) Start(ctx context.Context) error {
+	go func() { _ = s.watcher.Run(ctx) }()
 	if h, ok := s.riverUI.(interface{ Start(context.Context) error }); ok {
 		return h.Start(ctx)
 	}
 	return nil
 }
+
+// StopWaiting ends every request waiting for a report's status change: each
+// answers at once with the report as it is, and later ones do not wait.
+// Register it with http.Server.RegisterOnShutdown, so that a graceful
+// shutdown does not wait for them.
+func (s *Server) StopWaiting() {
+	s.stopOnce.Do(func() { close(s.stopping) })
+}
+
+// WatcherStatus reports the state of the listener behind Prefer: wait.
+func (s *Server) WatcherStatus() db.WatcherStatus { return s.watcher.Status() }
 
 // ServeHTTP makes the Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
@@ -208,7 +258,7 @@ func (s *Server) AdminHTTPServer(addr string) *http.Server {
 }
 
 func (s *Server) httpServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
+	hs := &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -217,4 +267,6 @@ func (s *Server) httpServer(addr string, h http.Handler) *http.Server {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	hs.RegisterOnShutdown(s.StopWaiting)
+	return hs
 }

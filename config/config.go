@@ -1,6 +1,12 @@
 // Package config reads Tally's settings from the environment, once, into a
 // typed struct, and builds the process logger. Secrets are a Secret type that
 // prints masked, so a logged Config never leaks them.
+//
+// The OpenTelemetry variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SDK_DISABLED,
+// OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER and the other standard ones) are not
+// part of Config: internal/telemetry hands them to the OpenTelemetry SDK,
+// which reads them with its own defaults; README.md's Tracing section lists
+// them.
 package config
 
 import (
@@ -41,12 +47,20 @@ func (s Secret) Reveal() string { return string(s) }
 
 // S3 is the object store's connection.
 type S3 struct {
-	Endpoint        string `env:"ENDPOINT" envDefault:"127.0.0.1:9000"`
-	AccessKeyID     string `env:"ACCESS_KEY_ID" envDefault:"tally"`
-	SecretAccessKey Secret `env:"SECRET_ACCESS_KEY" envDefault:"tally-secret-key"`
+	Endpoint string `env:"ENDPOINT" envDefault:"127.0.0.1:9000"`
+	// AccessKeyID and SecretAccessKey are static keys; both unset, the
+	// credentials come from the AWS chain: AWS_* variables, the shared
+	// credentials file, then the instance's role (IRSA, ECS, EC2).
+	AccessKeyID     string `env:"ACCESS_KEY_ID"`
+	SecretAccessKey Secret `env:"SECRET_ACCESS_KEY"`
 	Bucket          string `env:"BUCKET" envDefault:"tally"`
 	Region          string `env:"REGION" envDefault:"us-east-1"`
 	UseTLS          bool   `env:"USE_TLS" envDefault:"false"`
+	// SSE is the server-side encryption every write asks for: empty (the
+	// bucket's default), SSE-S3, or SSE-KMS with SSEKMSKeyID (empty: the
+	// account's default KMS key).
+	SSE         string `env:"SSE"`
+	SSEKMSKeyID string `env:"SSE_KMS_KEY_ID"`
 }
 
 // Environments of TALLY_ENV. Development relaxes what production requires
@@ -59,6 +73,32 @@ const (
 // DevelopmentPseudonymKey is the pseudonym master key in development when
 // none is configured. It is public: pseudonyms built with it protect nothing.
 const DevelopmentPseudonymKey = "tally development pseudonym key: public, protects nothing"
+
+// The built-in defaults that are development secrets: public, in this
+// repository, fit for a laptop only. Outside development CheckSecrets
+// refuses them (and DevelopmentPseudonymKey, and an ephemeral signing key).
+const (
+	// DevelopmentDatabaseURL is DATABASE_URL's default: the PostgreSQL
+	// superuser on localhost without a password.
+	DevelopmentDatabaseURL = "postgres://postgres@127.0.0.1:5432/tally?sslmode=disable"
+	// DevelopmentS3SecretAccessKey is the local MinIO's secret key
+	// (scripts/services.sh, compose.yaml). It is no default: unset keys
+	// mean the AWS credential chain.
+	DevelopmentS3SecretAccessKey = "tally-secret-key"
+)
+
+// FileVariables are the variables holding secrets. Each may instead name a
+// file in <VAR>_FILE (a mounted Kubernetes or Docker secret): its contents,
+// without one trailing newline, are the value; setting both is an error.
+// TALLY_PSEUDONYM_KEY_FILE is its own: its further lines are retired keys.
+var FileVariables = []string{
+	"DATABASE_URL",
+	"S3_ACCESS_KEY_ID",
+	"S3_SECRET_ACCESS_KEY",
+	"TALLY_ADMIN_USER",
+	"TALLY_ADMIN_PASSWORD",
+	"TALLY_PSEUDONYM_RETIRED_KEYS",
+}
 
 // Defaults of the settings that another package also falls back on when a
 // field of its options is zero (api.Opts, worker.Opts). They are declared
@@ -86,9 +126,29 @@ const (
 	// DefaultChainPendingGrace is the age above which tallyctl audit
 	// verify calls an event not chained yet an error.
 	DefaultChainPendingGrace = 5 * time.Minute
+	// DefaultWaitsPerUser bounds the requests one user may hold open with
+	// Prefer: wait at once; MaxWait is the longest wait honoured.
+	DefaultWaitsPerUser = 20
+	MaxWait             = 30 * time.Second
 	// DefaultSweepGrace must exceed DefaultJobTimeout: a run may commit its
 	// file up to its job timeout after it started.
 	DefaultSweepGrace = time.Hour
+	// DefaultWebhookTimeout bounds one webhook request, from dial to the
+	// end of the answer.
+	DefaultWebhookTimeout = 10 * time.Second
+	// DefaultWebhookConcurrency is how many webhooks a worker sends at once.
+	DefaultWebhookConcurrency = 4
+	// WebhookRetryWindow is how long a webhook delivery is retried (with
+	// exponential backoff) before it is failed; a rotated-out endpoint
+	// secret keeps signing for as long, so that every delivery in flight at
+	// the rotation still verifies with the secret its receiver knew.
+	WebhookRetryWindow = 24 * time.Hour
+	// WorkerStopGrace is how long a stopping worker waits for its jobs to
+	// return once their contexts are canceled, after ShutdownTimeout: a
+	// supervisor must allow ShutdownTimeout + WorkerStopGrace before it
+	// kills the process (Kubernetes' terminationGracePeriodSeconds,
+	// compose's stop_grace_period).
+	WorkerStopGrace = 10 * time.Second
 	// RescueMargin is added to the job timeout to get the time after which
 	// River's rescuer takes a job back from a worker that vanished, when
 	// TALLY_RESCUE_STUCK_JOBS_AFTER is unset.
@@ -134,6 +194,9 @@ type Config struct {
 	DownloadsPerOrg      int           `env:"TALLY_DOWNLOADS_PER_ORG"`
 	DownloadMinRate      int64         `env:"TALLY_DOWNLOAD_MIN_RATE"`
 	DownloadStallTimeout time.Duration `env:"TALLY_DOWNLOAD_STALL_TIMEOUT"`
+	// WaitsPerUser bounds the requests one user may hold open with
+	// Prefer: wait at once (429 too_many_waits beyond).
+	WaitsPerUser int `env:"TALLY_WAIT_PER_USER"`
 
 	// Worker.
 	MetricsPort       int           `env:"TALLY_METRICS_PORT" envDefault:"9090"`
@@ -162,6 +225,14 @@ type Config struct {
 	// one such key. Both unset: an ephemeral key, for development.
 	SigningKeysDir string `env:"TALLY_SIGNING_KEYS_DIR"`
 	SigningKeyFile string `env:"TALLY_SIGNING_KEY_FILE"`
+
+	// Webhooks (worker, tallyctl). Outbound requests refuse loopback,
+	// private, link-local, multicast and unspecified addresses unless
+	// WebhookAllowPrivate is set or the address is in WebhookAllowedCIDRs.
+	WebhookAllowPrivate bool           `env:"TALLY_WEBHOOK_ALLOW_PRIVATE"`
+	WebhookAllowedCIDRs []netip.Prefix `env:"TALLY_WEBHOOK_ALLOWED_CIDRS"`
+	WebhookTimeout      time.Duration  `env:"TALLY_WEBHOOK_TIMEOUT"`
+	WebhookConcurrency  int            `env:"TALLY_WEBHOOK_CONCURRENCY"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
@@ -192,12 +263,19 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		DownloadsPerOrg:      DefaultDownloadsPerOrg,
 		DownloadMinRate:      DefaultDownloadMinRate,
 		DownloadStallTimeout: DefaultDownloadStallTimeout,
+		WaitsPerUser:         DefaultWaitsPerUser,
+
+		WebhookTimeout:     DefaultWebhookTimeout,
+		WebhookConcurrency: DefaultWebhookConcurrency,
 	}
-	opts := env.Options{}
-	if environ != nil {
-		opts.Environment = environ
+	if environ == nil {
+		environ = env.ToMap(os.Environ())
 	}
-	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+	environ, err := readFileVariables(environ)
+	if err != nil {
+		return nil, err
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}
 	if _, err := parseLevel(cfg.LogLevel); err != nil {
@@ -226,15 +304,83 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	if cfg.DownloadsPerUser < 1 || cfg.DownloadsPerOrg < 1 || cfg.DownloadMinRate < 1 || cfg.DownloadStallTimeout <= 0 {
 		return nil, fmt.Errorf("TALLY_DOWNLOADS_PER_USER, TALLY_DOWNLOADS_PER_ORG, TALLY_DOWNLOAD_MIN_RATE and TALLY_DOWNLOAD_STALL_TIMEOUT must be positive")
 	}
+	if cfg.WaitsPerUser < 1 {
+		return nil, fmt.Errorf("TALLY_WAIT_PER_USER must be positive")
+	}
 	if cfg.AdminAddr != "" {
 		if _, _, err := net.SplitHostPort(cfg.AdminAddr); err != nil {
 			return nil, fmt.Errorf("TALLY_ADMIN_ADDR must be host:port (host may be empty), not %q", cfg.AdminAddr)
 		}
 	}
-	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 {
+	switch {
+	case cfg.S3.SSE != "" && cfg.S3.SSE != "SSE-S3" && cfg.S3.SSE != "SSE-KMS":
+		return nil, fmt.Errorf("S3_SSE must be empty, SSE-S3 or SSE-KMS, not %q", cfg.S3.SSE)
+	case cfg.S3.SSEKMSKeyID != "" && cfg.S3.SSE != "SSE-KMS":
+		return nil, fmt.Errorf("S3_SSE_KMS_KEY_ID needs S3_SSE=SSE-KMS")
+	case (cfg.S3.AccessKeyID == "") != (cfg.S3.SecretAccessKey == ""):
+		return nil, fmt.Errorf("set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither (then the AWS credential chain applies)")
+	}
+	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 || cfg.WebhookConcurrency < 1 {
 		return nil, fmt.Errorf("worker concurrency must be at least 1")
 	}
+	if cfg.WebhookTimeout <= 0 {
+		return nil, fmt.Errorf("TALLY_WEBHOOK_TIMEOUT must be positive")
+	}
 	return &cfg, nil
+}
+
+// readFileVariables returns environ with each of FileVariables whose
+// <VAR>_FILE is set read from that file. environ itself is not changed.
+func readFileVariables(environ map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(environ))
+	for k, v := range environ {
+		out[k] = v
+	}
+	for _, name := range FileVariables {
+		path := environ[name+"_FILE"]
+		if path == "" {
+			continue
+		}
+		if environ[name] != "" {
+			return nil, fmt.Errorf("set %s or %s_FILE, not both", name, name)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s_FILE: %w", name, err)
+		}
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			return nil, fmt.Errorf("%s_FILE %s is empty", name, path)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// CheckSecrets refuses, outside development, the development secrets built
+// into Tally: DevelopmentDatabaseURL, DevelopmentS3SecretAccessKey and
+// DevelopmentPseudonymKey, whether they come from a default or were set
+// explicitly. The API and the worker call it at start; it names every
+// variable to set.
+func (c *Config) CheckSecrets() error {
+	if c.Env == EnvDevelopment {
+		return nil
+	}
+	var bad []string
+	if c.DatabaseURL.Reveal() == DevelopmentDatabaseURL {
+		bad = append(bad, "DATABASE_URL (the passwordless local superuser)")
+	}
+	if c.S3.SecretAccessKey.Reveal() == DevelopmentS3SecretAccessKey {
+		bad = append(bad, "S3_SECRET_ACCESS_KEY (the local MinIO's key)")
+	}
+	if c.PseudonymKey.Reveal() == DevelopmentPseudonymKey {
+		bad = append(bad, "TALLY_PSEUDONYM_KEY (the public development key)")
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("refusing to start with development secrets outside development (TALLY_ENV=%s): set %s, or TALLY_ENV=development on a laptop",
+			c.Env, strings.Join(bad, ", "))
+	}
+	return nil
 }
 
 // PseudonymKeys returns the pseudonym master keys: the current one and the
@@ -265,6 +411,9 @@ func (c *Config) PseudonymKeys() (current []byte, retired [][]byte, dev bool, er
 	}
 	if r := c.PseudonymRetiredKeys.Reveal(); r != "" {
 		keys = append(keys, strings.Split(r, ",")...)
+	}
+	if keys[0] == DevelopmentPseudonymKey && c.Env != EnvDevelopment {
+		return nil, nil, false, fmt.Errorf("the public development pseudonym key is refused outside development (TALLY_ENV=%s): set a key of your own", c.Env)
 	}
 	current = []byte(keys[0])
 	for _, k := range keys[1:] {

@@ -23,6 +23,11 @@ func TestLoadDefaults(t *testing.T) {
 		cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour || cfg.ChainInterval != time.Second {
 		t.Errorf("defaults = %+v", cfg)
 	}
+	// No static S3 keys by default: the AWS credential chain applies, and
+	// no encryption header is sent.
+	if cfg.S3.AccessKeyID != "" || cfg.S3.SecretAccessKey != "" || cfg.S3.SSE != "" {
+		t.Errorf("S3 defaults = %+v, want no keys and no SSE", cfg.S3)
+	}
 	want := Config{
 		RequestTimeout: DefaultRequestTimeout, CreateRateLimit: DefaultCreateRatePerMinute,
 		SmallConcurrency: DefaultSmallConcurrency, LargeConcurrency: DefaultLargeConcurrency,
@@ -30,6 +35,7 @@ func TestLoadDefaults(t *testing.T) {
 		MaxAttempts: DefaultMaxAttempts, FetchPollInterval: DefaultFetchPollInterval,
 		DownloadsPerUser: DefaultDownloadsPerUser, DownloadsPerOrg: DefaultDownloadsPerOrg,
 		DownloadMinRate: DefaultDownloadMinRate, DownloadStallTimeout: DefaultDownloadStallTimeout,
+		WaitsPerUser: DefaultWaitsPerUser,
 	}
 	got := Config{
 		RequestTimeout: cfg.RequestTimeout, CreateRateLimit: cfg.CreateRateLimit,
@@ -38,6 +44,7 @@ func TestLoadDefaults(t *testing.T) {
 		MaxAttempts: cfg.MaxAttempts, FetchPollInterval: cfg.FetchPollInterval,
 		DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
 		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout,
+		WaitsPerUser: cfg.WaitsPerUser,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults = %+v, want the Default constants %+v", got, want)
@@ -71,7 +78,14 @@ func TestLoadRejects(t *testing.T) {
 		"BadTLSBoolean": {"S3_USE_TLS": "maybe"},
 		"ZeroDownloads": {"TALLY_DOWNLOADS_PER_USER": "0"},
 		"NoStallTime":   {"TALLY_DOWNLOAD_STALL_TIMEOUT": "0s"},
+		"ZeroWaits":     {"TALLY_WAIT_PER_USER": "0"},
 		"AdminAddrPort": {"TALLY_ADMIN_ADDR": "9091"},
+		"NoWebhookTime": {"TALLY_WEBHOOK_TIMEOUT": "0s"},
+		"ZeroWebhooks":  {"TALLY_WEBHOOK_CONCURRENCY": "0"},
+		"BadWebhookNet": {"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.0.0.0"},
+		"UnknownSSE":    {"S3_SSE": "AES256"},
+		"KMSKeyNoKMS":   {"S3_SSE": "SSE-S3", "S3_SSE_KMS_KEY_ID": "alias/tally"},
+		"HalfS3Keys":    {"S3_ACCESS_KEY_ID": "id"},
 	}
 	for name, env := range tests {
 		if _, err := LoadFrom(env); err == nil {
@@ -80,11 +94,32 @@ func TestLoadRejects(t *testing.T) {
 	}
 }
 
+func TestWebhookSettings(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadFrom(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.WebhookTimeout != 10*time.Second || cfg.WebhookConcurrency != 4 || cfg.WebhookAllowPrivate || len(cfg.WebhookAllowedCIDRs) != 0 {
+		t.Errorf("webhook defaults: timeout %s, concurrency %d, allow private %v, allowed %v; want 10s, 4, false, none",
+			cfg.WebhookTimeout, cfg.WebhookConcurrency, cfg.WebhookAllowPrivate, cfg.WebhookAllowedCIDRs)
+	}
+	cfg, err = LoadFrom(map[string]string{"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.1.0.0/16,fd00::/8", "TALLY_WEBHOOK_ALLOW_PRIVATE": "true",
+		"TALLY_WEBHOOK_TIMEOUT": "3s", "TALLY_WEBHOOK_CONCURRENCY": "8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.WebhookAllowedCIDRs); got != "[10.1.0.0/16 fd00::/8]" || !cfg.WebhookAllowPrivate ||
+		cfg.WebhookTimeout != 3*time.Second || cfg.WebhookConcurrency != 8 {
+		t.Errorf("webhook settings: %s %v %s %d", got, cfg.WebhookAllowPrivate, cfg.WebhookTimeout, cfg.WebhookConcurrency)
+	}
+}
+
 // TestSecretsMasked: a logged or printed Config never shows a secret.
 func TestSecretsMasked(t *testing.T) {
 	t.Parallel()
 	cfg, err := LoadFrom(map[string]string{
-		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
+		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_ACCESS_KEY_ID": "id", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
 		"TALLY_ADMIN_USER": "admin", "TALLY_ADMIN_PASSWORD": "admin-pass-789", "TALLY_PSEUDONYM_KEY": "pseudo-key-000", "TALLY_PSEUDONYM_RETIRED_KEYS": "pseudo-old-111",
 	})
 	if err != nil {
@@ -207,4 +242,148 @@ func TestPseudonymKeys(t *testing.T) {
 	if _, err := LoadFrom(map[string]string{"TALLY_ENV": "staging"}); err == nil {
 		t.Error("TALLY_ENV=staging was accepted")
 	}
+}
+
+// TestFileVariables: every secret variable reads <VAR>_FILE, without one
+// trailing newline; both set, an empty file or a missing one are errors.
+func TestFileVariables(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	environ := map[string]string{}
+	for _, name := range FileVariables {
+		environ[name+"_FILE"] = write(name, "from-file-"+name+"\n")
+	}
+	environ["TALLY_ADMIN_PASSWORD_FILE"] = write("crlf", "pass word\r\n")
+	environ["DATABASE_URL_FILE"] = write("db", "postgres://tally_runtime:s3cret@db:5432/tally\n\n")
+	cfg, err := LoadFrom(environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{
+		"DATABASE_URL":                 cfg.DatabaseURL.Reveal(),
+		"S3_ACCESS_KEY_ID":             cfg.S3.AccessKeyID,
+		"S3_SECRET_ACCESS_KEY":         cfg.S3.SecretAccessKey.Reveal(),
+		"TALLY_ADMIN_USER":             cfg.AdminUser,
+		"TALLY_ADMIN_PASSWORD":         cfg.AdminPassword.Reveal(),
+		"TALLY_PSEUDONYM_RETIRED_KEYS": cfg.PseudonymRetiredKeys.Reveal(),
+	}
+	want := map[string]string{
+		// Only one trailing newline goes.
+		"DATABASE_URL":                 "postgres://tally_runtime:s3cret@db:5432/tally\n",
+		"S3_ACCESS_KEY_ID":             "from-file-S3_ACCESS_KEY_ID",
+		"S3_SECRET_ACCESS_KEY":         "from-file-S3_SECRET_ACCESS_KEY",
+		"TALLY_ADMIN_USER":             "from-file-TALLY_ADMIN_USER",
+		"TALLY_ADMIN_PASSWORD":         "pass word",
+		"TALLY_PSEUDONYM_RETIRED_KEYS": "from-file-TALLY_PSEUDONYM_RETIRED_KEYS",
+	}
+	if len(got) != len(FileVariables) {
+		t.Fatalf("test covers %d variables, FileVariables has %d", len(got), len(FileVariables))
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("values = %q, want %q", got, want)
+	}
+	if environ["DATABASE_URL"] != "" {
+		t.Error("LoadFrom wrote into the caller's map")
+	}
+
+	for _, tc := range []struct {
+		name    string
+		environ map[string]string
+		want    string
+	}{
+		{"Both", map[string]string{"S3_SECRET_ACCESS_KEY": "x", "S3_SECRET_ACCESS_KEY_FILE": write("both", "y")}, "set S3_SECRET_ACCESS_KEY or S3_SECRET_ACCESS_KEY_FILE, not both"},
+		{"Empty", map[string]string{"DATABASE_URL_FILE": write("empty", "\n")}, "DATABASE_URL_FILE " + filepath.Join(dir, "empty") + " is empty"},
+		{"Missing", map[string]string{"TALLY_ADMIN_PASSWORD_FILE": filepath.Join(dir, "nope")}, "reading TALLY_ADMIN_PASSWORD_FILE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadFrom(tc.environ)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckSecrets: outside development the built-in development secrets
+// are refused, each named; in development, or once replaced, they are not.
+func TestCheckSecrets(t *testing.T) {
+	t.Parallel()
+	defaults, err := LoadFrom(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DATABASE_URL's envDefault is the constant; S3 keys have no default
+	// (unset, the AWS credential chain applies).
+	if defaults.DatabaseURL.Reveal() != DevelopmentDatabaseURL || defaults.S3.SecretAccessKey != "" {
+		t.Fatalf("defaults %q and %q, want %q and none", defaults.DatabaseURL.Reveal(), defaults.S3.SecretAccessKey.Reveal(), DevelopmentDatabaseURL)
+	}
+	real := map[string]string{
+		"DATABASE_URL":         "postgres://tally_runtime@db:5432/tally",
+		"S3_ACCESS_KEY_ID":     "tally",
+		"S3_SECRET_ACCESS_KEY": "a real one",
+		"TALLY_PSEUDONYM_KEY":  "a real pseudonym key of 32 bytes or more",
+	}
+	for _, tc := range []struct {
+		name    string
+		environ map[string]string
+		want    []string // the variables named; none: accepted
+	}{
+		{"ProductionDefaults", map[string]string{}, []string{"DATABASE_URL"}},
+		{"ProductionDevPseudonymKeySetExplicitly", with(real, "TALLY_PSEUDONYM_KEY", DevelopmentPseudonymKey), []string{"TALLY_PSEUDONYM_KEY"}},
+		{"ProductionDevS3KeySetExplicitly", with(real, "S3_SECRET_ACCESS_KEY", DevelopmentS3SecretAccessKey), []string{"S3_SECRET_ACCESS_KEY"}},
+		{"ProductionReal", real, nil},
+		{"DevelopmentDefaults", map[string]string{"TALLY_ENV": "development"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := LoadFrom(tc.environ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.CheckSecrets()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Errorf("CheckSecrets: %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("CheckSecrets accepted %v", tc.environ)
+			}
+			for _, v := range tc.want {
+				if !strings.Contains(err.Error(), v) {
+					t.Errorf("error %q does not name %s", err, v)
+				}
+			}
+		})
+	}
+
+	// The development pseudonym key as the first line of the key file.
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte(DevelopmentPseudonymKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadFrom(map[string]string{"TALLY_PSEUDONYM_KEY_FILE": keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := cfg.PseudonymKeys(); err == nil || !strings.Contains(err.Error(), "development pseudonym key is refused") {
+		t.Errorf("PseudonymKeys with the development key in a file: %v, want refused", err)
+	}
+}
+
+func with(m map[string]string, k, v string) map[string]string {
+	out := map[string]string{k: v}
+	for mk, mv := range m {
+		if mk != k {
+			out[mk] = mv
+		}
+	}
+	return out
 }

@@ -47,6 +47,8 @@ type PoolOpts struct {
 	MaxConns int32
 	// ApplicationName is shown in pg_stat_activity.
 	ApplicationName string
+	// Tracer traces the pool's queries (telemetry.PGXTracer); nil: none.
+	Tracer pgx.QueryTracer
 }
 
 // Connect opens a pool to url and checks that the server answers.
@@ -61,6 +63,9 @@ func Connect(ctx context.Context, url string, opts *PoolOpts) (*pgxpool.Pool, er
 		}
 		if opts.ApplicationName != "" {
 			cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
+		}
+		if opts.Tracer != nil {
+			cfg.ConnConfig.Tracer = opts.Tracer
 		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -89,6 +94,28 @@ func WithTx(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("committing transaction: %w", translate(err))
+	}
+	return nil
+}
+
+// ReadSnapshot runs fn in a read-only REPEATABLE READ transaction on q:
+// every query of fn sees the same snapshot of the database.
+func ReadSnapshot(ctx context.Context, q DBTX, fn func(tx pgx.Tx) error) error {
+	var tx pgx.Tx
+	var err error
+	if b, ok := q.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	}); ok {
+		tx, err = b.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	} else {
+		tx, err = q.Begin(ctx) // a savepoint in an outer transaction: its snapshot
+	}
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", translate(err))
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return translate(err)
 	}
 	return nil
 }

@@ -119,30 +119,99 @@ type ListReportsParams struct {
 	After         *ReportCursor
 }
 
-// ListReports returns reports newest first, at most Limit of them, after the
-// cursor when one is given.
-func ListReports(ctx context.Context, q DBTX, p ListReportsParams) ([]Report, error) {
+// listFilter is the WHERE clause of ListReports, EachReport and
+// ReportListStamp: $1 to $5 are OrgID, ApplicationID, Status, Type, CaseID.
+const listFilter = `
+		 WHERE r.org_id = $1
+		   AND ($2 = '' OR r.application_id = $2)
+		   AND ($3 = '' OR r.status = $3)
+		   AND ($4 = '' OR r.type = $4)
+		   AND ($5 = '' OR r.case_id = $5)`
+
+// listQuery selects reports newest first, after the cursor $6, $7 when $6
+// is not null, at most $8 of them (null: all).
+const listQuery = `SELECT ` + reportColumns + `
+		  FROM reports r JOIN users u ON u.id = r.created_by` + listFilter + `
+		   AND ($6::timestamptz IS NULL OR (r.created_at, r.id) < ($6, $7))
+		 ORDER BY r.created_at DESC, r.id DESC
+		 LIMIT $8`
+
+func (p ListReportsParams) args() []any {
 	var afterAt *time.Time
 	var afterID string
 	if p.After != nil {
 		afterAt, afterID = &p.After.CreatedAt, p.After.ID
 	}
-	rows, _ := q.Query(ctx, `SELECT `+reportColumns+`
-		  FROM reports r JOIN users u ON u.id = r.created_by
-		 WHERE r.org_id = $1
-		   AND ($2 = '' OR r.application_id = $2)
-		   AND ($3 = '' OR r.status = $3)
-		   AND ($4 = '' OR r.type = $4)
-		   AND ($5 = '' OR r.case_id = $5)
-		   AND ($6::timestamptz IS NULL OR (r.created_at, r.id) < ($6, $7))
-		 ORDER BY r.created_at DESC, r.id DESC
-		 LIMIT $8`,
-		p.OrgID, p.ApplicationID, p.Status, p.Type, p.CaseID, afterAt, afterID, p.Limit)
+	var limit *int
+	if p.Limit > 0 {
+		limit = &p.Limit
+	}
+	return []any{p.OrgID, p.ApplicationID, p.Status, p.Type, p.CaseID, afterAt, afterID, limit}
+}
+
+// ListReports returns reports newest first, at most Limit of them, after the
+// cursor when one is given.
+func ListReports(ctx context.Context, q DBTX, p ListReportsParams) ([]Report, error) {
+	rows, _ := q.Query(ctx, listQuery, p.args()...)
 	reports, err := pgx.CollectRows(rows, pgx.RowToStructByName[Report])
 	if err != nil {
 		return nil, fmt.Errorf("listing reports: %w", translate(err))
 	}
 	return reports, nil
+}
+
+// EachReport calls fn with each report ListReports would return (every one
+// when Limit is zero), one row at a time as they arrive from the server, so
+// that memory does not grow with the list. The report passed to fn is only
+// valid during the call. An error of fn stops the iteration and is returned.
+func EachReport(ctx context.Context, q DBTX, p ListReportsParams, fn func(*Report) error) error {
+	rows, err := q.Query(ctx, listQuery, p.args()...)
+	if err != nil {
+		return fmt.Errorf("listing reports: %w", translate(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := pgx.RowToStructByName[Report](rows)
+		if err != nil {
+			return fmt.Errorf("reading a report row: %w", translate(err))
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("listing reports: %w", translate(err))
+	}
+	return nil
+}
+
+// ListStamp summarizes what a report list shows without reading it out:
+// two lists with equal stamps hold the same reports in the same versions.
+type ListStamp struct {
+	Count        int64
+	MaxUpdatedAt time.Time
+	// RowSum is the sum of a 64-bit hash of each report's id and row
+	// version (xmin, and its creator's), in decimal. Every UPDATE of a row
+	// gives it a new xmin, so a change shows here even when it commits
+	// after a newer one and leaves the count and max(updated_at) alone
+	// (updated_at is its transaction's start time, not its commit time).
+	RowSum string
+}
+
+// ReportListStamp returns the stamp of the reports matching p's filters
+// (its cursor and limit are ignored). It reads the rows' identity and
+// version only, not their content.
+func ReportListStamp(ctx context.Context, q DBTX, p ListReportsParams) (ListStamp, error) {
+	var s ListStamp
+	err := q.QueryRow(ctx, `
+		SELECT count(*), coalesce(max(r.updated_at), 'epoch'),
+		       coalesce(sum(hashtextextended(r.id || ':' || r.xmin::text || ':' || u.xmin::text, 0)::numeric), 0)::text
+		  FROM reports r JOIN users u ON u.id = r.created_by`+listFilter,
+		p.OrgID, p.ApplicationID, p.Status, p.Type, p.CaseID).Scan(&s.Count, &s.MaxUpdatedAt, &s.RowSum)
+	if err != nil {
+		return ListStamp{}, fmt.Errorf("stamping report list: %w", translate(err))
+	}
+	return s, nil
 }
 
 // MarkReportRunning moves a report to running when work starts and reports

@@ -21,6 +21,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/encrypt"
 )
 
 // Sentinel errors.
@@ -45,34 +46,97 @@ var firstBytes = sync.Pool{New: func() any { b := make([]byte, SinglePutMax); re
 
 // Opts are the connection settings of a Store.
 type Opts struct {
-	Endpoint        string // host:port
+	Endpoint string // host:port
+	// AccessKeyID and SecretAccessKey are static credentials. Both empty:
+	// the AWS credential chain (see Credentials).
 	AccessKeyID     string
 	SecretAccessKey string
 	Bucket          string
 	Region          string
 	UseTLS          bool
+	// SSE is the server-side encryption every write asks for: SSENone
+	// (the bucket's default), SSES3 or SSEKMS with SSEKMSKeyID (empty: the
+	// account's default KMS key).
+	SSE         string
+	SSEKMSKeyID string
+	// WrapTransport, when set, wraps the client's HTTP transport, for
+	// tracing (telemetry.HTTPTransport).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
+
+// Server-side encryption modes of Opts.SSE.
+const (
+	SSENone = ""
+	SSES3   = "SSE-S3"
+	SSEKMS  = "SSE-KMS"
+)
 
 // Store is a bucket of an S3-compatible object store.
 type Store struct {
 	client *minio.Client
 	bucket string
 	region string
+	sse    encrypt.ServerSide // nil: none asked for
+}
+
+// Credentials returns the credentials opts describe: the static keys when
+// either is set; otherwise the first of the AWS chain that has some: the
+// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN),
+// the shared credentials file (~/.aws/credentials, AWS_PROFILE), then the
+// instance's role: IRSA's web identity (AWS_WEB_IDENTITY_TOKEN_FILE,
+// AWS_ROLE_ARN), the ECS container endpoint or the EC2 metadata service.
+// Temporary credentials are refreshed before they expire.
+func Credentials(opts Opts) *credentials.Credentials {
+	if opts.AccessKeyID != "" || opts.SecretAccessKey != "" {
+		return credentials.NewStaticV4(opts.AccessKeyID, opts.SecretAccessKey, "")
+	}
+	return credentials.NewChainCredentials([]credentials.Provider{
+		&credentials.EnvAWS{},
+		&credentials.FileAWSCredentials{},
+		&credentials.IAM{Region: opts.Region},
+	})
+}
+
+// serverSide returns the encryption opts ask for, nil for none.
+func serverSide(opts Opts) (encrypt.ServerSide, error) {
+	switch opts.SSE {
+	case SSENone:
+		if opts.SSEKMSKeyID != "" {
+			return nil, fmt.Errorf("a KMS key id is set but the encryption is not %s", SSEKMS)
+		}
+		return nil, nil
+	case SSES3:
+		if opts.SSEKMSKeyID != "" {
+			return nil, fmt.Errorf("a KMS key id is set but the encryption is %s, not %s", SSES3, SSEKMS)
+		}
+		return encrypt.NewSSE(), nil
+	case SSEKMS:
+		return encrypt.NewSSEKMS(opts.SSEKMSKeyID, nil)
+	}
+	return nil, fmt.Errorf("unknown server-side encryption %q (want empty, %s or %s)", opts.SSE, SSES3, SSEKMS)
 }
 
 // New returns a Store; it does not contact the server.
 func New(opts Opts) (*Store, error) {
+	sse, err := serverSide(opts)
+	if err != nil {
+		return nil, err
+	}
 	transport, err := minio.DefaultTransport(opts.UseTLS)
 	if err != nil {
 		return nil, err
 	}
 	transport.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	transport.ResponseHeaderTimeout = 30 * time.Second
+	var rt http.RoundTripper = transport
+	if opts.WrapTransport != nil {
+		rt = opts.WrapTransport(transport)
+	}
 	client, err := minio.New(opts.Endpoint, &minio.Options{
-		Creds:     credentials.NewStaticV4(opts.AccessKeyID, opts.SecretAccessKey, ""),
+		Creds:     Credentials(opts),
 		Secure:    opts.UseTLS,
 		Region:    opts.Region,
-		Transport: transport,
+		Transport: rt,
 		// Few retries: a caller waiting on a download should hear "try
 		// again" in seconds, and a worker's job is retried by River anyway.
 		MaxRetries: 3,
@@ -80,8 +144,11 @@ func New(opts Opts) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating object store client: %w", err)
 	}
-	return &Store{client: client, bucket: opts.Bucket, region: opts.Region}, nil
+	return &Store{client: client, bucket: opts.Bucket, region: opts.Region, sse: sse}, nil
 }
+
+// Bucket returns the name of the Store's bucket.
+func (s *Store) Bucket() string { return s.bucket }
 
 // EnsureBucket creates the bucket when it does not exist.
 func (s *Store) EnsureBucket(ctx context.Context) error {
@@ -153,15 +220,17 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 		// The whole file is in buf: one request instead of a multipart
 		// upload's three, and no part buffer.
 		info, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader((*buf)[:n]), int64(n), minio.PutObjectOptions{
-			ContentType:  contentType,
-			UserMetadata: map[string]string{MetaSHA256: hex.EncodeToString(h.Sum(nil))},
+			ContentType:          contentType,
+			UserMetadata:         map[string]string{MetaSHA256: hex.EncodeToString(h.Sum(nil))},
+			ServerSideEncryption: s.sse,
 		})
 	case err == nil:
 		multipart = true
 		info, err = s.client.PutObject(ctx, s.bucket, key, io.MultiReader(bytes.NewReader(*buf), r), -1, minio.PutObjectOptions{
-			ContentType: contentType,
-			PartSize:    PartSize,
-			NumThreads:  1,
+			ContentType:          contentType,
+			PartSize:             PartSize,
+			NumThreads:           1,
+			ServerSideEncryption: s.sse,
 		})
 	default: // r failed before any request was made
 		firstBytes.Put(buf)
@@ -192,6 +261,9 @@ func (s *Store) setDigest(ctx context.Context, key, contentType string, up minio
 	dst := minio.CopyDestOptions{
 		Bucket: s.bucket, Object: key, ContentType: contentType,
 		ReplaceMetadata: true, UserMetadata: map[string]string{MetaSHA256: digest},
+		// A copy is a new write: without the header, S3 would store it with
+		// the bucket's default encryption instead.
+		Encryption: s.sse,
 	}
 	src := minio.CopySrcOptions{Bucket: s.bucket, Object: key, MatchETag: up.ETag}
 	var err error
@@ -213,6 +285,9 @@ type ObjectInfo struct {
 	// SHA256 is the MetaSHA256 metadata: the hex SHA-256 Put computed, or
 	// empty for an object stored some other way.
 	SHA256 string
+	// Encryption is the server-side encryption the store reports for the
+	// object (AES256 for SSE-S3, aws:kms for SSE-KMS), or empty.
+	Encryption string
 }
 
 // metaSHA256Header is the response header carrying MetaSHA256.
@@ -246,7 +321,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 		}
 	}
 	return body, ObjectInfo{Key: key, Size: size, ContentType: info.ContentType, LastModified: info.LastModified, ETag: info.ETag,
-		SHA256: header.Get(metaSHA256Header)}, nil
+		SHA256: header.Get(metaSHA256Header), Encryption: header.Get(encrypt.SseGenericHeader)}, nil
 }
 
 // Delete removes an object; a missing object is not an error.

@@ -101,6 +101,8 @@ func TestFleetTwoProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{
+		// The test MinIO's key is the development one, which production refuses.
+		"TALLY_ENV=development",
 		"DATABASE_URL=" + dbURL,
 		"TALLY_SIGNING_KEY_FILE=" + keyFile,
 		"TALLY_PSEUDONYM_KEY=" + string(tallytest.PseudonymMasterKey),

@@ -23,6 +23,7 @@ import (
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 // Defaults of Opts fields left zero that no environment variable sets. The
@@ -126,6 +127,25 @@ type Opts struct {
 	// Keys sign report manifests and activity checkpoints; nil means an
 	// ephemeral key, generated at start with a loud warning.
 	Keys *evidence.Keys
+
+	// WebhookSealer opens webhook endpoint secrets; nil means one over
+	// config.DevelopmentPseudonymKey, with a warning (development only).
+	WebhookSealer *webhook.Sealer
+	// WebhookGuard decides which addresses webhooks may reach; nil refuses
+	// every private, loopback, link-local, multicast and unspecified one.
+	WebhookGuard *webhook.Guard
+	// WebhookTimeout bounds one webhook request.
+	WebhookTimeout time.Duration
+	// WebhookConcurrency is MaxWorkers of the "webhooks" queue. Its jobs
+	// hold a database connection only around their request, never during it.
+	WebhookConcurrency int
+	// WebhookRetryBase and WebhookMaxRetryDelay shape the backoff of failed
+	// webhook attempts; zero means jobs.WebhookRetryBase and
+	// jobs.WebhookMaxRetryDelay. For tests.
+	WebhookRetryBase, WebhookMaxRetryDelay time.Duration
+	// Plugins are added to the River client, such as tracing
+	// (telemetry.RiverPlugins); nil: none.
+	Plugins []rivertype.Plugin
 }
 
 // OptsFromConfig returns the Opts the environment configures, without the
@@ -143,6 +163,9 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		SweepInterval:        cfg.SweepInterval,
 		SweepGrace:           cfg.SweepGrace,
 		ChainInterval:        cfg.ChainInterval,
+		WebhookGuard:         &webhook.Guard{AllowPrivate: cfg.WebhookAllowPrivate, Allowed: cfg.WebhookAllowedCIDRs},
+		WebhookTimeout:       cfg.WebhookTimeout,
+		WebhookConcurrency:   cfg.WebhookConcurrency,
 	}
 }
 
@@ -167,6 +190,8 @@ func (o *Opts) setDefaults() error {
 	setDefault(&o.CheckpointInterval, DefaultCheckpointInterval)
 	setDefault(&o.ChainInterval, config.DefaultChainInterval)
 	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
+	setDefault(&o.WebhookTimeout, config.DefaultWebhookTimeout)
+	setDefault(&o.WebhookConcurrency, config.DefaultWebhookConcurrency)
 	if o.FetchPollInterval < o.FetchCooldown {
 		o.FetchPollInterval = o.FetchCooldown
 	}
@@ -214,7 +239,15 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		}
 		opts.Keys = keys
 	}
-	queues := []string{jobs.QueueReports, jobs.QueueLarge, jobs.QueueMaint}
+	if opts.WebhookSealer == nil {
+		logger.WarnContext(ctx, "webhook secrets open with the public development key: set TALLY_PSEUDONYM_KEY outside development")
+		sealer, err := webhook.NewSealer([]byte(config.DevelopmentPseudonymKey))
+		if err != nil {
+			return nil, err
+		}
+		opts.WebhookSealer = sealer
+	}
+	queues := []string{jobs.QueueReports, jobs.QueueLarge, jobs.QueueMaint, jobs.QueueWebhooks}
 	metrics := NewMetrics(opts.Portal, queues)
 
 	workers := river.NewWorkers()
@@ -258,14 +291,27 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering reproduce_reports: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &jobs.DeliverWebhookWorker{
+		Pool:           opts.Pool,
+		Sealer:         opts.WebhookSealer,
+		Client:         webhook.NewClient(opts.WebhookGuard, opts.WebhookTimeout),
+		RequestTimeout: opts.WebhookTimeout,
+		RetryBase:      opts.WebhookRetryBase,
+		MaxRetryDelay:  opts.WebhookMaxRetryDelay,
+		Logger:         logger,
+		Metrics:        metrics,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering deliver_webhook: %w", err)
+	}
 
 	client, err := river.NewClient(riverpgxv5.New(opts.Pool), &river.Config{
 		ID:     opts.ID,
 		Logger: riverLogger(logger),
 		Queues: map[string]river.QueueConfig{
-			jobs.QueueReports: {MaxWorkers: opts.SmallConcurrency},
-			jobs.QueueLarge:   {MaxWorkers: opts.LargeConcurrency},
-			jobs.QueueMaint:   {MaxWorkers: MaintenanceWorkers},
+			jobs.QueueReports:  {MaxWorkers: opts.SmallConcurrency},
+			jobs.QueueLarge:    {MaxWorkers: opts.LargeConcurrency},
+			jobs.QueueMaint:    {MaxWorkers: MaintenanceWorkers},
+			jobs.QueueWebhooks: {MaxWorkers: opts.WebhookConcurrency},
 		},
 		Workers:              workers,
 		JobTimeout:           opts.JobTimeout,
@@ -290,6 +336,7 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 				func() (river.JobArgs, *river.InsertOpts) { return jobs.ReproduceReportsArgs{}, nil },
 				&river.PeriodicJobOpts{ID: jobs.ReproduceReportsArgs{}.Kind()}),
 		},
+		Plugins:  opts.Plugins,
 		TestOnly: opts.TestOnly,
 	})
 	if err != nil {
@@ -303,10 +350,6 @@ func (w *Worker) Client() *river.Client[pgx.Tx] { return w.client }
 
 // Metrics returns the process's metrics.
 func (w *Worker) Metrics() *Metrics { return w.metrics }
-
-// stopGrace is how long Run waits for jobs to return after their contexts
-// were cancelled, before it gives up on them.
-const stopGrace = 10 * time.Second
 
 // Run works jobs until ctx is done, then stops softly: it stops fetching,
 // lets running jobs finish for up to ShutdownTimeout, then cancels their
@@ -337,6 +380,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.logger.InfoContext(ctx, "worker started",
 		slog.Int("reports_concurrency", w.opts.SmallConcurrency),
 		slog.Int("reports_large_concurrency", w.opts.LargeConcurrency),
+		slog.Int("webhooks_concurrency", w.opts.WebhookConcurrency),
 		slog.Duration("job_timeout", w.opts.JobTimeout),
 		slog.Duration("rescue_stuck_jobs_after", w.opts.RescueStuckJobsAfter))
 
@@ -354,7 +398,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return nil
 	}
 	w.logger.WarnContext(stopCtx, "jobs still running after the shutdown timeout; cancelling them so that they are retried")
-	hardCtx, cancel := context.WithTimeout(stopCtx, stopGrace)
+	hardCtx, cancel := context.WithTimeout(stopCtx, config.WorkerStopGrace)
 	defer cancel()
 	if err := w.client.StopAndCancel(hardCtx); err != nil {
 		return fmt.Errorf("stopping River client: jobs did not return after cancellation: %w", err)

@@ -3,10 +3,12 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,10 +22,12 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/internal/health"
 	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 	"github.com/tally-compliance/tally/worker"
 )
 
@@ -50,6 +54,7 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 		"TALLY_WORKER_CONCURRENCY": "6", "TALLY_WORKER_LARGE_CONCURRENCY": "2", "TALLY_JOB_TIMEOUT": "7m",
 		"TALLY_SHUTDOWN_TIMEOUT": "9s", "TALLY_JOB_MAX_ATTEMPTS": "3", "TALLY_FETCH_POLL_INTERVAL": "250ms",
 		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h", "TALLY_CHAIN_INTERVAL": "3s",
+		"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.1.0.0/16", "TALLY_WEBHOOK_TIMEOUT": "3s", "TALLY_WEBHOOK_CONCURRENCY": "2",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,8 +62,10 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 	got := worker.OptsFromConfig(cfg)
 	want := worker.Opts{SmallConcurrency: 6, LargeConcurrency: 2, JobTimeout: 7 * time.Minute,
 		ShutdownTimeout: 9 * time.Second, MaxAttempts: 3, FetchPollInterval: 250 * time.Millisecond,
-		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour, ChainInterval: 3 * time.Second}
-	if diff := cmp.Diff(want, got); diff != "" {
+		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour, ChainInterval: 3 * time.Second,
+		WebhookGuard:   &webhook.Guard{Allowed: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
+		WebhookTimeout: 3 * time.Second, WebhookConcurrency: 2}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("Opts mismatch (-want +got):\n%s", diff)
 	}
 }
@@ -171,6 +178,7 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 		`tally_reports_ready_total{type="transaction_summary"} 0`,
 		`tally_reports_failed_total{code="storage_unavailable",type="activity_log"} 0`,
 		`tally_queue_jobs{queue="reports_large",state="available"} 0`,
+		fmt.Sprintf("tally_build_info{go_version=%q,revision=%q,version=%q} 1\n", buildinfo.Get().GoVersion, buildinfo.Get().Revision, buildinfo.Get().Version),
 	} {
 		if !strings.Contains(body, line) {
 			t.Errorf("/metrics lacks %q", line)
@@ -361,8 +369,23 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 		t.Errorf("/readyz after shutdown = %d %s, want 503 shutting down", code, body)
 	}
 
-	if _, err := b.pool.Exec(ctx, `UPDATE reports SET expires_at = now() - interval '1 second' WHERE id = $1`, old.ID); err != nil {
+	expiryOverdue := func() float64 {
+		t.Helper()
+		if err := w.Metrics().RefreshQueues(ctx, b.pool); err != nil {
+			t.Fatal(err)
+		}
+		_, body := get(t, srv.URL+"/metrics")
+		return metricValue(t, body, worker.MetricExpiryOverdue)
+	}
+	if got := expiryOverdue(); got != 0 {
+		t.Errorf("expiry overdue before the report is due = %v, want 0", got)
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE reports SET expires_at = now() - interval '1 hour' WHERE id = $1`, old.ID); err != nil {
 		t.Fatal(err)
+	}
+	// The report is an hour past its expiry and no worker runs.
+	if got := expiryOverdue(); got < 3600 || got > 3700 {
+		t.Errorf("expiry overdue = %v, want about 3600 (an hour)", got)
 	}
 	// A second worker expires it on start (the periodic job runs on start).
 	runCtx, cancel = context.WithCancel(ctx)
@@ -382,6 +405,9 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 			t.Error("the expired report's file is still stored")
 			break
 		}
+	}
+	if got := expiryOverdue(); got != 0 {
+		t.Errorf("expiry overdue once the report expired = %v, want 0", got)
 	}
 	cancel()
 	if err := <-done; err != nil {

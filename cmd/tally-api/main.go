@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,27 +23,45 @@ import (
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/internal/startup"
+	"github.com/tally-compliance/tally/internal/telemetry"
 	"github.com/tally-compliance/tally/storage"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "tally-api:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if exit, err := buildinfo.ParseArgs("tally-api", args, stdout); exit || err != nil {
+		return err
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckSecrets(); err != nil {
+		return err
+	}
 	logger := cfg.NewLogger(os.Stderr)
-	logger.Info("starting tally-api", slog.Int("port", cfg.Port), slog.String("s3_endpoint", cfg.S3.Endpoint),
+	build := buildinfo.Get()
+	logger.Info("starting tally-api", slog.String("version", build.Version), slog.String("revision", build.Revision), slog.Int("port", cfg.Port), slog.String("s3_endpoint", cfg.S3.Endpoint),
 		slog.Any("s3_secret", cfg.S3.SecretAccessKey), slog.Bool("river_ui", cfg.AdminUser != ""), slog.String("admin_addr", cfg.AdminAddr))
+
+	tel, err := telemetry.Setup(ctx, "tally-api", logger)
+	if err != nil {
+		return err
+	}
+	defer tel.Close(ctx, logger)
+	if tel != nil {
+		logger.Info("tracing on: spans exported over OTLP/HTTP")
+	}
 
 	portal, err := config.LoadPortal(cfg.PortalConfig)
 	if err != nil {
@@ -51,14 +70,16 @@ func run(ctx context.Context) error {
 	// An API started during a database outage waits for it.
 	var pool *pgxpool.Pool
 	err = startup.Wait(ctx, logger, "the database", startup.Timeout, func(ctx context.Context) error {
-		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: cfg.APIMaxConns, ApplicationName: "tally-api"})
+		pool, err = db.Connect(ctx, cfg.DatabaseURL.Reveal(), &db.PoolOpts{MaxConns: cfg.APIMaxConns, ApplicationName: "tally-api", Tracer: tel.PGXTracer()})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("connecting to the database: %w", err)
 	}
 	defer pool.Close()
-	store, err := storage.New(startup.StorageOpts(cfg.S3))
+	storeOpts := startup.StorageOpts(cfg.S3)
+	storeOpts.WrapTransport = tel.HTTPTransport()
+	store, err := storage.New(storeOpts)
 	if err != nil {
 		return err
 	}
@@ -66,7 +87,7 @@ func run(ctx context.Context) error {
 	// one insert notification per queue per FetchCooldown; the default
 	// (100 ms) would leave a report created right after another waiting for
 	// the workers' next poll, so notify within 5 ms.
-	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: logger, FetchCooldown: 5 * time.Millisecond})
+	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: logger, FetchCooldown: 5 * time.Millisecond, Plugins: tel.RiverPlugins()})
 	if err != nil {
 		return fmt.Errorf("creating River client: %w", err)
 	}
@@ -75,7 +96,8 @@ func run(ctx context.Context) error {
 		AdminUser: cfg.AdminUser, AdminPassword: cfg.AdminPassword.Reveal(), SeparateAdmin: cfg.AdminAddr != "",
 		RequestTimeout: cfg.RequestTimeout, MaxAttempts: cfg.MaxAttempts, CreatePerMinute: cfg.CreateRateLimit, LargeReportRows: cfg.LargeThreshold,
 		TrustedProxies: cfg.TrustedProxies, DownloadsPerUser: cfg.DownloadsPerUser, DownloadsPerOrg: cfg.DownloadsPerOrg,
-		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout,
+		DownloadMinRate: cfg.DownloadMinRate, DownloadStallTimeout: cfg.DownloadStallTimeout, Telemetry: tel,
+		WaitsPerUser: cfg.WaitsPerUser,
 	})
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@
 //
 //	go run ./cmd/tally-bench            # full: 10k, 100k and 1M transactions (under 15 minutes)
 //	go run ./cmd/tally-bench -quick     # smaller sizes and shorter phases
-//	go run ./cmd/tally-bench -rows 1,8 -out ''   # only rows 1 and 8 (no large seeds), table on stdout
 //
 // Configuration comes from the environment of scripts/services.sh
 // (DATABASE_URL names the server, whose database is left alone; S3_*).
@@ -30,6 +29,7 @@ import (
 	"time"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 )
 
 func main() {
@@ -47,7 +47,7 @@ type options struct {
 	runs  int
 	out   string
 	keep  bool
-	rows  map[int]bool // rows to measure; empty: all
+	only  map[int]bool // rows to measure; empty: every row
 
 	sizes        []int64       // transactions in scope of the time-to-ready reports
 	smallReports int           // reports in the small-report throughput batch
@@ -55,6 +55,7 @@ type options struct {
 	loadFor      time.Duration // measured duration of each load phase
 	warmup       time.Duration // unmeasured load before each phase
 	pickups      int           // reports created one at a time per pickup run
+	version      bool          // print the version and exit
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -64,25 +65,27 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per figure; the table shows medians")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
-	rowList := fs.String("rows", "", "comma-separated rows to measure (1 to 11); empty: all")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	only := fs.String("only", "", "comma-separated row numbers to measure (e.g. 12,13); empty: every row")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
-	}
-	if *rowList != "" {
-		o.rows = map[int]bool{}
-		for _, f := range strings.Split(*rowList, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 || n > 11 {
-				return nil, fmt.Errorf("-rows: %q is not a row number from 1 to 11", f)
-			}
-			o.rows[n] = true
-		}
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if o.runs < 1 {
 		return nil, errors.New("-runs must be at least 1")
+	}
+	o.only = map[int]bool{}
+	for _, f := range strings.Split(*only, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > lastRow {
+			return nil, fmt.Errorf("-only: %q is not a row number from 1 to %d", f, lastRow)
+		}
+		o.only[n] = true
 	}
 	if o.quick {
 		o.sizes = []int64{10_000, 100_000}
@@ -95,19 +98,25 @@ func parseOptions(args []string) (*options, error) {
 		o.loadFor, o.warmup = 5*time.Second, time.Second
 		o.pickups = 20
 	}
-	if !o.want(2, 3, 5, 9, 10, 11) {
-		o.sizes = nil // only the rows that use the time-to-ready cases seed them
+	if o.only[9] || o.only[11] {
+		o.only[2] = true // they read the largest report row 2 builds
+	}
+	if !o.wants(2, 3, 5, 9, 10, 11) {
+		o.sizes = nil // no row reads the large scopes: do not seed them
 	}
 	return o, nil
 }
 
-// want reports whether any of rows is to be measured.
-func (o *options) want(rows ...int) bool {
-	if len(o.rows) == 0 {
+// lastRow is the number of the table's last row.
+const lastRow = 13
+
+// wants reports whether any of the rows is to be measured.
+func (o *options) wants(rows ...int) bool {
+	if len(o.only) == 0 {
 		return true
 	}
-	for _, r := range rows {
-		if o.rows[r] {
+	for _, n := range rows {
+		if o.only[n] {
 			return true
 		}
 	}
@@ -121,6 +130,10 @@ func run(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if opts.version {
+		fmt.Printf("tally-bench %s\n", buildinfo.Get())
+		return nil
 	}
 	cfg, err := config.Load()
 	if err != nil {

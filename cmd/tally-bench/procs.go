@@ -275,7 +275,8 @@ func (b *bench) startAPI(ctx context.Context) error {
 	env := childEnv(map[string]string{
 		"DATABASE_URL": b.dbURL, "S3_BUCKET": b.bucket, "PORT": strconv.Itoa(port),
 		"TALLY_CREATE_RATE_PER_MINUTE": "1e12", "TALLY_API_DB_MAX_CONNS": strconv.Itoa(apiMaxConns),
-		"TALLY_ADMIN_USER": "", "TALLY_ADMIN_PASSWORD": "", "TALLY_LARGE_REPORT_ROWS": strconv.Itoa(config.DefaultLargeReportRows),
+		"TALLY_WAIT_PER_USER": strconv.Itoa(2 * waitClients),
+		"TALLY_ADMIN_USER":    "", "TALLY_ADMIN_PASSWORD": "", "TALLY_LARGE_REPORT_ROWS": strconv.Itoa(config.DefaultLargeReportRows),
 		"LOG_LEVEL": "info", "LOG_FORMAT": "json",
 	})
 	p, err := startProc("tally-api", b.bin.api, env, logPath(b.tmp, "api"))

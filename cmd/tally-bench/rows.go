@@ -28,6 +28,8 @@ type results struct {
 	formats  []*formatRow
 	pdf      *pdfRow
 	gzip     *gzipRow
+	wait     []*waitRow
+	listAll  *listAllRow
 	notes    []string
 }
 
@@ -89,13 +91,14 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		return nil, err
 	}
 
-	if b.opts.want(1) {
+	o := b.opts
+	if o.wants(1) {
 		b.log.printf("row 1, create: no worker runs, so none competes for CPU; the bench runs the chain sequencer")
 		if err := b.measureCreate(ctx, r); err != nil {
 			return nil, err
 		}
 	}
-	if b.opts.want(8) {
+	if o.wants(8) {
 		b.log.printf("row 8, create with and without the activity chain sequencer")
 		if err := b.measureChain(ctx, r); err != nil {
 			return nil, err
@@ -104,52 +107,58 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 	if err := b.dropQueuedJobs(ctx); err != nil {
 		return nil, err
 	}
-	if b.opts.want(6) {
+	if o.wants(6) {
 		b.log.printf("row 6, polling")
 		if err := b.measurePolling(ctx, r); err != nil {
 			return nil, err
 		}
 	}
 
-	if !b.opts.want(2, 3, 5, 7, 9, 10, 11) {
-		if b.opts.want(4) {
-			b.log.printf("row 4, small reports")
-			if err := b.measureSmall(ctx, r); err != nil {
-				return nil, err
-			}
+	if o.wants(2, 3, 5, 7, 9, 10, 11) {
+		b.log.printf("starting one tally-worker")
+		if err := b.startWorkers(ctx, 1); err != nil {
+			return nil, err
 		}
-		return r, nil
 	}
-	b.log.printf("starting one tally-worker")
-	if err := b.startWorkers(ctx, 1); err != nil {
-		return nil, err
-	}
-	steps := []struct {
+	for _, step := range []struct {
 		rows []int
-		msg  string
+		what string
 		fn   func(context.Context, *results) error
 	}{
 		{[]int{7}, "row 7, pickup latency with an idle fleet", b.measurePickup},
-		{[]int{2, 3, 5, 9, 10, 11}, "rows 2 and 3, time to ready and worker memory", b.measureReady},
+		{[]int{2, 3}, "rows 2 and 3, time to ready and worker memory", b.measureReady},
 		{[]int{5}, "row 5, download", b.measureDownload},
 		{[]int{9}, "row 9, manifest signing and offline verification", b.measureEvidence},
 		{[]int{10}, "row 10, XLSX and PDF", b.measureFormats},
 		{[]int{11}, "row 11, gzip download", b.measureGzip},
-	}
-	for _, st := range steps {
-		if !b.opts.want(st.rows...) {
+	} {
+		if !o.wants(step.rows...) {
 			continue
 		}
-		b.log.printf("%s", st.msg)
-		if err := st.fn(ctx, r); err != nil {
+		b.log.printf("%s", step.what)
+		if err := step.fn(ctx, r); err != nil {
 			return nil, err
 		}
 	}
 	b.stopWorkers()
 
-	if b.opts.want(4) {
+	if o.wants(4) {
 		b.log.printf("row 4, small reports")
 		if err := b.measureSmall(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+	// No worker runs for rows 12 and 13: the bench itself commits the
+	// status changes, as a worker would.
+	if o.wants(12) {
+		b.log.printf("row 12, Prefer: wait, commit to answer")
+		if err := b.measureWait(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+	if o.wants(13) {
+		b.log.printf("row 13, unpaged list of %d reports, API memory", listReports)
+		if err := b.measureListAll(ctx, r); err != nil {
 			return nil, err
 		}
 	}

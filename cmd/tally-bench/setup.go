@@ -77,6 +77,7 @@ type fixture struct {
 	create  *scopeSet   // POSTs of the create and polling rows
 	small   *scopeSet   // small reports and pickup latency
 	sizes   []*scopeSet // time to ready, memory, download
+	list    *scopeSet   // the unpaged list (row 13): reports only, seeded by the row
 }
 
 func (b *bench) setup(ctx context.Context) error {
@@ -175,6 +176,9 @@ func (b *bench) seed(ctx context.Context) error {
 		dst   **scopeSet
 	}
 	specs := []spec{{"create", b.opts.smallRows, &fx.create}, {"small", b.opts.smallRows, &fx.small}}
+	if b.opts.wants(13) {
+		specs = append(specs, spec{"list", 1, &fx.list})
+	}
 	fx.sizes = make([]*scopeSet, len(b.opts.sizes))
 	for i, n := range b.opts.sizes {
 		specs = append(specs, spec{countLabel(n), n, &fx.sizes[i]})

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -220,7 +219,31 @@ func (r *results) rows() []tableRow {
 			baseline: fmt.Sprintf("River no-op job, same fetch settings: p50 %s / p99 %s ms", msStr(p.baseP50.med()), msStr(p.baseP99.med())),
 			ratio:    ratioStr(p.p50.med() / p.baseP50.med()), target: "p50 < 20 ms", holds: holds(p.p50.med() < 20)})
 	}
-	return append(out, r.evidenceRows()...)
+	out = append(out, r.evidenceRows()...)
+	return append(out, r.waitRows()...)
+}
+
+// waitRows are rows 12 and 13 (issue 14).
+func (r *results) waitRows() []tableRow {
+	var out []tableRow
+	for _, w := range r.wait {
+		row := tableRow{n: 12, measure: fmt.Sprintf("Prefer: wait, %d clients waiting, commit → answer, ready %s", waitClients, w.mode),
+			value:    fmt.Sprintf("p50 %s / p95 %s / p99 %s / max %s ms", msStr(w.p50.med()), msStr(w.p95.med()), msStr(w.p99.med()), msStr(w.max.med())),
+			baseline: fmt.Sprintf("LISTEN in the bench, same commits: p50 %s / p99 %s ms", msStr(w.notifyP50.med()), msStr(w.notifyP99.med())),
+			ratio:    ratioStr(w.ratio.med()), target: "—", holds: "—"}
+		if w.mode == "one by one" {
+			row.target, row.holds = "p50 < 20 ms, p99 < 100 ms", holds(w.p50.med() < 20 && w.p99.med() < 100)
+		}
+		out = append(out, row)
+	}
+	if l := r.listAll; l != nil {
+		out = append(out, tableRow{n: 13, measure: fmt.Sprintf("API peak RSS (VmHWM), unpaged list of %s reports (%.0f MB)", countName(int64(l.n)), float64(l.bodyBytes)/1e6),
+			value:    fmt.Sprintf("%.1f MiB (idle before: %.1f MiB); %s; 304: %s ms", l.hwm.max()/(1<<20), l.idle.med()/(1<<20), secStr(l.secs.med()), msStr(l.notModified.med())),
+			baseline: fmt.Sprintf("the same reports in pages of 200 (Link): %.1f MiB; %s", l.pagedHWM.max()/(1<<20), secStr(l.pagedSecs.med())),
+			ratio:    ratioStr(l.hwm.max() / l.pagedHWM.max()), target: "flat (≤ +16 MiB over pages)",
+			holds: holds(l.hwm.max()-l.pagedHWM.max() <= flatSlack)})
+	}
+	return out
 }
 
 // evidenceRows are rows 8 to 11 (issues 12 and 13).
@@ -343,6 +366,16 @@ func (r *results) markdown(m machine, o *options) rendered {
 	d.WriteString("   arrives (not decompressed), vs the same download without it, three of each per run, interleaved;\n")
 	d.WriteString("   MB/s counts the uncompressed file's bytes. Once per bench, untimed, the gzip body is decompressed and\n")
 	d.WriteString("   its SHA-256 checked against the report's.\n")
+	fmt.Fprintf(&d, "12. **Prefer: wait**: %d reports moved to `running`, then one `GET .../reports/{id}` with `Prefer: wait=30`\n", waitClients)
+	d.WriteString("   each, from its own connection, started in batches of 50 until the API's `tally_report_waits_in_progress`\n")
+	fmt.Fprintf(&d, "   gauge counts them all (per-user cap lifted to %d); then the bench marks each ready with `db.MarkReportReady` in a\n", 2*waitClients)
+	fmt.Fprintf(&d, "   transaction of its own, %s apart (one by one), or all %d in one transaction (burst). Latency: the whole\n", waitSpacing, waitClients)
+	d.WriteString("   answer received − `Commit` returned, in the bench. Baseline: a LISTEN connection in the bench, same\n")
+	d.WriteString("   commits: notification received − `Commit` returned. No worker runs.\n")
+	fmt.Fprintf(&d, "13. **Unpaged list**: %d ready reports inserted by one `INSERT … SELECT generate_series`, then\n", listReports)
+	d.WriteString("   `GET .../reports` without `limit`, the array decoded as it arrives; the API's VmHWM reset before and\n")
+	d.WriteString("   read after; compared with reading the same reports in pages of 200 following `Link` (the same reset),\n")
+	d.WriteString("   order alternating; then one `If-None-Match` request timed (the list's stamp query, no body).\n")
 	if len(r.notes) > 0 {
 		d.WriteString("\n## Notes from this run\n\n")
 		for _, n := range r.notes {
@@ -368,6 +401,12 @@ func (r *results) appendRunNotes(d *strings.Builder) {
 		if c.errs > 0 || c.baseErrs > 0 {
 			notes = append(notes, fmt.Sprintf("create c=%d: %d API errors (first: %v), %d baseline errors (first: %v)",
 				c.conc, c.errs, c.firstErr, c.baseErrs, c.firstBaseErr))
+		}
+	}
+	for _, w := range r.wait {
+		if w.errs > 0 || w.answeredWithoutAnyChange > 0 {
+			notes = append(notes, fmt.Sprintf("wait, %s: %d errors (first: %v); %d answered before their report was ready",
+				w.mode, w.errs, w.firstErr, w.answeredWithoutAnyChange))
 		}
 	}
 	if r.poll != nil && r.poll.errs > 0 {
@@ -450,16 +489,17 @@ func command(o *options) string {
 	if o.quick {
 		args = append(args, "-quick")
 	}
+	if len(o.only) > 0 {
+		var rows []string
+		for n := 1; n <= lastRow; n++ {
+			if o.only[n] {
+				rows = append(rows, strconv.Itoa(n))
+			}
+		}
+		args = append(args, "-only "+strings.Join(rows, ","))
+	}
 	if o.runs != 3 {
 		args = append(args, fmt.Sprintf("-runs %d", o.runs))
-	}
-	if len(o.rows) > 0 {
-		rows := slices.Sorted(maps.Keys(o.rows))
-		s := make([]string, len(rows))
-		for i, r := range rows {
-			s[i] = strconv.Itoa(r)
-		}
-		args = append(args, "-rows "+strings.Join(s, ","))
 	}
 	if len(args) == 0 {
 		return "make bench"

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -23,6 +25,37 @@ func TestMigrateOnMigratedDatabaseIsUpToDate(t *testing.T) {
 	if res.River == nil || res.Tally == nil || len(res.River)+len(res.Tally) != 0 {
 		t.Errorf("got %+v, want two empty lists", res)
 	}
+}
+
+// TestMigrateGrantsRuntimeRole: --runtime-role grants on an up-to-date
+// database, and the runtime role connecting as itself cannot migrate.
+func TestMigrateGrantsRuntimeRole(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if got := b.mustRun(t, "migrate", "--runtime-role", tallytest.RuntimeRole); got != "up to date" {
+		t.Errorf("got %q, want %q", got, "up to date")
+	}
+	var ok bool
+	if err := b.pool.QueryRow(b.ctx, `SELECT has_table_privilege($1, 'reports', 'INSERT') AND NOT has_table_privilege($1, 'reports', 'TRUNCATE')`,
+		tallytest.RuntimeRole).Scan(&ok); err != nil || !ok {
+		t.Errorf("runtime role privileges on reports: INSERT and not TRUNCATE = %v (%v)", ok, err)
+	}
+	wantError(t, b.run(t, "migrate", "--runtime-role", "no_such_role"), `role "no_such_role" does not exist`)
+
+	runtime := &testBundle{ctx: b.ctx, pool: tallytest.DB(t)}
+	wantError(t, runtime.run(t, "migrate", "--runtime-role", tallytest.RuntimeRole), "is the role migrating")
+}
+
+func TestDBRolesRefuses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, b.run(t, "db", "roles", "--migrator", "same", "--runtime", "same"), "two different names")
+	wantError(t, b.run(t, "db", "roles", "--runtime-password-file", empty), "is empty")
+	wantError(t, b.run(t, "db", "roles", "--migrator-password-file", empty+".missing"), "reading the password file")
 }
 
 func TestMigrateWithoutDatabaseFails(t *testing.T) {

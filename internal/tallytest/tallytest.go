@@ -26,11 +26,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 const noServices = `no test services: set TALLY_TEST_DATABASE_URL and TALLY_TEST_S3_ENDPOINT, TALLY_TEST_S3_ACCESS_KEY_ID, TALLY_TEST_S3_SECRET_ACCESS_KEY (run "make services" and eval its output, or just "make test"), or start a Docker engine so that testcontainers-go can run postgres and minio`
@@ -70,6 +72,8 @@ func resolveServices() (*Services, error) {
 				SecretAccessKey: os.Getenv("TALLY_TEST_S3_SECRET_ACCESS_KEY"),
 				Region:          envOr("TALLY_TEST_S3_REGION", "us-east-1"),
 				UseTLS:          os.Getenv("TALLY_TEST_S3_USE_TLS") == "true",
+				SSE:             os.Getenv("TALLY_TEST_S3_SSE"),
+				SSEKMSKeyID:     os.Getenv("TALLY_TEST_S3_SSE_KMS_KEY_ID"),
 			},
 		}, nil
 	}
@@ -109,6 +113,8 @@ func templateName() (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(h, "river-%d", river)
+	// The template's grants are part of what it holds.
+	fmt.Fprintf(h, "runtime-role-%s", RuntimeRole)
 	return "tally_tpl_" + hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
@@ -146,11 +152,14 @@ func createTemplate(ctx context.Context, s *Services, name string) error {
 	if _, err := admin.Exec(ctx, `CREATE DATABASE `+building); err != nil {
 		return fmt.Errorf("creating template database: %w", err)
 	}
+	if err := ensureRuntimeRole(ctx, admin); err != nil {
+		return err
+	}
 	pool, err := pgxpool.New(ctx, withDatabase(s.DatabaseURL, building))
 	if err != nil {
 		return err
 	}
-	_, err = db.Migrate(ctx, pool, slog.New(slog.DiscardHandler))
+	_, err = db.MigrateWith(ctx, pool, db.MigrateOpts{RuntimeRole: RuntimeRole})
 	pool.Close()
 	if err != nil {
 		return fmt.Errorf("migrating template database: %w", err)
@@ -162,12 +171,43 @@ func createTemplate(ctx context.Context, s *Services, name string) error {
 	return err
 }
 
+// RuntimeRole is the role the services connect as in tests, as in
+// production: granted what they need (db.GrantRuntime) by the migration of
+// the template, owner of nothing, able to change no schema. Tests that pass
+// through DB or DatabaseURL therefore prove the grants are enough.
+const RuntimeRole = "tally_test_runtime"
+
+// runtimePassword is RuntimeRole's password, for servers that ask for one
+// (testcontainers' PostgreSQL); a trust server ignores it.
+const runtimePassword = "tally_test_runtime"
+
+// ensureRuntimeRole creates RuntimeRole on the server when missing. Roles
+// belong to the whole server, and test binaries race to create it.
+func ensureRuntimeRole(ctx context.Context, admin *pgx.Conn) error {
+	_, err := admin.Exec(ctx, `CREATE ROLE `+RuntimeRole+` LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '`+runtimePassword+`'`)
+	var pgErr *pgconn.PgError
+	if err != nil && !(errors.As(err, &pgErr) && (pgErr.Code == "42710" || pgErr.Code == "23505")) {
+		return fmt.Errorf("creating role %s: %w", RuntimeRole, err)
+	}
+	return nil
+}
+
 func withDatabase(rawURL, name string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		panic(err)
 	}
 	u.Path = "/" + name
+	return u.String()
+}
+
+// asRuntime returns rawURL connecting as RuntimeRole.
+func asRuntime(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(err)
+	}
+	u.User = url.UserPassword(RuntimeRole, runtimePassword)
 	return u.String()
 }
 
@@ -178,9 +218,18 @@ func randomSuffix() string {
 }
 
 // DatabaseURL creates a fresh, migrated database for the test and returns its
-// URL. The database is dropped when the test ends (kept when
-// TALLY_TEST_KEEP_DB=1, for debugging).
+// URL, connecting as RuntimeRole: what the API and workers get. The database
+// is dropped when the test ends (kept when TALLY_TEST_KEEP_DB=1, for
+// debugging).
 func DatabaseURL(tb testing.TB) string {
+	tb.Helper()
+	return asRuntime(OwnerDatabaseURL(tb))
+}
+
+// OwnerDatabaseURL is DatabaseURL connecting as the test server's admin
+// user, for what only the schema's owner or a superuser does: migrations,
+// tallyctl (an operator's tool), a forger with the database.
+func OwnerDatabaseURL(tb testing.TB) string {
 	tb.Helper()
 	s := GetServices(tb)
 	ctx := context.Background()
@@ -226,10 +275,31 @@ func DatabaseURL(tb testing.TB) string {
 	return withDatabase(s.DatabaseURL, name)
 }
 
-// DB returns a pool on a fresh, migrated database for the test.
+// DB returns a pool on a fresh, migrated database for the test, connected
+// as RuntimeRole, as the services are.
 func DB(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	pool, err := db.Connect(context.Background(), DatabaseURL(tb), &db.PoolOpts{MaxConns: 20})
+	return connect(tb, DatabaseURL(tb))
+}
+
+// OwnerDB is DB connected as the test server's admin user (see
+// OwnerDatabaseURL).
+func OwnerDB(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	return connect(tb, OwnerDatabaseURL(tb))
+}
+
+// AsOwner returns a pool on pool's database connected as the test server's
+// admin user, for test setup that stands in for what the database's owner
+// does in production (ANALYZE, as autovacuum does; VACUUM).
+func AsOwner(tb testing.TB, pool *pgxpool.Pool) *pgxpool.Pool {
+	tb.Helper()
+	return connect(tb, withDatabase(GetServices(tb).DatabaseURL, pool.Config().ConnConfig.Database))
+}
+
+func connect(tb testing.TB, url string) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := db.Connect(context.Background(), url, &db.PoolOpts{MaxConns: 20})
 	if err != nil {
 		tb.Fatalf("connecting to test database: %v", err)
 	}
@@ -241,8 +311,7 @@ func DB(tb testing.TB) *pgxpool.Pool {
 // created now and emptied and removed when the test ends.
 func S3Opts(tb testing.TB) storage.Opts {
 	tb.Helper()
-	opts := GetServices(tb).S3
-	opts.Bucket = "tally-t-" + randomSuffix()
+	opts := S3OptsNoBucket(tb)
 	store, err := storage.New(opts)
 	if err != nil {
 		tb.Fatalf("creating store: %v", err)
@@ -252,6 +321,16 @@ func S3Opts(tb testing.TB) storage.Opts {
 	if err := store.EnsureBucket(ctx); err != nil {
 		tb.Fatalf("creating test bucket %s: %v", opts.Bucket, err)
 	}
+	return opts
+}
+
+// S3OptsNoBucket returns connection settings for a bucket name of the
+// test's own that does not exist yet; whatever the test creates there is
+// removed when it ends.
+func S3OptsNoBucket(tb testing.TB) storage.Opts {
+	tb.Helper()
+	opts := GetServices(tb).S3
+	opts.Bucket = "tally-t-" + randomSuffix()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -319,6 +398,17 @@ func EmptyDB(tb testing.TB) *pgxpool.Pool {
 // PseudonymMasterKey is the pseudonym master key of test workers. Tests that
 // compute expected files derive report keys from it independently.
 var PseudonymMasterKey = []byte("tally test pseudonym master key, not a secret")
+
+// WebhookSealer returns the webhook secret sealer of test workers, over
+// PseudonymMasterKey as cmd/tally-worker derives it from the pseudonym keys.
+func WebhookSealer(tb testing.TB) *webhook.Sealer {
+	tb.Helper()
+	s, err := webhook.NewSealer(PseudonymMasterKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
 
 // PseudonymKeys returns the key set of test workers: PseudonymMasterKey,
 // current.
