@@ -430,3 +430,77 @@ func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h levelHandler) WithGroup(n string) slog.Handler {
 	return levelHandler{h.Handler.WithGroup(n), h.min}
 }
+
+// TestRunChainsActivityEvents: a running worker appends committed activity
+// events to their organization's chain by itself, every ChainInterval, and
+// counts them; the chain lag gauge comes back to zero.
+func TestRunChainsActivityEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	org, err := db.CreateOrganization(ctx, b.pool, "Org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := db.CreateApplication(ctx, b.pool, db.CreateApplicationParams{OrgID: org.ID, ForeignID: "app", Name: "App"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := db.CreateUser(ctx, b.pool, db.CreateUserParams{OrgID: org.ID, Email: "a@example.com", Name: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c, err := db.CreateCase(ctx, b.pool, db.CreateCaseParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0),
+		AccessWindowStart: time.Now().Add(-time.Hour), AccessWindowEnd: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := db.CreateReport(ctx, b.pool, db.CreateReportParams{OrgID: org.ID, ApplicationID: app.ID, CaseID: c.ID,
+		Type: "transaction_summary", Metadata: map[string]any{"case_id": c.ID}, CreatedBy: user.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := range n {
+		if err := db.CreateReportEvent(ctx, b.pool, rep, db.EventReportDownloaded, user.ID, map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	opts := b.opts(t)
+	opts.ChainInterval = 50 * time.Millisecond
+	w, err := worker.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	srv := httptest.NewServer(w.Handler())
+	defer srv.Close()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var chained int
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM activity_chain WHERE org_id = $1`, org.ID).Scan(&chained); err != nil {
+			t.Fatal(err)
+		}
+		_, body := get(t, srv.URL+"/metrics")
+		if chained == n && metricValue(t, body, worker.MetricEventsChained) == n && metricValue(t, body, worker.MetricChainLag) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: %d of %d events chained; /metrics: %s %v, %s %v", chained, n,
+				worker.MetricEventsChained, metricValue(t, body, worker.MetricEventsChained),
+				worker.MetricChainLag, metricValue(t, body, worker.MetricChainLag))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
