@@ -107,6 +107,12 @@ helm-check: ## Build the pinned Helm (once, cached), lint and render the chart, 
 	render >$(HELM_OUT)/default.yaml
 	render --set autoscaling.keda.enabled=true >$(HELM_OUT)/keda.yaml
 	render --set autoscaling.hpa.enabled=true >$(HELM_OUT)/hpa.yaml
+	render --set config.s3.credentials=chain --set serviceAccountName=tally-irsa \
+		--set config.s3.sse=SSE-KMS --set config.s3.sseKMSKeyID=alias/tally >$(HELM_OUT)/aws-chain.yaml
+	if render --set config.s3.credentials=keys >/dev/null 2>&1; then
+		echo "helm-check: config.s3.credentials=keys rendered; the chart must refuse it" >&2
+		exit 1
+	fi
 	if render --set autoscaling.keda.enabled=true --set autoscaling.hpa.enabled=true >/dev/null 2>&1; then
 		echo "helm-check: KEDA and the HPA both on rendered; the chart must refuse it" >&2
 		exit 1
