@@ -9,10 +9,15 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# The build context has no .git, so the version and revision that --version and tally_build_info
+# report come from build arguments: docker build --build-arg VERSION=v1.4.0 --build-arg REVISION=$(git rev-parse HEAD) .
+ARG VERSION=devel
+ARG REVISION=unknown
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     mkdir -p /out && \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ \
+    CGO_ENABLED=0 go build -trimpath -o /out/ \
+        -ldflags="-s -w -X github.com/tally-compliance/tally/internal/buildinfo.version=${VERSION} -X github.com/tally-compliance/tally/internal/buildinfo.revision=${REVISION}" \
         ./cmd/tally-api ./cmd/tally-worker ./cmd/tallyctl
 
 FROM debian:bookworm-slim

@@ -51,6 +51,11 @@ test: ## Run all tests with the race detector (starts services unless TALLY_TEST
 	$(call services_env,TALLY_TEST_DATABASE_URL)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 
+.PHONY: test-s3-compat
+test-s3-compat: ## Run the storage tests and one end-to-end report against versitygw (built once, cached), not MinIO
+	$(call services_env,TALLY_TEST_DATABASE_URL)
+	GO=$(GO) TESTFLAGS="$(TESTFLAGS)" scripts/s3-compat.sh
+
 .PHONY: lint
 lint: ## Check formatting (gofmt) and run go vet
 	unformatted=$$($(if $(GO_FILES),gofmt -l $(GO_FILES)))
@@ -107,6 +112,12 @@ helm-check: ## Build the pinned Helm (once, cached), lint and render the chart, 
 	render >$(HELM_OUT)/default.yaml
 	render --set autoscaling.keda.enabled=true >$(HELM_OUT)/keda.yaml
 	render --set autoscaling.hpa.enabled=true >$(HELM_OUT)/hpa.yaml
+	render --set config.s3.credentials=chain --set serviceAccountName=tally-irsa \
+		--set config.s3.sse=SSE-KMS --set config.s3.sseKMSKeyID=alias/tally >$(HELM_OUT)/aws-chain.yaml
+	if render --set config.s3.credentials=keys >/dev/null 2>&1; then
+		echo "helm-check: config.s3.credentials=keys rendered; the chart must refuse it" >&2
+		exit 1
+	fi
 	if render --set autoscaling.keda.enabled=true --set autoscaling.hpa.enabled=true >/dev/null 2>&1; then
 		echo "helm-check: KEDA and the HPA both on rendered; the chart must refuse it" >&2
 		exit 1

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tally-compliance/tally/internal/buildinfo"
 )
 
 // clientFrom returns a client whose connections leave from the local address
@@ -106,6 +109,7 @@ func TestAdminListener(t *testing.T) {
 		{"PublicAuthMe", public.URL + "/auth/me", []reqOpt{withHeader("Authorization", "Bearer "+b.fx.tokens["full"])}, http.StatusOK, `"email"`},
 		{"PublicHealthz", public.URL + "/healthz", nil, http.StatusOK, ""},
 		{"AdminMetrics", admin.URL + "/metrics", nil, http.StatusOK, "tally_http_request_duration_seconds"},
+		{"AdminMetricsBuildInfo", admin.URL + "/metrics", nil, http.StatusOK, buildInfoLine()},
 		{"AdminRiverUI", admin.URL + "/admin/riverui/", []reqOpt{asAdmin, withHeader("Accept", "text/html")}, http.StatusOK, `<div id="root"`},
 		{"AdminRiverUIAPI", admin.URL + "/admin/riverui/api/jobs?state=available", []reqOpt{asAdmin}, http.StatusOK, `"data"`},
 		{"AdminRiverUINoCredentials", admin.URL + "/admin/riverui/", nil, http.StatusUnauthorized, `"code":"admin_auth_required"`},
@@ -120,4 +124,10 @@ func TestAdminListener(t *testing.T) {
 			}
 		})
 	}
+}
+
+// buildInfoLine is the tally_build_info sample a process of this build exports.
+func buildInfoLine() string {
+	bi := buildinfo.Get()
+	return fmt.Sprintf("tally_build_info{go_version=%q,revision=%q,version=%q} 1\n", bi.GoVersion, bi.Revision, bi.Version)
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tally-compliance/tally/internal/buildinfo"
 )
 
 type metrics struct {
@@ -77,7 +79,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.objectMismatch.WithLabelValues("size")
 	m.objectMismatch.WithLabelValues("sha256")
 	reg.MustRegister(m.httpDuration, m.created, m.downloads, m.rejected, m.downloadsActive, m.downloadsRefused, m.downloadsStalled,
-		m.objectMismatch, m.objectMissing, m.waiting, m.waitsRefused,
+		m.objectMismatch, m.objectMissing, m.waiting, m.waitsRefused, buildinfo.Get().Collector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -28,6 +30,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tally-compliance/tally/api"
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/jobs"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 // adminPrefix is where River UI is mounted (api/riverui.go). Only its entry
@@ -590,5 +595,72 @@ func TestOpenAPIRiverUIOff404(t *testing.T) {
 	r := b.do(t, "GET", "/admin/riverui/", "", nil)
 	if r.Code != http.StatusNotFound || r.errorCode(t) != api.CodeNotFound {
 		t.Fatalf("got %d %s, want 404 not_found", r.Code, r.Body)
+	}
+}
+
+// TestOpenAPIWebhooks checks the webhooks section against what the worker
+// sends: a payload built by jobs.WebhookPayload matches WebhookEvent, and
+// the headers webhook.Headers writes match the documented parameters.
+func TestOpenAPIWebhooks(t *testing.T) {
+	t.Parallel()
+	spec, err := loadOpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, sum, ct := int64(97), strings.Repeat("ab", 32), "text/csv; charset=utf-8"
+	now := time.Now()
+	code, msg := "build_failed", "boom"
+	scope := `"case_id":"` + db.NewID(db.PrefixCase) + `","period_start":"2025-01-01T00:00:00Z","period_end":"2025-02-01T00:00:00Z",` +
+		`"disclosure_flags":[],"contract_filters":[],"data_as_of":"2025-03-01T00:00:00Z"`
+	reports := map[string]*db.Report{
+		db.EventTypeReportReady: {ID: db.NewID(db.PrefixReport), OrgID: db.NewID(db.PrefixOrganization),
+			ApplicationID: db.NewID(db.PrefixApplication), Type: "transaction_summary", Status: db.ReportReady,
+			Metadata:       []byte(`{` + scope + `,"row_count":3,"format":"csv"}`),
+			CreatedByEmail: "a@example.com", CreatedByName: "A", CreatedAt: now, StartedAt: &now, CompletedAt: &now,
+			ExpiresAt: &now, SizeBytes: &size, SHA256: &sum, ContentType: &ct},
+		db.EventTypeReportFailed: {ID: db.NewID(db.PrefixReport), OrgID: db.NewID(db.PrefixOrganization),
+			ApplicationID: db.NewID(db.PrefixApplication), Type: "transaction_summary", Status: db.ReportFailed,
+			Metadata: []byte(`{` + scope + `}`), CreatedByEmail: "a@example.com", CreatedByName: "A", CreatedAt: now,
+			StartedAt: &now, CompletedAt: &now, ErrorCode: &code, ErrorMessage: &msg},
+	}
+	schema := spec.doc.Components.Schemas["WebhookEvent"].Value
+	for event, rep := range reports {
+		item := spec.doc.Webhooks[event]
+		if item == nil || item.Post == nil {
+			t.Fatalf("api/openapi.yaml has no webhook %s", event)
+		}
+		body, err := jobs.WebhookPayload(event, now, rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+			t.Errorf("%s payload %s does not match WebhookEvent: %v", event, body, err)
+		}
+		if strings.Contains(string(body), sum) || strings.Contains(string(body), "row_count") {
+			t.Errorf("%s payload %s shows the file's hash or row count", event, body)
+		}
+		headers, err := webhook.Headers(db.NewID(db.PrefixWebhookMessage), now, body, webhook.NewSecret(), webhook.NewSecret())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var documented []string
+		for _, p := range item.Post.Parameters {
+			documented = append(documented, p.Value.Name)
+			got, ok := headers[p.Value.Name]
+			if !ok || p.Value.In != "header" || !p.Value.Required {
+				t.Errorf("%s: parameter %s (in %s) is not a required header the worker sends", event, p.Value.Name, p.Value.In)
+				continue
+			}
+			if err := p.Value.Schema.Value.VisitJSON(got, openapi3.EnableJSONSchema2020()); err != nil {
+				t.Errorf("%s: header %s = %q does not match its schema: %v", event, p.Value.Name, got, err)
+			}
+		}
+		if len(documented) != len(headers) {
+			t.Errorf("%s documents headers %v, the worker sends %v", event, documented, headers)
+		}
 	}
 }

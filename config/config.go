@@ -48,12 +48,20 @@ func (s Secret) Reveal() string { return string(s) }
 
 // S3 is the object store's connection.
 type S3 struct {
-	Endpoint        string `env:"ENDPOINT" envDefault:"127.0.0.1:9000"`
-	AccessKeyID     string `env:"ACCESS_KEY_ID" envDefault:"tally"`
-	SecretAccessKey Secret `env:"SECRET_ACCESS_KEY" envDefault:"tally-secret-key"`
+	Endpoint string `env:"ENDPOINT" envDefault:"127.0.0.1:9000"`
+	// AccessKeyID and SecretAccessKey are static keys; both unset, the
+	// credentials come from the AWS chain: AWS_* variables, the shared
+	// credentials file, then the instance's role (IRSA, ECS, EC2).
+	AccessKeyID     string `env:"ACCESS_KEY_ID"`
+	SecretAccessKey Secret `env:"SECRET_ACCESS_KEY"`
 	Bucket          string `env:"BUCKET" envDefault:"tally"`
 	Region          string `env:"REGION" envDefault:"us-east-1"`
 	UseTLS          bool   `env:"USE_TLS" envDefault:"false"`
+	// SSE is the server-side encryption every write asks for: empty (the
+	// bucket's default), SSE-S3, or SSE-KMS with SSEKMSKeyID (empty: the
+	// account's default KMS key).
+	SSE         string `env:"SSE"`
+	SSEKMSKeyID string `env:"SSE_KMS_KEY_ID"`
 }
 
 // Environments of TALLY_ENV. Development relaxes what production requires
@@ -74,8 +82,9 @@ const (
 	// DevelopmentDatabaseURL is DATABASE_URL's default: the PostgreSQL
 	// superuser on localhost without a password.
 	DevelopmentDatabaseURL = "postgres://postgres@127.0.0.1:5432/tally?sslmode=disable"
-	// DevelopmentS3SecretAccessKey is S3_SECRET_ACCESS_KEY's default, the
-	// local MinIO's (scripts/services.sh, compose.yaml).
+	// DevelopmentS3SecretAccessKey is the local MinIO's secret key
+	// (scripts/services.sh, compose.yaml). It is no default: unset keys
+	// mean the AWS credential chain.
 	DevelopmentS3SecretAccessKey = "tally-secret-key"
 )
 
@@ -111,6 +120,13 @@ const (
 	DefaultDownloadMinRate      = 1 << 10 // bytes per second
 	DefaultDownloadStallTimeout = 30 * time.Second
 	DefaultSweepInterval        = time.Hour
+	// DefaultChainInterval is how often each worker chains committed
+	// activity events: an event is tamper-evident about this long after it
+	// commits.
+	DefaultChainInterval = time.Second
+	// DefaultChainPendingGrace is the age above which tallyctl audit
+	// verify calls an event not chained yet an error.
+	DefaultChainPendingGrace = 5 * time.Minute
 	// DefaultWaitsPerUser bounds the requests one user may hold open with
 	// Prefer: wait at once; MaxWait is the longest wait honoured.
 	DefaultWaitsPerUser = 20
@@ -118,6 +134,16 @@ const (
 	// DefaultSweepGrace must exceed DefaultJobTimeout: a run may commit its
 	// file up to its job timeout after it started.
 	DefaultSweepGrace = time.Hour
+	// DefaultWebhookTimeout bounds one webhook request, from dial to the
+	// end of the answer.
+	DefaultWebhookTimeout = 10 * time.Second
+	// DefaultWebhookConcurrency is how many webhooks a worker sends at once.
+	DefaultWebhookConcurrency = 4
+	// WebhookRetryWindow is how long a webhook delivery is retried (with
+	// exponential backoff) before it is failed; a rotated-out endpoint
+	// secret keeps signing for as long, so that every delivery in flight at
+	// the rotation still verifies with the secret its receiver knew.
+	WebhookRetryWindow = 24 * time.Hour
 	// WorkerStopGrace is how long a stopping worker waits for its jobs to
 	// return once their contexts are canceled, after ShutdownTimeout: a
 	// supervisor must allow ShutdownTimeout + WorkerStopGrace before it
@@ -192,6 +218,9 @@ type Config struct {
 	// SweepGrace is the age below which the sweep keeps a file or upload
 	// that a run in flight may still commit; it must exceed the job timeout.
 	SweepGrace time.Duration `env:"TALLY_SWEEP_GRACE"`
+	// ChainInterval is how often each worker appends committed activity
+	// events to their organization's hash chain.
+	ChainInterval time.Duration `env:"TALLY_CHAIN_INTERVAL"`
 	// SigningKeysDir holds the PEM Ed25519 keys that sign report manifests
 	// and activity checkpoints (see evidence.LoadKeys); SigningKeyFile is
 	// one such key. Both unset: an ephemeral key, for development.
@@ -203,6 +232,14 @@ type Config struct {
 	ReportParallelism int `env:"TALLY_REPORT_PARALLELISM"`
 	// Pprof serves net/http/pprof on the worker's metrics port.
 	Pprof bool `env:"TALLY_PPROF" envDefault:"false"`
+
+	// Webhooks (worker, tallyctl). Outbound requests refuse loopback,
+	// private, link-local, multicast and unspecified addresses unless
+	// WebhookAllowPrivate is set or the address is in WebhookAllowedCIDRs.
+	WebhookAllowPrivate bool           `env:"TALLY_WEBHOOK_ALLOW_PRIVATE"`
+	WebhookAllowedCIDRs []netip.Prefix `env:"TALLY_WEBHOOK_ALLOWED_CIDRS"`
+	WebhookTimeout      time.Duration  `env:"TALLY_WEBHOOK_TIMEOUT"`
+	WebhookConcurrency  int            `env:"TALLY_WEBHOOK_CONCURRENCY"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
@@ -227,12 +264,16 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		FetchPollInterval: DefaultFetchPollInterval,
 		SweepInterval:     DefaultSweepInterval,
 		SweepGrace:        DefaultSweepGrace,
+		ChainInterval:     DefaultChainInterval,
 
 		DownloadsPerUser:     DefaultDownloadsPerUser,
 		DownloadsPerOrg:      DefaultDownloadsPerOrg,
 		DownloadMinRate:      DefaultDownloadMinRate,
 		DownloadStallTimeout: DefaultDownloadStallTimeout,
 		WaitsPerUser:         DefaultWaitsPerUser,
+
+		WebhookTimeout:     DefaultWebhookTimeout,
+		WebhookConcurrency: DefaultWebhookConcurrency,
 	}
 	if environ == nil {
 		environ = env.ToMap(os.Environ())
@@ -264,6 +305,9 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	if cfg.PseudonymKey != "" && cfg.PseudonymKeyFile != "" {
 		return nil, fmt.Errorf("set TALLY_PSEUDONYM_KEY or TALLY_PSEUDONYM_KEY_FILE, not both")
 	}
+	if cfg.ChainInterval <= 0 {
+		return nil, fmt.Errorf("TALLY_CHAIN_INTERVAL must be positive, not %s", cfg.ChainInterval)
+	}
 	if cfg.DownloadsPerUser < 1 || cfg.DownloadsPerOrg < 1 || cfg.DownloadMinRate < 1 || cfg.DownloadStallTimeout <= 0 {
 		return nil, fmt.Errorf("TALLY_DOWNLOADS_PER_USER, TALLY_DOWNLOADS_PER_ORG, TALLY_DOWNLOAD_MIN_RATE and TALLY_DOWNLOAD_STALL_TIMEOUT must be positive")
 	}
@@ -275,7 +319,15 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 			return nil, fmt.Errorf("TALLY_ADMIN_ADDR must be host:port (host may be empty), not %q", cfg.AdminAddr)
 		}
 	}
-	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 {
+	switch {
+	case cfg.S3.SSE != "" && cfg.S3.SSE != "SSE-S3" && cfg.S3.SSE != "SSE-KMS":
+		return nil, fmt.Errorf("S3_SSE must be empty, SSE-S3 or SSE-KMS, not %q", cfg.S3.SSE)
+	case cfg.S3.SSEKMSKeyID != "" && cfg.S3.SSE != "SSE-KMS":
+		return nil, fmt.Errorf("S3_SSE_KMS_KEY_ID needs S3_SSE=SSE-KMS")
+	case (cfg.S3.AccessKeyID == "") != (cfg.S3.SecretAccessKey == ""):
+		return nil, fmt.Errorf("set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither (then the AWS credential chain applies)")
+	}
+	if cfg.SmallConcurrency < 1 || cfg.LargeConcurrency < 1 || cfg.WebhookConcurrency < 1 {
 		return nil, fmt.Errorf("worker concurrency must be at least 1")
 	}
 	if cfg.ReportParallelism < 0 {
@@ -283,6 +335,9 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	}
 	if cfg.ReportParallelism == 0 {
 		cfg.ReportParallelism = runtime.GOMAXPROCS(0)
+	}
+	if cfg.WebhookTimeout <= 0 {
+		return nil, fmt.Errorf("TALLY_WEBHOOK_TIMEOUT must be positive")
 	}
 	return &cfg, nil
 }

@@ -20,8 +20,13 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if cfg.Port != 8080 || cfg.S3.Bucket != "tally" || cfg.JobTimeout != 15*time.Minute || cfg.LogFormat != "json" ||
 		cfg.SmallConcurrency != 4 || cfg.AdminUser != "" || cfg.AdminAddr != "" ||
-		cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour {
+		cfg.SweepInterval != time.Hour || cfg.SweepGrace != time.Hour || cfg.ChainInterval != time.Second {
 		t.Errorf("defaults = %+v", cfg)
+	}
+	// No static S3 keys by default: the AWS credential chain applies, and
+	// no encryption header is sent.
+	if cfg.S3.AccessKeyID != "" || cfg.S3.SecretAccessKey != "" || cfg.S3.SSE != "" {
+		t.Errorf("S3 defaults = %+v, want no keys and no SSE", cfg.S3)
 	}
 	want := Config{
 		RequestTimeout: DefaultRequestTimeout, CreateRateLimit: DefaultCreateRatePerMinute,
@@ -75,6 +80,12 @@ func TestLoadRejects(t *testing.T) {
 		"NoStallTime":   {"TALLY_DOWNLOAD_STALL_TIMEOUT": "0s"},
 		"ZeroWaits":     {"TALLY_WAIT_PER_USER": "0"},
 		"AdminAddrPort": {"TALLY_ADMIN_ADDR": "9091"},
+		"NoWebhookTime": {"TALLY_WEBHOOK_TIMEOUT": "0s"},
+		"ZeroWebhooks":  {"TALLY_WEBHOOK_CONCURRENCY": "0"},
+		"BadWebhookNet": {"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.0.0.0"},
+		"UnknownSSE":    {"S3_SSE": "AES256"},
+		"KMSKeyNoKMS":   {"S3_SSE": "SSE-S3", "S3_SSE_KMS_KEY_ID": "alias/tally"},
+		"HalfS3Keys":    {"S3_ACCESS_KEY_ID": "id"},
 	}
 	for name, env := range tests {
 		if _, err := LoadFrom(env); err == nil {
@@ -83,11 +94,32 @@ func TestLoadRejects(t *testing.T) {
 	}
 }
 
+func TestWebhookSettings(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadFrom(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.WebhookTimeout != 10*time.Second || cfg.WebhookConcurrency != 4 || cfg.WebhookAllowPrivate || len(cfg.WebhookAllowedCIDRs) != 0 {
+		t.Errorf("webhook defaults: timeout %s, concurrency %d, allow private %v, allowed %v; want 10s, 4, false, none",
+			cfg.WebhookTimeout, cfg.WebhookConcurrency, cfg.WebhookAllowPrivate, cfg.WebhookAllowedCIDRs)
+	}
+	cfg, err = LoadFrom(map[string]string{"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.1.0.0/16,fd00::/8", "TALLY_WEBHOOK_ALLOW_PRIVATE": "true",
+		"TALLY_WEBHOOK_TIMEOUT": "3s", "TALLY_WEBHOOK_CONCURRENCY": "8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.WebhookAllowedCIDRs); got != "[10.1.0.0/16 fd00::/8]" || !cfg.WebhookAllowPrivate ||
+		cfg.WebhookTimeout != 3*time.Second || cfg.WebhookConcurrency != 8 {
+		t.Errorf("webhook settings: %s %v %s %d", got, cfg.WebhookAllowPrivate, cfg.WebhookTimeout, cfg.WebhookConcurrency)
+	}
+}
+
 // TestSecretsMasked: a logged or printed Config never shows a secret.
 func TestSecretsMasked(t *testing.T) {
 	t.Parallel()
 	cfg, err := LoadFrom(map[string]string{
-		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
+		"DATABASE_URL": "postgres://u:db-pass-123@h/d", "S3_ACCESS_KEY_ID": "id", "S3_SECRET_ACCESS_KEY": "s3-secret-456",
 		"TALLY_ADMIN_USER": "admin", "TALLY_ADMIN_PASSWORD": "admin-pass-789", "TALLY_PSEUDONYM_KEY": "pseudo-key-000", "TALLY_PSEUDONYM_RETIRED_KEYS": "pseudo-old-111",
 	})
 	if err != nil {
@@ -287,12 +319,14 @@ func TestCheckSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The constants are the envDefault tags' values.
-	if defaults.DatabaseURL.Reveal() != DevelopmentDatabaseURL || defaults.S3.SecretAccessKey.Reveal() != DevelopmentS3SecretAccessKey {
-		t.Fatalf("defaults %q and %q are not the Development constants", defaults.DatabaseURL.Reveal(), defaults.S3.SecretAccessKey.Reveal())
+	// DATABASE_URL's envDefault is the constant; S3 keys have no default
+	// (unset, the AWS credential chain applies).
+	if defaults.DatabaseURL.Reveal() != DevelopmentDatabaseURL || defaults.S3.SecretAccessKey != "" {
+		t.Fatalf("defaults %q and %q, want %q and none", defaults.DatabaseURL.Reveal(), defaults.S3.SecretAccessKey.Reveal(), DevelopmentDatabaseURL)
 	}
 	real := map[string]string{
 		"DATABASE_URL":         "postgres://tally_runtime@db:5432/tally",
+		"S3_ACCESS_KEY_ID":     "tally",
 		"S3_SECRET_ACCESS_KEY": "a real one",
 		"TALLY_PSEUDONYM_KEY":  "a real pseudonym key of 32 bytes or more",
 	}
@@ -301,7 +335,7 @@ func TestCheckSecrets(t *testing.T) {
 		environ map[string]string
 		want    []string // the variables named; none: accepted
 	}{
-		{"ProductionDefaults", map[string]string{}, []string{"DATABASE_URL", "S3_SECRET_ACCESS_KEY"}},
+		{"ProductionDefaults", map[string]string{}, []string{"DATABASE_URL"}},
 		{"ProductionDevPseudonymKeySetExplicitly", with(real, "TALLY_PSEUDONYM_KEY", DevelopmentPseudonymKey), []string{"TALLY_PSEUDONYM_KEY"}},
 		{"ProductionDevS3KeySetExplicitly", with(real, "S3_SECRET_ACCESS_KEY", DevelopmentS3SecretAccessKey), []string{"S3_SECRET_ACCESS_KEY"}},
 		{"ProductionReal", real, nil},

@@ -72,7 +72,9 @@ type Event struct {
 	Details     json.RawMessage `db:"details"`
 	CaseID      string          `db:"case_id"`
 	Application string          `db:"application_id"`
-	Hash        string          `db:"hash"` // hex, the event's hash in its chain
+	// Hash is the event's hash in its chain (hex), nil while the event is
+	// not chained yet.
+	Hash *string `db:"hash"`
 }
 
 // ListCaseEvents calls fn for each event about a case's reports that
@@ -80,7 +82,8 @@ type Event struct {
 // Like transactions (see ScopeParams), an event belongs when the transaction
 // that wrote it is visible in snapshot (the report's creation snapshot) and
 // it occurred at or before asOf; an empty snapshot leaves asOf alone to
-// decide, for reports created before snapshots were recorded.
+// decide, for reports created before snapshots were recorded. An event's
+// hash is its chain position's, which never changes once written.
 func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, snapshot string, fn func(Event) error) error {
 	var snap *string
 	if snapshot != "" {
@@ -89,8 +92,9 @@ func ListCaseEvents(ctx context.Context, q DBTX, caseID string, asOf time.Time, 
 	rows, err := q.Query(ctx, `
 		SELECT e.id, e.occurred_at, e.kind, e.report_id, e.report_type, e.actor_id,
 		       u.email AS actor_email, u.name AS actor_name, e.details, e.case_id, e.application_id,
-		       encode(e.hash, 'hex') AS hash
+		       encode(c.hash, 'hex') AS hash
 		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
+		  LEFT JOIN activity_chain c ON c.event_id = e.id
 		 WHERE e.case_id = $1 AND e.occurred_at <= $2
 		   AND ($3::pg_snapshot IS NULL OR pg_visible_in_snapshot(e.xact, $3::pg_snapshot))
 		 ORDER BY e.occurred_at, e.id`, caseID, asOf, snap)

@@ -72,47 +72,6 @@ func GetReportManifest(ctx context.Context, q DBTX, reportID string) (*ReportMan
 	return m, nil
 }
 
-// ChainEvent is an activity event as its hash covers it.
-type ChainEvent struct {
-	ID            int64     `db:"id"`
-	OrgID         string    `db:"org_id"`
-	ApplicationID string    `db:"application_id"`
-	CaseID        string    `db:"case_id"`
-	ReportID      string    `db:"report_id"`
-	ReportType    string    `db:"report_type"`
-	Kind          string    `db:"kind"`
-	ActorID       *string   `db:"actor_id"`
-	OccurredAt    time.Time `db:"occurred_at"`
-	Details       string    `db:"details"` // jsonb's text form
-	Xact          string    `db:"xact"`
-	Seq           int64     `db:"chain_seq"`
-	PrevHash      []byte    `db:"prev_hash"`
-	Hash          []byte    `db:"hash"`
-}
-
-// StreamOrgChain calls fn for each of an organization's activity events in
-// chain order (chain_seq, then id), without loading them all.
-func StreamOrgChain(ctx context.Context, q DBTX, orgID string, fn func(*ChainEvent) error) error {
-	rows, err := q.Query(ctx, `
-		SELECT id, org_id, application_id, case_id, report_id, report_type, kind, actor_id, occurred_at,
-		       details::text AS details, xact::text AS xact, chain_seq, prev_hash, hash
-		  FROM activity_events WHERE org_id = $1 ORDER BY chain_seq, id`, orgID)
-	if err != nil {
-		return translate(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		ev, err := pgx.RowToStructByName[ChainEvent](rows)
-		if err != nil {
-			return err
-		}
-		if err := fn(&ev); err != nil {
-			return err
-		}
-	}
-	return translate(rows.Err())
-}
-
 // ChainHead is the last event of an organization's chain.
 type ChainHead struct {
 	OrgID string `db:"org_id"`

@@ -63,3 +63,17 @@ func QueueOldestAvailable(ctx context.Context, q DBTX) (map[string]float64, erro
 	}
 	return out, translate(rows.Err())
 }
+
+// ExpiryOverdue returns how many seconds ago the oldest ready report should
+// have expired (0 when none is due): how far expire_reports lags behind
+// retention. It reads reports_expiry_idx's first entry.
+func ExpiryOverdue(ctx context.Context, q DBTX) (float64, error) {
+	var overdue float64
+	err := q.QueryRow(ctx, `
+		SELECT coalesce(extract(epoch FROM now() - min(expires_at)), 0)::float8 FROM reports
+		 WHERE status = 'ready' AND expires_at <= now()`).Scan(&overdue)
+	if err != nil {
+		return 0, fmt.Errorf("reading the oldest overdue expiry: %w", translate(err))
+	}
+	return max(overdue, 0), nil
+}

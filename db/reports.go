@@ -250,6 +250,17 @@ func ReportListStamp(ctx context.Context, q DBTX, p ListReportsParams) (ListStam
 	return s, nil
 }
 
+// UnclaimReport puts a report that ClaimReport marked running for jobID
+// back to pending, for a job that waits (snoozes) before building.
+func UnclaimReport(ctx context.Context, q DBTX, id string, jobID int64) error {
+	if _, err := q.Exec(ctx, `
+		UPDATE reports SET status = 'pending', started_at = NULL, updated_at = now()
+		 WHERE id = $1 AND status = 'running' AND job_id = $2`, id, jobID); err != nil {
+		return fmt.Errorf("marking report pending: %w", translate(err))
+	}
+	return nil
+}
+
 // MarkReportRunning moves a report to running when work starts and reports
 // whether the worker should build it. A ready or expired report is left as it
 // is (a rescued duplicate job has nothing to do); a failed or canceled report

@@ -150,6 +150,13 @@ func (v *ChainVerifier) Add(e *ChainEvent) error {
 	return nil
 }
 
+// Removed reports the chain position seq, which names event eventID, as
+// the first break: the event's row is gone while its position remains.
+func (v *ChainVerifier) Removed(eventID, seq int64) error {
+	return &ChainError{EventID: eventID, Seq: seq, Msg: fmt.Sprintf(
+		"event %d (seq %d) was removed: its chain position remains, its row is gone", eventID, seq)}
+}
+
 func prevOr(hashes [][]byte, i int) []byte {
 	if i < 0 {
 		return GenesisHash

@@ -207,9 +207,15 @@ func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.
 				return fmt.Errorf("reading details of event %d: %w", ev.ID, err)
 			}
 		}
+		if ev.Hash == nil {
+			// The file must not depend on when it is written: every event
+			// of the snapshot is chained before the build starts
+			// (GenerateReportWorker.awaitChain), never while it runs.
+			return fmt.Errorf("event %d: %w", ev.ID, ErrEventsNotChained)
+		}
 		e = report.Event{OccurredAt: ev.OccurredAt, Kind: ev.Kind, ReportID: ev.ReportID, ReportType: ev.ReportType,
 			ActorID: deref(ev.ActorID), ActorEmail: deref(ev.ActorEmail), ActorName: deref(ev.ActorName),
-			ClientIP: req.ClientIP, UserAgent: req.UserAgent, Hash: ev.Hash}
+			ClientIP: req.ClientIP, UserAgent: req.UserAgent, Hash: *ev.Hash}
 		return aw.WriteEvent(&e)
 	})
 	if err != nil {
@@ -221,6 +227,14 @@ func writeActivityLog(ctx context.Context, q db.DBTX, rep *db.Report, scope *db.
 	}
 	return sum, nil
 }
+
+// ErrEventsNotChained means an activity event of a report's snapshot has
+// no chain position yet, so its hash cannot be written.
+var ErrEventsNotChained = errors.New("activity event not chained yet")
+
+// needsChain lists the builders that write event hashes: before one runs,
+// every event of the report's snapshot must be chained.
+var needsChain = map[string]bool{config.BuilderActivityLog: true}
 
 func deref(s *string) string {
 	if s == nil {

@@ -76,11 +76,16 @@ func (w *CheckpointActivityWorker) now() time.Time {
 	return time.Now()
 }
 
-// CheckpointActivity signs the head of every chain that moved since its
-// last checkpoint and returns how many it signed.
+// CheckpointActivity chains pending events (db.ChainPending), then signs the
+// head of every chain that moved since its last checkpoint and returns how
+// many it signed.
 func CheckpointActivity(ctx context.Context, pool *pgxpool.Pool, keys *evidence.Keys, now time.Time) (int, error) {
 	if keys == nil {
 		return 0, fmt.Errorf("no signing key")
+	}
+	// Sign the chain as far as it can go now.
+	if _, err := db.ChainPending(ctx, pool, db.DefaultChainBatch); err != nil {
+		return 0, err
 	}
 	heads, err := db.ListUncheckpointedHeads(ctx, pool)
 	if err != nil {

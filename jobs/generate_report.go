@@ -123,6 +123,23 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 		logger.InfoContext(ctx, "report already finished; nothing to do", slog.String("status", rep.Status))
 		return nil
 	}
+
+	if wait, err := w.awaitChain(ctx, rep); err != nil {
+		return w.fail(ctx, logger, job, rep, err)
+	} else if wait {
+		if n := snoozes(job.Metadata); n < maxChainSnoozes {
+			delay := min(chainBackoff<<n, maxChainBackoff)
+			logger.InfoContext(ctx, "events of the report's snapshot are not chained yet (a transaction older than them is still open); snoozing the job",
+				slog.Int("snoozes", n), slog.Duration("delay", delay))
+			// The claim marked it running; it waits as pending.
+			if err := db.UnclaimReport(ctx, w.Pool, rep.ID, job.ID); err != nil {
+				return w.fail(ctx, logger, job, rep, err)
+			}
+			return river.JobSnooze(delay)
+		}
+		return w.fail(ctx, logger, job, rep, &failure{code: CodeBuildFailed, retryable: true, err: ErrEventsNotChained,
+			message: "events of the report's snapshot could not be chained: a database transaction older than them stayed open"})
+	}
 	logger.InfoContext(ctx, "generating report")
 
 	runID := db.NewID(db.PrefixRun)
@@ -170,6 +187,36 @@ func (w *GenerateReportWorker) Work(ctx context.Context, job *river.Job[Generate
 		slog.Duration("finish_took", finishTook),            // the finishing transaction
 		slog.Duration("waited", started.Sub(job.CreatedAt))) // job inserted → this attempt's start
 	return nil
+}
+
+// Chain snoozes: 250 ms, 500 ms, … up to 10 s apart, maxChainSnoozes of
+// them (about 15 minutes in all), before waiting spends attempts.
+const (
+	chainBackoff    = 250 * time.Millisecond
+	maxChainBackoff = 10 * time.Second
+	maxChainSnoozes = 100
+)
+
+// awaitChain makes sure that every activity event of the report's snapshot
+// is chained before a builder that writes event hashes runs: it runs the
+// sequencer for the report's organization, and says whether some member is
+// still unchained (a transaction older than it is still open: the job
+// should wait). The hashes the builder then reads are chain positions,
+// written once, so the file does not depend on when it is built.
+func (w *GenerateReportWorker) awaitChain(ctx context.Context, rep *db.Report) (bool, error) {
+	rt, ok := w.Portal.ReportType(rep.Type)
+	if !ok || !needsChain[rt.Builder] || (rep.Status != db.ReportPending && rep.Status != db.ReportRunning) {
+		return false, nil
+	}
+	scope, err := rep.Scope()
+	if err != nil {
+		return false, nil // the build fails on it, permanently
+	}
+	if _, err := db.ChainOrg(ctx, w.Pool, rep.OrgID, db.DefaultChainBatch); err != nil {
+		return false, err
+	}
+	n, err := db.CountUnchainedCaseEvents(ctx, w.Pool, rep.CaseID, scope.DataAsOf, deref(rep.CreationSnapshot))
+	return n > 0, err
 }
 
 // finish marks the report ready with this run's file as its object_key,

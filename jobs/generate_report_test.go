@@ -253,6 +253,9 @@ func TestGenerateReportActivityLog(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := db.ChainPending(b.ctx, b.pool, 0); err != nil {
+		t.Fatal(err)
+	}
 	asOf := time.Now().UTC().Truncate(time.Microsecond)
 	time.Sleep(5 * time.Millisecond)
 	// After data_as_of: left out.
@@ -264,8 +267,8 @@ func TestGenerateReportActivityLog(t *testing.T) {
 	rows, err := b.pool.Query(b.ctx, `
 		SELECT e.occurred_at, e.kind, e.report_id, e.report_type, coalesce(e.actor_id, ''),
 		       coalesce(u.email, 'system'), coalesce(u.name, ''),
-		       coalesce(e.details ->> 'client_ip', ''), coalesce(e.details ->> 'user_agent', ''), encode(e.hash, 'hex')
-		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
+		       coalesce(e.details ->> 'client_ip', ''), coalesce(e.details ->> 'user_agent', ''), encode(c.hash, 'hex')
+		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id JOIN activity_chain c ON c.event_id = e.id
 		 WHERE e.case_id = $1 AND e.occurred_at <= $2 ORDER BY e.occurred_at, e.id`, c.ID, asOf)
 	if err != nil {
 		t.Fatal(err)

@@ -3,8 +3,8 @@
 #
 # Services up (PostgreSQL, MinIO), migrations, a demo tenant with ~100k
 # transactions, the API and one worker as real processes; then, as the demo
-# auditor over HTTP: create a transaction_summary report, poll the list until
-# it is ready, download it, check its SHA-256, and show that the create-only
+# auditor over HTTP: create a transaction_summary report, wait for it (GET by id
+# with Prefer: wait, no polling), download it, check its SHA-256, show that the create-only
 # auditor is refused the download.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -81,26 +81,22 @@ created=$(curl -fsS -X POST "$api/api/applications/$foreign/case-reports" \
 echo "$created" | jq -c '{id, status, type, created_by_email, metadata: {case_id: .metadata.case_id, disclosure_flags: .metadata.disclosure_flags}}'
 id=$(echo "$created" | jq -r .id)
 
-say "polling GET /api/applications/$foreign/reports until $id is ready"
-etag= status= last=
-for i in $(seq 1 1200); do
+say "GET /api/applications/$foreign/reports/$id with Prefer: wait=30: answered when its status changes, no polling"
+status=
+for i in $(seq 1 4); do
 	hdrs=$(mktemp)
-	body=$(curl -sS -D "$hdrs" "$api/api/applications/$foreign/reports?limit=10" \
-		-H "Authorization: Bearer $auditor" ${etag:+-H "If-None-Match: $etag"})
-	code=$(awk 'NR==1{print $2}' "$hdrs")
-	if [[ $code == 200 ]]; then
-		etag=$(grep -i '^etag:' "$hdrs" | cut -d' ' -f2 | tr -d '\r')
-		status=$(echo "$body" | jq -r --arg id "$id" '.[] | select(.id == $id) | .status')
-	fi
+	body=$(curl -fsS -D "$hdrs" "$api/api/applications/$foreign/reports/$id" \
+		-H "Authorization: Bearer $auditor" -H "Prefer: wait=30")
+	status=$(echo "$body" | jq -r .status)
+	applied=$(grep -i '^preference-applied:' "$hdrs" | cut -d' ' -f2- | tr -d '\r')
 	rm -f "$hdrs"
-	[[ $status != "$last" ]] && { printf '  %6.2fs  %s (HTTP %s)\n' "$(awk -v a="$(date +%s%N)" -v b="$t0" 'BEGIN{print (a-b)/1e9}')" "$status" "$code"; last=$status; }
+	printf '  %6.2fs  %s (Preference-Applied: %s)\n' "$(awk -v a="$(date +%s%N)" -v b="$t0" 'BEGIN{print (a-b)/1e9}')" "$status" "${applied:-none}"
 	case $status in
 		ready) break ;;
 		failed|canceled|expired) echo "$body" | jq . ; die "report ended $status" ;;
 	esac
-	sleep 0.05
 done
-[[ $status == ready ]] || die "report not ready after 60 s"
+[[ $status == ready ]] || die "report not ready after 120 s"
 t1=$(date +%s%N)
 ms=$(( (t1 - t0) / 1000000 ))
 
@@ -132,4 +128,4 @@ curl -fsS "$api/metrics" | grep -E '^tally_http_request_duration_seconds_count' 
 curl -fsS "http://127.0.0.1:$TALLY_METRICS_PORT/metrics" |
 	grep -E '^tally_(reports_ready_total|report_generation_seconds_(sum|count)|report_bytes_(sum|count)|queue_oldest_available_seconds)' || true
 
-say "done: report $id ready ${ms} ms after POST (as the portal sees it, polling every 50 ms); file at $file"
+say "done: report $id ready ${ms} ms after POST (as the portal sees it, with Prefer: wait); file at $file"

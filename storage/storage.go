@@ -22,6 +22,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/encrypt"
 )
 
 // Sentinel errors.
@@ -47,7 +48,9 @@ var partBufs = sync.Pool{New: func() any { b := make([]byte, PartSize); return &
 
 // Opts are the connection settings of a Store.
 type Opts struct {
-	Endpoint        string // host:port
+	Endpoint string // host:port
+	// AccessKeyID and SecretAccessKey are static credentials. Both empty:
+	// the AWS credential chain (see Credentials).
 	AccessKeyID     string
 	SecretAccessKey string
 	Bucket          string
@@ -56,10 +59,22 @@ type Opts struct {
 	// UploadConcurrency is how many parts of one multipart upload go up at
 	// once while the next part is read; below 1 means 1.
 	UploadConcurrency int
+	// SSE is the server-side encryption every write asks for: SSENone
+	// (the bucket's default), SSES3 or SSEKMS with SSEKMSKeyID (empty: the
+	// account's default KMS key).
+	SSE         string
+	SSEKMSKeyID string
 	// WrapTransport, when set, wraps the client's HTTP transport, for
 	// tracing (telemetry.HTTPTransport).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
+
+// Server-side encryption modes of Opts.SSE.
+const (
+	SSENone = ""
+	SSES3   = "SSE-S3"
+	SSEKMS  = "SSE-KMS"
+)
 
 // Store is a bucket of an S3-compatible object store.
 type Store struct {
@@ -68,10 +83,52 @@ type Store struct {
 	region string
 	// inFlight is Opts.UploadConcurrency, at least 1.
 	inFlight int
+	sse      encrypt.ServerSide // nil: none asked for
+}
+
+// Credentials returns the credentials opts describe: the static keys when
+// either is set; otherwise the first of the AWS chain that has some: the
+// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN),
+// the shared credentials file (~/.aws/credentials, AWS_PROFILE), then the
+// instance's role: IRSA's web identity (AWS_WEB_IDENTITY_TOKEN_FILE,
+// AWS_ROLE_ARN), the ECS container endpoint or the EC2 metadata service.
+// Temporary credentials are refreshed before they expire.
+func Credentials(opts Opts) *credentials.Credentials {
+	if opts.AccessKeyID != "" || opts.SecretAccessKey != "" {
+		return credentials.NewStaticV4(opts.AccessKeyID, opts.SecretAccessKey, "")
+	}
+	return credentials.NewChainCredentials([]credentials.Provider{
+		&credentials.EnvAWS{},
+		&credentials.FileAWSCredentials{},
+		&credentials.IAM{Region: opts.Region},
+	})
+}
+
+// serverSide returns the encryption opts ask for, nil for none.
+func serverSide(opts Opts) (encrypt.ServerSide, error) {
+	switch opts.SSE {
+	case SSENone:
+		if opts.SSEKMSKeyID != "" {
+			return nil, fmt.Errorf("a KMS key id is set but the encryption is not %s", SSEKMS)
+		}
+		return nil, nil
+	case SSES3:
+		if opts.SSEKMSKeyID != "" {
+			return nil, fmt.Errorf("a KMS key id is set but the encryption is %s, not %s", SSES3, SSEKMS)
+		}
+		return encrypt.NewSSE(), nil
+	case SSEKMS:
+		return encrypt.NewSSEKMS(opts.SSEKMSKeyID, nil)
+	}
+	return nil, fmt.Errorf("unknown server-side encryption %q (want empty, %s or %s)", opts.SSE, SSES3, SSEKMS)
 }
 
 // New returns a Store; it does not contact the server.
 func New(opts Opts) (*Store, error) {
+	sse, err := serverSide(opts)
+	if err != nil {
+		return nil, err
+	}
 	transport, err := minio.DefaultTransport(opts.UseTLS)
 	if err != nil {
 		return nil, err
@@ -83,7 +140,7 @@ func New(opts Opts) (*Store, error) {
 		rt = opts.WrapTransport(transport)
 	}
 	client, err := minio.New(opts.Endpoint, &minio.Options{
-		Creds:     credentials.NewStaticV4(opts.AccessKeyID, opts.SecretAccessKey, ""),
+		Creds:     Credentials(opts),
 		Secure:    opts.UseTLS,
 		Region:    opts.Region,
 		Transport: rt,
@@ -94,8 +151,11 @@ func New(opts Opts) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating object store client: %w", err)
 	}
-	return &Store{client: client, bucket: opts.Bucket, region: opts.Region, inFlight: max(opts.UploadConcurrency, 1)}, nil
+	return &Store{client: client, bucket: opts.Bucket, region: opts.Region, sse: sse, inFlight: max(opts.UploadConcurrency, 1)}, nil
 }
+
+// Bucket returns the name of the Store's bucket.
+func (s *Store) Bucket() string { return s.bucket }
 
 // EnsureBucket creates the bucket when it does not exist.
 func (s *Store) EnsureBucket(ctx context.Context) error {
@@ -169,8 +229,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 		// upload's three and a copy.
 		digest := hex.EncodeToString(h.Sum(nil))
 		info, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader((*buf)[:n]), int64(n), minio.PutObjectOptions{
-			ContentType:  contentType,
-			UserMetadata: map[string]string{MetaSHA256: digest},
+			ContentType:          contentType,
+			UserMetadata:         map[string]string{MetaSHA256: digest},
+			ServerSideEncryption: s.sse,
 		})
 		if err != nil {
 			// A failed request's body may still be read by the transport:
@@ -204,7 +265,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 // error the upload is aborted (best effort: the sweep aborts what is left).
 func (s *Store) putParts(ctx context.Context, key, contentType string, first *[]byte, r io.Reader, h io.Writer) (minio.UploadInfo, error) {
 	core := minio.Core{Client: s.client}
-	uploadID, err := core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: contentType})
+	// Server-side encryption is asked for when the upload starts; the
+	// parts of an SSE-S3 or SSE-KMS upload carry no header of their own.
+	uploadID, err := core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: contentType, ServerSideEncryption: s.sse})
 	if err != nil {
 		partBufs.Put(first)
 		return minio.UploadInfo{}, translate(err)
@@ -295,6 +358,9 @@ func (s *Store) setDigest(ctx context.Context, key, contentType string, up minio
 	dst := minio.CopyDestOptions{
 		Bucket: s.bucket, Object: key, ContentType: contentType,
 		ReplaceMetadata: true, UserMetadata: map[string]string{MetaSHA256: digest},
+		// A copy is a new write: without the header, S3 would store it with
+		// the bucket's default encryption instead.
+		Encryption: s.sse,
 	}
 	src := minio.CopySrcOptions{Bucket: s.bucket, Object: key, MatchETag: up.ETag}
 	var err error
@@ -316,6 +382,9 @@ type ObjectInfo struct {
 	// SHA256 is the MetaSHA256 metadata: the hex SHA-256 Put computed, or
 	// empty for an object stored some other way.
 	SHA256 string
+	// Encryption is the server-side encryption the store reports for the
+	// object (AES256 for SSE-S3, aws:kms for SSE-KMS), or empty.
+	Encryption string
 }
 
 // metaSHA256Header is the response header carrying MetaSHA256.
@@ -349,7 +418,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 		}
 	}
 	return body, ObjectInfo{Key: key, Size: size, ContentType: info.ContentType, LastModified: info.LastModified, ETag: info.ETag,
-		SHA256: header.Get(metaSHA256Header)}, nil
+		SHA256: header.Get(metaSHA256Header), Encryption: header.Get(encrypt.SseGenericHeader)}, nil
 }
 
 // Delete removes an object; a missing object is not an error.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/jobs"
 )
 
@@ -25,6 +26,10 @@ const (
 	MetricQueueOldest       = "tally_queue_oldest_available_seconds"
 	MetricObjectsSwept      = "tally_objects_swept_total"
 	MetricUploadsAborted    = "tally_uploads_aborted_total"
+	MetricChainLag          = "tally_activity_chain_lag_seconds"
+	MetricEventsChained     = "tally_activity_events_chained_total"
+	MetricWebhookDeliveries = "tally_webhook_deliveries_total"
+	MetricExpiryOverdue     = "tally_reports_expiry_overdue_seconds"
 )
 
 // sweepReasons are the reasons an object is swept.
@@ -52,17 +57,22 @@ type Metrics struct {
 	reportBytes       *prometheus.HistogramVec
 	queueJobs         *prometheus.GaugeVec
 	queueOldest       *prometheus.GaugeVec
+	expiryOverdue     prometheus.Gauge
 	reproduced        *prometheus.CounterVec
 	objectsSwept      *prometheus.CounterVec
 	uploadsAborted    prometheus.Counter
+	chainLag          prometheus.Gauge
+	eventsChained     prometheus.Counter
+	webhookAttempts   *prometheus.CounterVec
 
 	mu     sync.Mutex // serializes RefreshQueues
 	queues []string   // every queue ever reported, so an emptied one drops to zero
 }
 
 var (
-	_ jobs.ReportMetrics = (*Metrics)(nil)
-	_ jobs.SweepMetrics  = (*Metrics)(nil)
+	_ jobs.ReportMetrics  = (*Metrics)(nil)
+	_ jobs.SweepMetrics   = (*Metrics)(nil)
+	_ jobs.WebhookMetrics = (*Metrics)(nil)
 )
 
 // NewMetrics registers the worker's collectors, plus the Go runtime and
@@ -98,6 +108,10 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			Name: MetricQueueOldest,
 			Help: "Age in seconds of the oldest available job per queue (0 when none waits), refreshed periodically.",
 		}, []string{"queue"}),
+		expiryOverdue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricExpiryOverdue,
+			Help: "Seconds since the oldest ready report passed its expires_at without being expired (0 when none is due), refreshed periodically.",
+		}),
 		reproduced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tally_reports_reproduced_total",
 			Help: "Ready reports rebuilt by reproduce_reports, by report type and result (match, mismatch); a mismatch is expected never.",
@@ -110,14 +124,29 @@ func NewMetrics(portal *config.Portal, queues []string) *Metrics {
 			Name: MetricUploadsAborted,
 			Help: "Incomplete multipart uploads aborted by the sweep.",
 		}),
+		chainLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricChainLag,
+			Help: "Age in seconds of the first committed activity event waiting to enter its organization's hash chain, over all organizations (0 when none waits), refreshed every TALLY_CHAIN_INTERVAL.",
+		}),
+		eventsChained: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricEventsChained,
+			Help: "Activity events this process's sequencer appended to their organization's hash chain.",
+		}),
+		webhookAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricWebhookDeliveries,
+			Help: "Webhook delivery attempts by result: succeeded (a 2xx), retry (failed, another attempt scheduled), failed (the delivery gave up), canceled (its endpoint was disabled).",
+		}, []string{"result"}),
 		queues: slices.Clone(queues),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest,
-		m.objectsSwept, m.uploadsAborted, m.reproduced,
+		m.reportsReady, m.reportsFailed, m.generationSeconds, m.reportBytes, m.queueJobs, m.queueOldest, m.expiryOverdue,
+		m.objectsSwept, m.uploadsAborted, m.reproduced, m.webhookAttempts, m.chainLag, m.eventsChained, buildinfo.Get().Collector(),
 	)
+	for _, r := range []string{jobs.WebhookResultSucceeded, jobs.WebhookResultRetry, jobs.WebhookResultFailed, jobs.WebhookResultCanceled} {
+		m.webhookAttempts.WithLabelValues(r)
+	}
 	for _, r := range sweepReasons {
 		m.objectsSwept.WithLabelValues(r)
 	}
@@ -159,6 +188,12 @@ func (m *Metrics) ObjectsSwept(reason string, n int) {
 // UploadsAborted counts incomplete uploads the sweep aborted.
 func (m *Metrics) UploadsAborted(n int) { m.uploadsAborted.Add(float64(n)) }
 
+// SetChainLag sets the chain lag gauge.
+func (m *Metrics) SetChainLag(lag time.Duration) { m.chainLag.Set(lag.Seconds()) }
+
+// EventsChained counts events the sequencer chained.
+func (m *Metrics) EventsChained(n int) { m.eventsChained.Add(float64(n)) }
+
 // ReportReproduced counts a rebuilt report by whether it matched.
 func (m *Metrics) ReportReproduced(reportType string, match bool) {
 	result := "match"
@@ -173,8 +208,9 @@ func (m *Metrics) ReportFailed(reportType, code string) {
 	m.reportsFailed.WithLabelValues(reportType, code).Inc()
 }
 
-// RefreshQueues reads the queue gauges from the database. Queue and state
-// pairs without jobs are set to zero rather than left at a stale value.
+// RefreshQueues reads the queue gauges and the expiry lag from the
+// database. Queue and state pairs without jobs are set to zero rather than
+// left at a stale value.
 func (m *Metrics) RefreshQueues(ctx context.Context, pool *pgxpool.Pool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -195,6 +231,11 @@ func (m *Metrics) RefreshQueues(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
+	overdue, err := db.ExpiryOverdue(ctx, pool)
+	if err != nil {
+		return err
+	}
+	m.expiryOverdue.Set(overdue)
 	oldest := map[string]float64{}
 	for _, q := range m.queues {
 		oldest[q] = 0
@@ -216,4 +257,9 @@ func (m *Metrics) RefreshQueues(ctx context.Context, pool *pgxpool.Pool) error {
 		m.queueOldest.WithLabelValues(q).Set(v)
 	}
 	return nil
+}
+
+// WebhookDelivery counts a webhook attempt's result.
+func (m *Metrics) WebhookDelivery(result string) {
+	m.webhookAttempts.WithLabelValues(result).Inc()
 }

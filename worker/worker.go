@@ -18,10 +18,12 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/evidence"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 // Defaults of Opts fields left zero that no environment variable sets. The
@@ -44,13 +46,15 @@ const (
 const (
 	MaintenanceWorkers = 2
 	RiverInternalConns = 5
+	// SequencerConns is the activity chain sequencer's (one at a time).
+	SequencerConns = 1
 )
 
 // MaxConns returns the database pool size a worker process needs for its
 // queue concurrencies: small + large + MaintenanceWorkers +
-// RiverInternalConns. With the defaults (4 and 1) that is 12.
+// RiverInternalConns + SequencerConns. With the defaults (4 and 1) that is 13.
 func MaxConns(small, large int) int32 {
-	return int32(small + large + MaintenanceWorkers + RiverInternalConns)
+	return int32(small + large + MaintenanceWorkers + RiverInternalConns + SequencerConns)
 }
 
 // MaxConnsParallel is MaxConns with the connections that each large job
@@ -109,6 +113,9 @@ type Opts struct {
 	SweepGrace time.Duration
 	// CheckpointInterval is the period of the checkpoint_activity job.
 	CheckpointInterval time.Duration
+	// ChainInterval is the period of the activity chain sequencer
+	// (db.ChainPending), which every worker process runs.
+	ChainInterval time.Duration
 	// QueueStatsInterval is the refresh period of the queue gauges.
 	QueueStatsInterval time.Duration
 	// ID names the River client; empty means River's <hostname>_<time>.
@@ -132,6 +139,22 @@ type Opts struct {
 	// ReportParallelism is passed to jobs.GenerateReportWorker: how many
 	// ranges of a large scope are read at once; below 1 means one.
 	ReportParallelism int
+
+	// WebhookSealer opens webhook endpoint secrets; nil means one over
+	// config.DevelopmentPseudonymKey, with a warning (development only).
+	WebhookSealer *webhook.Sealer
+	// WebhookGuard decides which addresses webhooks may reach; nil refuses
+	// every private, loopback, link-local, multicast and unspecified one.
+	WebhookGuard *webhook.Guard
+	// WebhookTimeout bounds one webhook request.
+	WebhookTimeout time.Duration
+	// WebhookConcurrency is MaxWorkers of the "webhooks" queue. Its jobs
+	// hold a database connection only around their request, never during it.
+	WebhookConcurrency int
+	// WebhookRetryBase and WebhookMaxRetryDelay shape the backoff of failed
+	// webhook attempts; zero means jobs.WebhookRetryBase and
+	// jobs.WebhookMaxRetryDelay. For tests.
+	WebhookRetryBase, WebhookMaxRetryDelay time.Duration
 	// Plugins are added to the River client, such as tracing
 	// (telemetry.RiverPlugins); nil: none.
 	Plugins []rivertype.Plugin
@@ -153,6 +176,10 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		SweepGrace:           cfg.SweepGrace,
 		Pprof:                cfg.Pprof,
 		ReportParallelism:    cfg.ReportParallelism,
+		ChainInterval:        cfg.ChainInterval,
+		WebhookGuard:         &webhook.Guard{AllowPrivate: cfg.WebhookAllowPrivate, Allowed: cfg.WebhookAllowedCIDRs},
+		WebhookTimeout:       cfg.WebhookTimeout,
+		WebhookConcurrency:   cfg.WebhookConcurrency,
 	}
 }
 
@@ -175,7 +202,10 @@ func (o *Opts) setDefaults() error {
 	setDefault(&o.SweepInterval, config.DefaultSweepInterval)
 	setDefault(&o.SweepGrace, config.DefaultSweepGrace)
 	setDefault(&o.CheckpointInterval, DefaultCheckpointInterval)
+	setDefault(&o.ChainInterval, config.DefaultChainInterval)
 	setDefault(&o.QueueStatsInterval, DefaultQueueStatsInterval)
+	setDefault(&o.WebhookTimeout, config.DefaultWebhookTimeout)
+	setDefault(&o.WebhookConcurrency, config.DefaultWebhookConcurrency)
 	if o.FetchPollInterval < o.FetchCooldown {
 		o.FetchPollInterval = o.FetchCooldown
 	}
@@ -223,7 +253,15 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		}
 		opts.Keys = keys
 	}
-	queues := []string{jobs.QueueReports, jobs.QueueLarge, jobs.QueueMaint}
+	if opts.WebhookSealer == nil {
+		logger.WarnContext(ctx, "webhook secrets open with the public development key: set TALLY_PSEUDONYM_KEY outside development")
+		sealer, err := webhook.NewSealer([]byte(config.DevelopmentPseudonymKey))
+		if err != nil {
+			return nil, err
+		}
+		opts.WebhookSealer = sealer
+	}
+	queues := []string{jobs.QueueReports, jobs.QueueLarge, jobs.QueueMaint, jobs.QueueWebhooks}
 	metrics := NewMetrics(opts.Portal, queues)
 
 	workers := river.NewWorkers()
@@ -268,14 +306,27 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering reproduce_reports: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &jobs.DeliverWebhookWorker{
+		Pool:           opts.Pool,
+		Sealer:         opts.WebhookSealer,
+		Client:         webhook.NewClient(opts.WebhookGuard, opts.WebhookTimeout),
+		RequestTimeout: opts.WebhookTimeout,
+		RetryBase:      opts.WebhookRetryBase,
+		MaxRetryDelay:  opts.WebhookMaxRetryDelay,
+		Logger:         logger,
+		Metrics:        metrics,
+	}); err != nil {
+		return nil, fmt.Errorf("worker: registering deliver_webhook: %w", err)
+	}
 
 	client, err := river.NewClient(riverpgxv5.New(opts.Pool), &river.Config{
 		ID:     opts.ID,
 		Logger: riverLogger(logger),
 		Queues: map[string]river.QueueConfig{
-			jobs.QueueReports: {MaxWorkers: opts.SmallConcurrency},
-			jobs.QueueLarge:   {MaxWorkers: opts.LargeConcurrency},
-			jobs.QueueMaint:   {MaxWorkers: MaintenanceWorkers},
+			jobs.QueueReports:  {MaxWorkers: opts.SmallConcurrency},
+			jobs.QueueLarge:    {MaxWorkers: opts.LargeConcurrency},
+			jobs.QueueMaint:    {MaxWorkers: MaintenanceWorkers},
+			jobs.QueueWebhooks: {MaxWorkers: opts.WebhookConcurrency},
 		},
 		Workers:              workers,
 		JobTimeout:           opts.JobTimeout,
@@ -331,13 +382,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer close(statsDone)
 		w.refreshQueueStats(statsCtx)
 	}()
+	chainDone := make(chan struct{})
+	go func() {
+		defer close(chainDone)
+		w.runSequencer(statsCtx)
+	}()
 	defer func() {
 		stopStats()
 		<-statsDone
+		<-chainDone
 	}()
 	w.logger.InfoContext(ctx, "worker started",
 		slog.Int("reports_concurrency", w.opts.SmallConcurrency),
 		slog.Int("reports_large_concurrency", w.opts.LargeConcurrency),
+		slog.Int("webhooks_concurrency", w.opts.WebhookConcurrency),
 		slog.Duration("job_timeout", w.opts.JobTimeout),
 		slog.Duration("rescue_stuck_jobs_after", w.opts.RescueStuckJobsAfter))
 
@@ -373,6 +431,38 @@ func (w *Worker) refreshQueueStats(ctx context.Context) {
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			w.logger.WarnContext(ctx, "refreshing queue metrics", slog.String("error", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// chainTimeout bounds one pass of the sequencer.
+const chainTimeout = time.Minute
+
+// runSequencer appends committed activity events to their organizations'
+// chains every ChainInterval (db.ChainPending) and sets the chain lag gauge,
+// until ctx is done. Every worker process runs it: the sequencer's
+// per-organization lock makes concurrent runs safe.
+func (w *Worker) runSequencer(ctx context.Context) {
+	t := time.NewTicker(w.opts.ChainInterval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, chainTimeout)
+		n, err := db.ChainPending(cctx, w.opts.Pool, db.DefaultChainBatch)
+		w.metrics.EventsChained(n)
+		var lag time.Duration
+		if err == nil {
+			if lag, err = db.ChainLag(cctx, w.opts.Pool); err == nil {
+				w.metrics.SetChainLag(lag)
+			}
+		}
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			w.logger.WarnContext(ctx, "chaining activity events", slog.String("error", err.Error()))
 		}
 		select {
 		case <-ctx.Done():

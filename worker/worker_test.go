@@ -3,10 +3,12 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,10 +22,12 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/internal/health"
 	"github.com/tally-compliance/tally/internal/tallytest"
 	"github.com/tally-compliance/tally/jobs"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 	"github.com/tally-compliance/tally/worker"
 )
 
@@ -33,9 +37,9 @@ func TestMaxConns(t *testing.T) {
 		small, large int
 		want         int32
 	}{
-		{4, 1, 12}, // the defaults
-		{1, 1, 9},
-		{10, 2, 19},
+		{4, 1, 13}, // the defaults
+		{1, 1, 10},
+		{10, 2, 20},
 	}
 	for _, tt := range tests {
 		if got := worker.MaxConns(tt.small, tt.large); got != tt.want {
@@ -49,7 +53,8 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 	cfg, err := config.LoadFrom(map[string]string{
 		"TALLY_WORKER_CONCURRENCY": "6", "TALLY_WORKER_LARGE_CONCURRENCY": "2", "TALLY_JOB_TIMEOUT": "7m",
 		"TALLY_SHUTDOWN_TIMEOUT": "9s", "TALLY_JOB_MAX_ATTEMPTS": "3", "TALLY_FETCH_POLL_INTERVAL": "250ms",
-		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h", "TALLY_PPROF": "true", "TALLY_REPORT_PARALLELISM": "3",
+		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h", "TALLY_CHAIN_INTERVAL": "3s", "TALLY_PPROF": "true", "TALLY_REPORT_PARALLELISM": "3",
+		"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.1.0.0/16", "TALLY_WEBHOOK_TIMEOUT": "3s", "TALLY_WEBHOOK_CONCURRENCY": "2",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,8 +62,10 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 	got := worker.OptsFromConfig(cfg)
 	want := worker.Opts{SmallConcurrency: 6, LargeConcurrency: 2, JobTimeout: 7 * time.Minute,
 		ShutdownTimeout: 9 * time.Second, MaxAttempts: 3, FetchPollInterval: 250 * time.Millisecond,
-		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour, Pprof: true, ReportParallelism: 3}
-	if diff := cmp.Diff(want, got); diff != "" {
+		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour, ChainInterval: 3 * time.Second,
+		WebhookGuard:   &webhook.Guard{Allowed: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
+		WebhookTimeout: 3 * time.Second, WebhookConcurrency: 2, Pprof: true, ReportParallelism: 3}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("Opts mismatch (-want +got):\n%s", diff)
 	}
 }
@@ -161,6 +168,7 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 	for _, name := range []string{
 		worker.MetricReportsReady, worker.MetricReportsFailed, worker.MetricGenerationSeconds,
 		worker.MetricReportBytes, worker.MetricQueueJobs, worker.MetricQueueOldest, "go_goroutines",
+		worker.MetricChainLag, worker.MetricEventsChained,
 	} {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)
@@ -170,6 +178,7 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 		`tally_reports_ready_total{type="transaction_summary"} 0`,
 		`tally_reports_failed_total{code="storage_unavailable",type="activity_log"} 0`,
 		`tally_queue_jobs{queue="reports_large",state="available"} 0`,
+		fmt.Sprintf("tally_build_info{go_version=%q,revision=%q,version=%q} 1\n", buildinfo.Get().GoVersion, buildinfo.Get().Revision, buildinfo.Get().Version),
 	} {
 		if !strings.Contains(body, line) {
 			t.Errorf("/metrics lacks %q", line)
@@ -384,8 +393,23 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 		t.Errorf("/readyz after shutdown = %d %s, want 503 shutting down", code, body)
 	}
 
-	if _, err := b.pool.Exec(ctx, `UPDATE reports SET expires_at = now() - interval '1 second' WHERE id = $1`, old.ID); err != nil {
+	expiryOverdue := func() float64 {
+		t.Helper()
+		if err := w.Metrics().RefreshQueues(ctx, b.pool); err != nil {
+			t.Fatal(err)
+		}
+		_, body := get(t, srv.URL+"/metrics")
+		return metricValue(t, body, worker.MetricExpiryOverdue)
+	}
+	if got := expiryOverdue(); got != 0 {
+		t.Errorf("expiry overdue before the report is due = %v, want 0", got)
+	}
+	if _, err := b.pool.Exec(ctx, `UPDATE reports SET expires_at = now() - interval '1 hour' WHERE id = $1`, old.ID); err != nil {
 		t.Fatal(err)
+	}
+	// The report is an hour past its expiry and no worker runs.
+	if got := expiryOverdue(); got < 3600 || got > 3700 {
+		t.Errorf("expiry overdue = %v, want about 3600 (an hour)", got)
 	}
 	// A second worker expires it on start (the periodic job runs on start).
 	runCtx, cancel = context.WithCancel(ctx)
@@ -405,6 +429,9 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 			t.Error("the expired report's file is still stored")
 			break
 		}
+	}
+	if got := expiryOverdue(); got != 0 {
+		t.Errorf("expiry overdue once the report expired = %v, want 0", got)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -426,4 +453,78 @@ func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h levelHandler) WithGroup(n string) slog.Handler {
 	return levelHandler{h.Handler.WithGroup(n), h.min}
+}
+
+// TestRunChainsActivityEvents: a running worker appends committed activity
+// events to their organization's chain by itself, every ChainInterval, and
+// counts them; the chain lag gauge comes back to zero.
+func TestRunChainsActivityEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	org, err := db.CreateOrganization(ctx, b.pool, "Org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := db.CreateApplication(ctx, b.pool, db.CreateApplicationParams{OrgID: org.ID, ForeignID: "app", Name: "App"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := db.CreateUser(ctx, b.pool, db.CreateUserParams{OrgID: org.ID, Email: "a@example.com", Name: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c, err := db.CreateCase(ctx, b.pool, db.CreateCaseParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0),
+		AccessWindowStart: time.Now().Add(-time.Hour), AccessWindowEnd: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := db.CreateReport(ctx, b.pool, db.CreateReportParams{OrgID: org.ID, ApplicationID: app.ID, CaseID: c.ID,
+		Type: "transaction_summary", Metadata: map[string]any{"case_id": c.ID}, CreatedBy: user.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := range n {
+		if err := db.CreateReportEvent(ctx, b.pool, rep, db.EventReportDownloaded, user.ID, map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	opts := b.opts(t)
+	opts.ChainInterval = 50 * time.Millisecond
+	w, err := worker.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	srv := httptest.NewServer(w.Handler())
+	defer srv.Close()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var chained int
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM activity_chain WHERE org_id = $1`, org.ID).Scan(&chained); err != nil {
+			t.Fatal(err)
+		}
+		_, body := get(t, srv.URL+"/metrics")
+		if chained == n && metricValue(t, body, worker.MetricEventsChained) == n && metricValue(t, body, worker.MetricChainLag) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: %d of %d events chained; /metrics: %s %v, %s %v", chained, n,
+				worker.MetricEventsChained, metricValue(t, body, worker.MetricEventsChained),
+				worker.MetricChainLag, metricValue(t, body, worker.MetricChainLag))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/tally-compliance/tally/api"
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/internal/telemetry"
 	"github.com/tally-compliance/tally/storage"
@@ -30,13 +32,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "tally-api:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if exit, err := buildinfo.ParseArgs("tally-api", args, stdout); exit || err != nil {
+		return err
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		return err
@@ -45,7 +50,8 @@ func run(ctx context.Context) error {
 		return err
 	}
 	logger := cfg.NewLogger(os.Stderr)
-	logger.Info("starting tally-api", slog.Int("port", cfg.Port), slog.String("s3_endpoint", cfg.S3.Endpoint),
+	build := buildinfo.Get()
+	logger.Info("starting tally-api", slog.String("version", build.Version), slog.String("revision", build.Revision), slog.Int("port", cfg.Port), slog.String("s3_endpoint", cfg.S3.Endpoint),
 		slog.Any("s3_secret", cfg.S3.SecretAccessKey), slog.Bool("river_ui", cfg.AdminUser != ""), slog.String("admin_addr", cfg.AdminAddr))
 
 	tel, err := telemetry.Setup(ctx, "tally-api", logger)

@@ -14,15 +14,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/evidence"
 )
 
 // Rows 8 to 11: the costs of issue 12 (the chained activity event, manifest
 // signing, offline verification) and issue 13 (XLSX, PDF, gzip downloads).
-
-// chainTrigger is the BEFORE INSERT trigger of migration 00008 that chains
-// each activity event to its organization's previous one.
-const chainTrigger = "tally_chain_activity_event"
 
 type chainRow struct {
 	conc                      int
@@ -30,6 +28,7 @@ type chainRow struct {
 	cp99, up99                series // ms
 	errs                      int
 	firstErr                  error
+	lastSeq                   sequencerStats // the last chained phase's sequencer
 }
 
 type evidenceRow struct {
@@ -61,38 +60,17 @@ type gzipRow struct {
 
 // --- row 8: the chained activity event --------------------------------------------------------
 
-// measureChain runs jobs.CreateReport at concurrency 16 with the chain
-// trigger enabled, then disabled (ALTER TABLE … DISABLE TRIGGER on the
-// bench's own database), alternating the order per run. The trigger is
-// enabled again whatever happens.
-func (b *bench) measureChain(ctx context.Context, r *results) (err error) {
+// measureChain runs jobs.CreateReport at concurrency 16 with the activity
+// chain sequencer running (as every worker runs it, every
+// config.DefaultChainInterval), then with it stopped, alternating the order
+// per run. Before each phase the sequencer drains what the previous phase
+// left unchained (untimed), so each chained phase chains its own events.
+func (b *bench) measureChain(ctx context.Context, r *results) error {
 	set := b.fx.create
 	op := func(ctx context.Context) error {
 		_, err := b.insertReport(ctx, set, set.lineCase)
 		return err
 	}
-	// Without the trigger, the chain columns (NOT NULL, unique per
-	// organization and seq) get defaults instead: negative seqs from a
-	// sequence of the bench's own, empty hashes.
-	if _, err := b.ctl.Exec(ctx, `CREATE SEQUENCE IF NOT EXISTS bench_unchained_seq`); err != nil {
-		return err
-	}
-	setTrigger := func(on bool) error {
-		sql := "ALTER TABLE activity_events ENABLE TRIGGER " + chainTrigger +
-			", ALTER COLUMN chain_seq DROP DEFAULT, ALTER COLUMN prev_hash DROP DEFAULT, ALTER COLUMN hash DROP DEFAULT"
-		if !on {
-			sql = "ALTER TABLE activity_events DISABLE TRIGGER " + chainTrigger +
-				", ALTER COLUMN chain_seq SET DEFAULT -nextval('bench_unchained_seq')" +
-				", ALTER COLUMN prev_hash SET DEFAULT ''::bytea, ALTER COLUMN hash SET DEFAULT ''::bytea"
-		}
-		_, err := b.ctl.Exec(ctx, sql)
-		return err
-	}
-	defer func() {
-		if e := setTrigger(true); e != nil && err == nil {
-			err = fmt.Errorf("enabling %s again: %w", chainTrigger, e)
-		}
-	}()
 	row := &chainRow{conc: 16}
 	r.chain = row
 	for run := range b.opts.runs {
@@ -102,12 +80,20 @@ func (b *bench) measureChain(ctx context.Context, r *results) (err error) {
 			phases = []bool{false, true}
 		}
 		for _, on := range phases {
-			if err := setTrigger(on); err != nil {
-				return err
+			if _, err := db.ChainPending(ctx, b.ctl, db.DefaultChainBatch); err != nil {
+				return fmt.Errorf("draining the chain: %w", err)
+			}
+			var stop func() sequencerStats
+			if on {
+				stop = b.startSequencer(ctx)
 			}
 			res := runLoad(ctx, row.conc, b.opts.warmup, b.opts.loadFor, op)
 			if on {
 				chained = res
+				row.lastSeq = stop()
+				if row.lastSeq.err != nil {
+					return fmt.Errorf("sequencer: %w", row.lastSeq.err)
+				}
 			} else {
 				unchained = res
 			}
@@ -127,10 +113,81 @@ func (b *bench) measureChain(ctx context.Context, r *results) (err error) {
 		if row.firstErr == nil {
 			row.firstErr = cmpErr(chained.firstErr, unchained.firstErr)
 		}
-		b.log.printf("  chain c=%d run %d/%d: chained %.0f tx/s p99 %.1f ms; unchained %.0f tx/s p99 %.1f ms",
-			row.conc, run+1, b.opts.runs, chained.rate(), ms(chained.pct(.99)), unchained.rate(), ms(unchained.pct(.99)))
+		b.log.printf("  chain c=%d run %d/%d: chained %.0f tx/s p99 %.1f ms; unchained %.0f tx/s p99 %.1f ms; sequencer: %s",
+			row.conc, run+1, b.opts.runs, chained.rate(), ms(chained.pct(.99)), unchained.rate(), ms(unchained.pct(.99)), row.lastSeq)
 	}
-	return nil
+	_, err := db.ChainPending(ctx, b.ctl, db.DefaultChainBatch)
+	return err
+}
+
+// sequencerStats describe a sequencer's run: passes, events chained, its
+// longest pass and the largest chain lag it saw after a pass.
+type sequencerStats struct {
+	passes, events int
+	longest        time.Duration
+	maxLag         time.Duration
+	cpu            time.Duration // of the sequencer's PostgreSQL backend; 0 if unknown
+	err            error
+}
+
+func (s sequencerStats) String() string {
+	out := fmt.Sprintf("%d events in %d passes, longest pass %s, largest lag after a pass %s",
+		s.events, s.passes, s.longest.Round(time.Millisecond), s.maxLag.Round(time.Millisecond))
+	if s.cpu > 0 && s.events > 0 {
+		out += fmt.Sprintf(", its PostgreSQL backend used %s of CPU (%.0f µs per event)",
+			s.cpu.Round(10*time.Millisecond), float64(s.cpu.Microseconds())/float64(s.events))
+	}
+	return out
+}
+
+// startSequencer runs the activity chain sequencer in the bench, as a worker
+// does (db.ChainPending every config.DefaultChainInterval, then db.ChainLag),
+// on a connection of its own, until the returned function is called.
+func (b *bench) startSequencer(ctx context.Context) (stop func() sequencerStats) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan sequencerStats, 1)
+	// The pool has one connection: its backend is the sequencer's.
+	var pid int
+	_ = b.seq.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid)
+	cpu0, cpuErr := pidCPUTime(pid)
+	go func() {
+		var st sequencerStats
+		defer func() {
+			if cpu1, err := pidCPUTime(pid); err == nil && cpuErr == nil {
+				st.cpu = cpu1 - cpu0
+			}
+			done <- st
+		}()
+		t := time.NewTicker(config.DefaultChainInterval)
+		defer t.Stop()
+		for {
+			start := time.Now()
+			n, err := db.ChainPending(ctx, b.seq, db.DefaultChainBatch)
+			var lag time.Duration
+			if err == nil {
+				lag, err = db.ChainLag(ctx, b.seq)
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					st.err = err
+				}
+				return
+			}
+			st.passes++
+			st.events += n
+			st.longest = max(st.longest, time.Since(start))
+			st.maxLag = max(st.maxLag, lag)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() sequencerStats {
+		cancel()
+		return <-done
+	}
 }
 
 // --- row 9: manifest signing and offline verification -----------------------------------------

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/tally-compliance/tally/config"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 )
 
 func main() {
@@ -59,6 +60,7 @@ type options struct {
 	loadFor      time.Duration // measured duration of each load phase
 	warmup       time.Duration // unmeasured load before each phase
 	pickups      int           // reports created one at a time per pickup run
+	version      bool          // print the version and exit
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -68,6 +70,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per figure; the table shows medians")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	only := fs.String("only", "", "comma-separated row numbers to measure (e.g. 12,13); empty: every row")
 	fs.BoolVar(&o.large, "large", false, "add a 10M-transaction scope to rows 2 and 3 (seeding it takes minutes; make bench-large)")
 	fs.StringVar(&o.workerBin, "worker-bin", "", "run this prebuilt tally-worker instead of building this tree's (for before/after pairs)")
@@ -151,6 +154,10 @@ func run(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if opts.version {
+		fmt.Printf("tally-bench %s\n", buildinfo.Get())
+		return nil
 	}
 	cfg, err := config.Load()
 	if err != nil {

@@ -165,15 +165,18 @@ func (p *proc) memory() (rss, hwm int64, err error) {
 
 // cpuTime returns the user plus system CPU time the process has used, from
 // /proc/<pid>/stat (clock ticks of 10 ms, the Linux default USER_HZ).
-func (p *proc) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid()))
+func (p *proc) cpuTime() (time.Duration, error) { return pidCPUTime(p.pid()) }
+
+// pidCPUTime returns the user plus system CPU time process pid has used.
+func pidCPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
 	i := bytes.LastIndexByte(b, ')')
 	fields := strings.Fields(string(b[i+1:]))
 	if len(fields) < 13 {
-		return 0, fmt.Errorf("parsing /proc/%d/stat", p.pid())
+		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
 	}
 	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
 	stime, err2 := strconv.ParseInt(fields[12], 10, 64)

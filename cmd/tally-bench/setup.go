@@ -43,6 +43,7 @@ type bench struct {
 	loadStart string
 
 	ctl      *pgxpool.Pool // setup and bookkeeping queries
+	seq      *pgxpool.Pool // the activity chain sequencer, one connection as in a worker
 	base     *pgxpool.Pool // baselines: the API's pool size
 	inserter *river.Client[pgx.Tx]
 	minio    *minio.Client
@@ -113,6 +114,9 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	if b.base, err = db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: apiMaxConns, ApplicationName: "tally-bench-baseline"}); err != nil {
+		return err
+	}
+	if b.seq, err = db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: 1, ApplicationName: "tally-bench-sequencer"}); err != nil {
 		return err
 	}
 	if b.inserter, err = river.NewClient(riverpgxv5.New(b.base), &river.Config{}); err != nil {
@@ -280,6 +284,9 @@ func (b *bench) close() {
 	}
 	if b.base != nil {
 		b.base.Close()
+	}
+	if b.seq != nil {
+		b.seq.Close()
 	}
 	if b.opts.keep {
 		b.log.printf("kept database %s and bucket %s (-keep); logs in %s", b.dbName, b.bucket, b.tmp)

@@ -61,6 +61,7 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/ingest"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
@@ -98,6 +99,7 @@ type options struct {
 	maxAttempts  int
 	concurrency  int
 	seed         uint64
+	version      bool
 	keep         bool
 	out          string
 
@@ -131,6 +133,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 3, "TALLY_WORKER_CONCURRENCY of each worker")
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed of the report mix and the kills (0: from the clock)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the database and MinIO data for inspection")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.StringVar(&o.out, "out", "", "directory for logs (default artifacts/chaos/<run>)")
 	fs.StringVar(&o.postgres, "postgres", pgAuto, "PostgreSQL: private (a cluster of the run's own, crashed with SIGKILL), shared (the local cluster, outage simulated), auto (private when initdb is found)")
 	fs.StringVar(&o.pgBin, "pg-bin", "/usr/lib/postgresql/15/bin", "directory of initdb and postgres for -postgres private (else initdb on PATH)")
@@ -245,6 +248,10 @@ func run(ctx context.Context) error {
 	opts, err := parseOptions(os.Args[1:])
 	if err != nil {
 		return err
+	}
+	if opts.version {
+		fmt.Printf("tally-chaos %s\n", buildinfo.Get())
+		return nil
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	started := time.Now()

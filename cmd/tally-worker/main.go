@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -19,23 +20,28 @@ import (
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/evidence"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/internal/startup"
 	"github.com/tally-compliance/tally/internal/telemetry"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 	"github.com/tally-compliance/tally/worker"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "tally-worker:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if exit, err := buildinfo.ParseArgs("tally-worker", args, stdout); exit || err != nil {
+		return err
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		return err
@@ -101,6 +107,11 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("TALLY_SIGNING_KEYS_DIR or TALLY_SIGNING_KEY_FILE is required outside development (TALLY_ENV=%s)", cfg.Env)
 	}
 	opts.Pool, opts.Store, opts.Portal, opts.Logger, opts.PseudonymKeys = pool, store, portal, logger, keys
+	// Webhook secrets are sealed under keys derived from the pseudonym
+	// master keys (webhook.Sealer).
+	if opts.WebhookSealer, err = webhook.NewSealer(current, retired...); err != nil {
+		return err
+	}
 	opts.Plugins = tel.RiverPlugins()
 	w, err := worker.New(ctx, opts)
 	if err != nil {
@@ -118,7 +129,9 @@ func run(ctx context.Context) error {
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- w.Serve(httpCtx, ln) }()
 
-	logger.InfoContext(ctx, "tally-worker starting", slog.Int("db_max_conns", int(maxConns)),
+	build := buildinfo.Get()
+	logger.InfoContext(ctx, "tally-worker starting", slog.String("version", build.Version), slog.String("revision", build.Revision),
+		slog.Int("db_max_conns", int(maxConns)),
 		slog.Int("metrics_port", cfg.MetricsPort), slog.Bool("tracing", tel != nil),
 		slog.Int("report_parallelism", cfg.ReportParallelism), slog.Bool("pprof", cfg.Pprof))
 	runErr := w.Run(ctx)

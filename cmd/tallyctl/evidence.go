@@ -4,9 +4,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/evidence"
 )
@@ -68,13 +70,17 @@ func newAuditCmd(d *deps) *cobra.Command {
 
 func newAuditVerifyCmd(d *deps) *cobra.Command {
 	var orgID, keysPath string
+	var grace time.Duration
 	cmd := &cobra.Command{
 		Use:   "verify --org org_…",
 		Short: "Walk an organization's activity chain and checkpoints; name the first event changed, removed or inserted",
 		Long: `audit verify recomputes every activity event's hash of the organization, in
 chain order, checks that each links to the one before it, then checks every
 signed checkpoint of the chain head. It names the first event that was changed,
-removed or inserted, and exits non-zero. Checkpoint signatures are checked with
+removed or inserted, and exits non-zero. Events are chained after they commit,
+by the workers' sequencer (every TALLY_CHAIN_INTERVAL): events not chained yet
+are reported as pending, and one older than --pending-grace is an error (no
+sequencer runs, or the event was slipped in behind it). Checkpoint signatures are checked with
 the keys in the database, or with --keys (a JWK set held elsewhere), which an
 administrator of the database cannot rewrite.`,
 		Example: `  tallyctl audit verify --org org_01j…
@@ -106,6 +112,9 @@ administrator of the database cannot rewrite.`,
 			}
 			var v evidence.ChainVerifier
 			err = db.StreamOrgChain(ctx, pool, orgID, func(e *db.ChainEvent) error {
+				if e.Missing {
+					return v.Removed(e.ID, e.Seq)
+				}
 				return v.Add(&evidence.ChainEvent{
 					ID: e.ID, OrgID: e.OrgID, ApplicationID: e.ApplicationID, CaseID: e.CaseID, ReportID: e.ReportID,
 					ReportType: e.ReportType, Kind: e.Kind, ActorID: e.ActorID, OccurredAt: e.OccurredAt,
@@ -124,12 +133,32 @@ administrator of the database cannot rewrite.`,
 					return fmt.Errorf("activity chain of %s: %w", orgID, err)
 				}
 			}
-			d.println(fmt.Sprintf("OK: %d events, %d checkpoints; head %s", v.Len(), len(cps), hex.EncodeToString(v.Head())))
+			// Events the sequencer has not chained yet are not evidence yet:
+			// they are reported, and an old one is an error.
+			pending, err := db.ListUnchainedEvents(ctx, pool, orgID)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			for _, e := range pending {
+				if age := now.Sub(e.OccurredAt); age > grace {
+					return fmt.Errorf("activity chain of %s: event %d (occurred %s, %s ago) is not chained: "+
+						"no worker is running the sequencer, a database transaction older than the event has been open that long, "+
+						"or the event was inserted behind the sequencer's back",
+						orgID, e.ID, e.OccurredAt.UTC().Format(time.RFC3339), age.Round(time.Second))
+				}
+			}
+			msg := fmt.Sprintf("OK: %d events, %d checkpoints; head %s", v.Len(), len(cps), hex.EncodeToString(v.Head()))
+			if len(pending) > 0 {
+				msg += fmt.Sprintf("; %d event(s) pending, not chained yet (the oldest is event %d)", len(pending), pending[0].ID)
+			}
+			d.println(msg)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&orgID, "org", "", "organization id, org_… (required)")
 	cmd.Flags().StringVar(&keysPath, "keys", "", "JWK set to check checkpoint signatures with (default: the database's keys)")
+	cmd.Flags().DurationVar(&grace, "pending-grace", config.DefaultChainPendingGrace, "age above which an event not chained yet is an error")
 	mustRequire(cmd, "org")
 	return cmd
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/tally-compliance/tally/internal/telemetry"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 func main() {
@@ -74,6 +75,19 @@ func run(ctx context.Context) error {
 				return nil, err
 			}
 			return report.NewPseudonymKeys(current, retired...)
+		},
+		webhookSealer: func() (*webhook.Sealer, error) {
+			current, retired, _, err := cfg.PseudonymKeys()
+			if err != nil {
+				return nil, err
+			}
+			return webhook.NewSealer(current, retired...)
+		},
+		// https only, except in development; literal addresses the workers'
+		// guard refuses are refused at once.
+		webhookURLPolicy: webhook.URLPolicy{
+			AllowHTTP: cfg.Env == config.EnvDevelopment,
+			Guard:     &webhook.Guard{AllowPrivate: cfg.WebhookAllowPrivate, Allowed: cfg.WebhookAllowedCIDRs},
 		},
 		connect: func(ctx context.Context) (*pgxpool.Pool, error) {
 			var err error

@@ -12,12 +12,16 @@ import (
 
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/internal/tallytest"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 // testBundle runs the real command tree in-process against a test database.
 type testBundle struct {
 	ctx  context.Context
 	pool *pgxpool.Pool
+	// urlPolicy is what webhook add accepts: production's (https, no
+	// private literal) unless a test changes it.
+	urlPolicy webhook.URLPolicy
 }
 
 func setup(t *testing.T) *testBundle {
@@ -46,6 +50,10 @@ func (b *testBundle) runStdin(t *testing.T, stdin string, args ...string) result
 		stdout: &stdout,
 		stderr: &stderr,
 		logger: tallytest.Logger(t),
+		webhookSealer: func() (*webhook.Sealer, error) {
+			return tallytest.WebhookSealer(t), nil
+		},
+		webhookURLPolicy: b.urlPolicy,
 		connect: func(context.Context) (*pgxpool.Pool, error) {
 			if b.pool == nil {
 				return nil, errors.New("no database in this test")

@@ -17,8 +17,10 @@ import (
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/internal/buildinfo"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 // deps is what the commands need from the outside world. main wires the
@@ -33,12 +35,16 @@ type deps struct {
 	// connect opens the database. It is called at most once, by the first
 	// command that needs the database, so that --help works without one.
 	connect func(ctx context.Context) (*pgxpool.Pool, error)
-	// openStore opens the object store and loadPortal reads the portal
-	// configuration, for report reproduce.
+	// openStore opens the object store (report reproduce, storage init) and
+	// loadPortal reads the portal configuration (report reproduce).
 	openStore  func() (*storage.Store, error)
 	loadPortal func() (*config.Portal, error)
 	// pseudonymKeys returns the workers' pseudonym keys (config.PseudonymKeys).
 	pseudonymKeys func() (*report.PseudonymKeys, error)
+	// webhookSealer seals webhook secrets (keys derived from the pseudonym
+	// master keys); webhookURLPolicy is what webhook add accepts.
+	webhookSealer    func() (*webhook.Sealer, error)
+	webhookURLPolicy webhook.URLPolicy
 	// now is the clock; nil means time.Now.
 	now func() time.Time
 
@@ -55,6 +61,14 @@ func (d *deps) db(ctx context.Context) (*pgxpool.Pool, error) {
 		d.pool = pool
 	}
 	return d.pool, nil
+}
+
+// sealer returns the webhook secret sealer.
+func (d *deps) sealer() (*webhook.Sealer, error) {
+	if d.webhookSealer == nil {
+		return nil, errors.New("no webhook secret key configured (TALLY_PSEUDONYM_KEY)")
+	}
+	return d.webhookSealer()
 }
 
 func (d *deps) clock() time.Time {
@@ -96,6 +110,8 @@ stdout; commands that scripts call take --json.`,
 		SilenceErrors: true, // main prints the error once
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.Version = buildinfo.Get().String()
+	root.SetVersionTemplate("tallyctl {{.Version}}\n")
 	root.SetIn(d.stdin)
 	root.SetOut(d.stdout)
 	root.SetErr(d.stderr)
@@ -118,6 +134,8 @@ stdout; commands that scripts call take --json.`,
 		newVerifyCmd(d),
 		newAuditCmd(d),
 		newReportCmd(d),
+		newWebhookCmd(d),
+		newStorageCmd(d),
 	)
 	return root
 }

@@ -571,3 +571,44 @@ func containerPort(c corev1.Container, p intstr.IntOrString) string {
 	}
 	return "unknown port " + p.StrVal
 }
+
+// TestChartAWSCredentialChain: with config.s3.credentials=chain (e.g. IRSA on
+// EKS) no pod reads S3 keys from the Secret, so minio-go's AWS chain applies;
+// the pods run as the named service account and get the encryption settings.
+// With the default (static) the keys come from the Secret.
+func TestChartAWSCredentialChain(t *testing.T) {
+	for _, tc := range []struct {
+		variant   string
+		wantKeys  bool
+		wantSA    string
+		wantSSE   string
+		wantKMSID string
+	}{
+		{variant: "default", wantKeys: true},
+		{variant: "aws-chain", wantSA: "tally-irsa", wantSSE: "SSE-KMS", wantKMSID: "alias/tally"},
+	} {
+		r := load(t, tc.variant)
+		for _, component := range []string{"api", "worker"} {
+			d, ok := r.deployments[component]
+			if !ok {
+				t.Fatalf("%s: no %s Deployment", tc.variant, component)
+			}
+			spec := d.Spec.Template.Spec
+			if spec.ServiceAccountName != tc.wantSA {
+				t.Errorf("%s/%s: serviceAccountName %q, want %q", tc.variant, component, spec.ServiceAccountName, tc.wantSA)
+			}
+			c := spec.Containers[0]
+			for _, name := range []string{"S3_ACCESS_KEY_ID_FILE", "S3_SECRET_ACCESS_KEY_FILE"} {
+				if _, has := envValue(c, name); has != tc.wantKeys {
+					t.Errorf("%s/%s: %s set = %v, want %v", tc.variant, component, name, has, tc.wantKeys)
+				}
+			}
+			if v, _ := envValue(c, "S3_SSE"); v != tc.wantSSE {
+				t.Errorf("%s/%s: S3_SSE %q, want %q", tc.variant, component, v, tc.wantSSE)
+			}
+			if v, _ := envValue(c, "S3_SSE_KMS_KEY_ID"); v != tc.wantKMSID {
+				t.Errorf("%s/%s: S3_SSE_KMS_KEY_ID %q, want %q", tc.variant, component, v, tc.wantKMSID)
+			}
+		}
+	}
+}

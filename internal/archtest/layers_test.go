@@ -23,10 +23,12 @@ import (
 // never import each other. README.md's package table says the same.
 var layers = [][]string{
 	// Leaves: configuration, SQL, the object store, file formats, signing
-	// and verification, the readiness shape, tracing.
-	{"config", "db", "storage", "report", "evidence", "internal/health", "internal/telemetry"},
-	// Helpers of the binaries: import files and the demo tenant; start-up.
-	{"ingest", "internal/startup"},
+	// and verification, the readiness shape, tracing, the build's version,
+	// webhook signatures and outbound safety.
+	{"config", "db", "storage", "report", "evidence", "internal/health", "internal/telemetry", "internal/buildinfo", "webhook"},
+	// Helpers of the binaries: import files and the demo tenant; start-up;
+	// the objects callers see (API answers and webhook payloads).
+	{"ingest", "internal/startup", "view"},
 	// The job kinds: what a worker runs and what the API enqueues.
 	{"jobs"},
 	// The test harness: anything below the API and the worker.

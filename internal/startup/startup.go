@@ -27,6 +27,8 @@ func StorageOpts(cfg config.S3) storage.Opts {
 		Bucket:          cfg.Bucket,
 		Region:          cfg.Region,
 		UseTLS:          cfg.UseTLS,
+		SSE:             cfg.SSE,
+		SSEKMSKeyID:     cfg.SSEKMSKeyID,
 	}
 }
 

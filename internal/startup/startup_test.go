@@ -19,13 +19,13 @@ func TestStorageOptsCarriesEverySetting(t *testing.T) {
 	t.Parallel()
 	cfg, err := config.LoadFrom(map[string]string{
 		"S3_ENDPOINT": "s3.example:443", "S3_ACCESS_KEY_ID": "id", "S3_SECRET_ACCESS_KEY": "secret",
-		"S3_BUCKET": "b", "S3_REGION": "eu-west-1", "S3_USE_TLS": "true",
+		"S3_BUCKET": "b", "S3_REGION": "eu-west-1", "S3_USE_TLS": "true", "S3_SSE": "SSE-KMS", "S3_SSE_KMS_KEY_ID": "alias/tally",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := storage.Opts{Endpoint: "s3.example:443", AccessKeyID: "id", SecretAccessKey: "secret",
-		Bucket: "b", Region: "eu-west-1", UseTLS: true}
+		Bucket: "b", Region: "eu-west-1", UseTLS: true, SSE: "SSE-KMS", SSEKMSKeyID: "alias/tally"}
 	if diff := cmp.Diff(want, StorageOpts(cfg.S3)); diff != "" {
 		t.Errorf("StorageOpts mismatch (-want +got):\n%s", diff)
 	}

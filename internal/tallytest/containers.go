@@ -14,6 +14,16 @@ import (
 	"github.com/tally-compliance/tally/storage"
 )
 
+// The images the harness runs, and compose.yaml's defaults too
+// (deploy/compose_test.go checks that they agree): exact tags, PostgreSQL at
+// the minor version CI's Debian cluster runs, MinIO from quay.io, where its
+// last community image, RELEASE.2025-09-07T16-13-09Z, stays frozen (Docker
+// Hub's minio/minio is gone).
+const (
+	PostgresImage = "postgres:15.20-bookworm"
+	MinIOImage    = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
+)
+
 // startContainers runs PostgreSQL and MinIO with testcontainers-go when a
 // Docker engine answers. Ryuk removes the containers when the test binary
 // exits.
@@ -29,7 +39,7 @@ func startContainers() (*Services, error) {
 		return nil, fmt.Errorf("%s (Docker: %v)", noServices, err)
 	}
 
-	pg, err := tcpostgres.Run(ctx, "postgres:15-alpine",
+	pg, err := tcpostgres.Run(ctx, PostgresImage,
 		tcpostgres.WithDatabase("tally_test"),
 		tcpostgres.WithUsername("postgres"),
 		tcpostgres.WithPassword("postgres"),
@@ -43,7 +53,7 @@ func startContainers() (*Services, error) {
 		return nil, err
 	}
 
-	mc, err := tcminio.Run(ctx, "minio/minio:RELEASE.2024-01-16T16-07-38Z",
+	mc, err := tcminio.Run(ctx, MinIOImage,
 		tcminio.WithUsername("tally"), tcminio.WithPassword("tally-secret-key"))
 	if err != nil {
 		return nil, fmt.Errorf("starting minio container: %w", err)

@@ -19,8 +19,9 @@ func ListReportEvents(ctx context.Context, q db.DBTX, reportID string) ([]db.Eve
 	rows, _ := q.Query(ctx, `
 		SELECT e.id, e.occurred_at, e.kind, e.report_id, e.report_type, e.actor_id,
 		       u.email AS actor_email, u.name AS actor_name, e.details, e.case_id, e.application_id,
-		       encode(e.hash, 'hex') AS hash
+		       encode(c.hash, 'hex') AS hash
 		  FROM activity_events e LEFT JOIN users u ON u.id = e.actor_id
+		  LEFT JOIN activity_chain c ON c.event_id = e.id
 		 WHERE e.report_id = $1 ORDER BY e.occurred_at, e.id`, reportID)
 	evs, err := pgx.CollectRows(rows, pgx.RowToStructByName[db.Event])
 	if err != nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/report"
 	"github.com/tally-compliance/tally/storage"
+	"github.com/tally-compliance/tally/webhook"
 )
 
 const noServices = `no test services: set TALLY_TEST_DATABASE_URL and TALLY_TEST_S3_ENDPOINT, TALLY_TEST_S3_ACCESS_KEY_ID, TALLY_TEST_S3_SECRET_ACCESS_KEY (run "make services" and eval its output, or just "make test"), or start a Docker engine so that testcontainers-go can run postgres and minio`
@@ -71,6 +72,8 @@ func resolveServices() (*Services, error) {
 				SecretAccessKey: os.Getenv("TALLY_TEST_S3_SECRET_ACCESS_KEY"),
 				Region:          envOr("TALLY_TEST_S3_REGION", "us-east-1"),
 				UseTLS:          os.Getenv("TALLY_TEST_S3_USE_TLS") == "true",
+				SSE:             os.Getenv("TALLY_TEST_S3_SSE"),
+				SSEKMSKeyID:     os.Getenv("TALLY_TEST_S3_SSE_KMS_KEY_ID"),
 			},
 		}, nil
 	}
@@ -308,8 +311,7 @@ func connect(tb testing.TB, url string) *pgxpool.Pool {
 // created now and emptied and removed when the test ends.
 func S3Opts(tb testing.TB) storage.Opts {
 	tb.Helper()
-	opts := GetServices(tb).S3
-	opts.Bucket = "tally-t-" + randomSuffix()
+	opts := S3OptsNoBucket(tb)
 	store, err := storage.New(opts)
 	if err != nil {
 		tb.Fatalf("creating store: %v", err)
@@ -319,6 +321,16 @@ func S3Opts(tb testing.TB) storage.Opts {
 	if err := store.EnsureBucket(ctx); err != nil {
 		tb.Fatalf("creating test bucket %s: %v", opts.Bucket, err)
 	}
+	return opts
+}
+
+// S3OptsNoBucket returns connection settings for a bucket name of the
+// test's own that does not exist yet; whatever the test creates there is
+// removed when it ends.
+func S3OptsNoBucket(tb testing.TB) storage.Opts {
+	tb.Helper()
+	opts := GetServices(tb).S3
+	opts.Bucket = "tally-t-" + randomSuffix()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -386,6 +398,17 @@ func EmptyDB(tb testing.TB) *pgxpool.Pool {
 // PseudonymMasterKey is the pseudonym master key of test workers. Tests that
 // compute expected files derive report keys from it independently.
 var PseudonymMasterKey = []byte("tally test pseudonym master key, not a secret")
+
+// WebhookSealer returns the webhook secret sealer of test workers, over
+// PseudonymMasterKey as cmd/tally-worker derives it from the pseudonym keys.
+func WebhookSealer(tb testing.TB) *webhook.Sealer {
+	tb.Helper()
+	s, err := webhook.NewSealer(PseudonymMasterKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
 
 // PseudonymKeys returns the key set of test workers: PseudonymMasterKey,
 // current.

@@ -42,6 +42,14 @@ app.kubernetes.io/component: {{ index . 1 }}
   value: {{ .Values.config.s3.region | quote }}
 - name: S3_USE_TLS
   value: {{ .Values.config.s3.useTLS | quote }}
+{{- with .Values.config.s3.sse }}
+- name: S3_SSE
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.s3.sseKMSKeyID }}
+- name: S3_SSE_KMS_KEY_ID
+  value: {{ . | quote }}
+{{- end }}
 {{- range $k, $v := .Values.config.extraEnv }}
 - name: {{ $k }}
   value: {{ $v | quote }}
@@ -76,4 +84,21 @@ app.kubernetes.io/component: {{ index . 1 }}
 - name: secrets
   mountPath: {{ .Values.secrets.mountPath }}
   readOnly: true
+{{- end -}}
+
+{{/* The S3 key pairs of the Secret when config.s3.credentials is static, none for the AWS chain. */}}
+{{- define "tally.s3SecretEnv" -}}
+{{- if eq .Values.config.s3.credentials "static" -}}
+S3_ACCESS_KEY_ID=s3AccessKeyID S3_SECRET_ACCESS_KEY=s3SecretAccessKey
+{{- else if ne .Values.config.s3.credentials "chain" -}}
+{{- fail "config.s3.credentials must be static or chain" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pod's service account: serviceAccountName when set (e.g. for IRSA), and no API token. */}}
+{{- define "tally.serviceAccount" -}}
+{{- with .Values.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
+automountServiceAccountToken: false
 {{- end -}}
