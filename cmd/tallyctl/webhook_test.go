@@ -161,8 +161,8 @@ func TestWebhookDeliveriesShowsRetries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	w, err := worker.New(b.ctx, worker.Opts{Pool: b.pool, Store: store, Portal: portal, PseudonymKeys: tallytest.PseudonymKeys(t),
 		Logger: logger, JobTimeout: 10 * time.Second, ShutdownTimeout: time.Second, FetchPollInterval: 100 * time.Millisecond,
 		TestOnly: true, WebhookSealer: tallytest.WebhookSealer(t), WebhookGuard: b.urlPolicy.Guard,
@@ -232,16 +232,23 @@ func TestWebhookDeliveriesShowsRetries(t *testing.T) {
 	}
 }
 
-// lockedWriter serializes writes from the worker's goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+// lockedBuffer is a log buffer that the worker's goroutines write while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // webhookLines keeps the log lines about webhooks.
