@@ -485,13 +485,6 @@ func TestRunChainsActivityEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 5
-	for i := range n {
-		if err := db.CreateReportEvent(ctx, b.pool, rep, db.EventReportDownloaded, user.ID, map[string]any{"i": i}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
 	opts := b.opts(t)
 	opts.ChainInterval = 50 * time.Millisecond
 	w, err := worker.New(ctx, opts)
@@ -509,6 +502,29 @@ func TestRunChainsActivityEvents(t *testing.T) {
 	}()
 	srv := httptest.NewServer(w.Handler())
 	defer srv.Close()
+
+	// checkpoint_activity runs on start and chains too: wait until it is done
+	// (its next run is CheckpointInterval away), so that what chains the
+	// events written next is the worker's loop.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var done bool
+		if err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = $1 AND state = 'completed')`,
+			jobs.CheckpointActivityArgs{}.Kind()).Scan(&done); err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("checkpoint_activity did not complete in 30 s")
+		}
+	}
+	const n = 5
+	for i := range n {
+		if err := db.CreateReportEvent(ctx, b.pool, rep, db.EventReportDownloaded, user.ID, map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
