@@ -127,7 +127,13 @@ type ScopeRow struct {
 // StreamScope calls fn for every transaction in the scope, in report order,
 // holding one row in memory at a time.
 func StreamScope(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeRow) error) error {
-	rows, err := q.Query(ctx, ScopeOrderedSQL, s.queryArgs()...)
+	return streamScopeRows(ctx, q, ScopeOrderedSQL, s.queryArgs(), fn)
+}
+
+// streamScopeRows runs a scope query (ScopeOrderedSQL's columns) and calls fn
+// for every row, reusing one ScopeRow.
+func streamScopeRows(ctx context.Context, q DBTX, sql string, args []any, fn func(*ScopeRow) error) error {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return fmt.Errorf("querying scope: %w", translate(err))
 	}
@@ -180,25 +186,7 @@ func StreamScopeRange(ctx context.Context, q DBTX, s ScopeParams, from, to *Grou
 			args = append(args, k.ContractID, k.Currency, k.Kind)
 		}
 	}
-	rows, err := q.Query(ctx, scopeRangeSQL, args...)
-	if err != nil {
-		return fmt.Errorf("querying scope: %w", translate(err))
-	}
-	defer rows.Close()
-	var r ScopeRow
-	for rows.Next() {
-		if err := rows.Scan(&r.ContractID, &r.Currency, &r.Kind, &r.OccurredAt, &r.ExternalID,
-			&r.Counterparty, &r.Description, &r.AmountMinor); err != nil {
-			return fmt.Errorf("scanning scope row: %w", err)
-		}
-		if err := fn(&r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading scope: %w", translate(err))
-	}
-	return nil
+	return streamScopeRows(ctx, q, scopeRangeSQL, args, fn)
 }
 
 // scopeSampleRows is about how many rows of the table ScopeSplitKeys samples.

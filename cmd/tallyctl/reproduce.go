@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/jobs"
+	"github.com/tally-compliance/tally/report"
+	"github.com/tally-compliance/tally/storage"
 )
 
 func newReportCmd(d *deps) *cobra.Command {
@@ -26,27 +31,11 @@ first differing byte offset (exit non-zero). Nothing is written.`,
 		Example: `  tallyctl report reproduce rpt_01j…`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !db.ValidID(db.PrefixReport, args[0]) {
-				return fmt.Errorf("%q is not a report id (rpt_…)", args[0])
-			}
-			ctx := cmd.Context()
-			pool, err := d.db(ctx)
+			rb, err := d.rebuildDeps(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			store, err := d.openStore()
-			if err != nil {
-				return err
-			}
-			portal, err := d.loadPortal()
-			if err != nil {
-				return err
-			}
-			keys, err := d.pseudonymKeys()
-			if err != nil {
-				return err
-			}
-			r, err := jobs.Reproduce(ctx, pool, store, portal, keys, args[0])
+			r, err := jobs.Reproduce(cmd.Context(), rb.pool, rb.store, rb.portal, rb.keys, args[0])
 			if err != nil {
 				return err
 			}
@@ -75,27 +64,11 @@ with (TALLY_PSEUDONYM_KEY and TALLY_PSEUDONYM_RETIRED_KEYS, or the key file).`,
   psql "$DATABASE_URL" -Atc "SELECT id FROM reports WHERE status = 'ready'" | xargs -n1 tallyctl report restore`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !db.ValidID(db.PrefixReport, args[0]) {
-				return fmt.Errorf("%q is not a report id (rpt_…)", args[0])
-			}
-			ctx := cmd.Context()
-			pool, err := d.db(ctx)
+			rb, err := d.rebuildDeps(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			store, err := d.openStore()
-			if err != nil {
-				return err
-			}
-			portal, err := d.loadPortal()
-			if err != nil {
-				return err
-			}
-			keys, err := d.pseudonymKeys()
-			if err != nil {
-				return err
-			}
-			r, err := jobs.Restore(ctx, pool, store, portal, keys, args[0])
+			r, err := jobs.Restore(cmd.Context(), rb.pool, rb.store, rb.portal, rb.keys, args[0])
 			if err != nil {
 				return err
 			}
@@ -107,4 +80,37 @@ with (TALLY_PSEUDONYM_KEY and TALLY_PSEUDONYM_RETIRED_KEYS, or the key file).`,
 			return nil
 		},
 	}
+}
+
+// rebuild is what rebuilding a report from its snapshot needs (report
+// reproduce and report restore).
+type rebuild struct {
+	pool   *pgxpool.Pool
+	store  *storage.Store
+	portal *config.Portal
+	keys   *report.PseudonymKeys
+}
+
+// rebuildDeps checks the report id and opens what rebuilding it needs.
+func (d *deps) rebuildDeps(ctx context.Context, reportID string) (*rebuild, error) {
+	if !db.ValidID(db.PrefixReport, reportID) {
+		return nil, fmt.Errorf("%q is not a report id (rpt_…)", reportID)
+	}
+	var (
+		rb  rebuild
+		err error
+	)
+	if rb.pool, err = d.db(ctx); err != nil {
+		return nil, err
+	}
+	if rb.store, err = d.openStore(); err != nil {
+		return nil, err
+	}
+	if rb.portal, err = d.loadPortal(); err != nil {
+		return nil, err
+	}
+	if rb.keys, err = d.pseudonymKeys(); err != nil {
+		return nil, err
+	}
+	return &rb, nil
 }
