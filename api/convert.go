@@ -1,9 +1,6 @@
 package api
 
-import (
-	"github.com/tally-compliance/tally/db"
-	"github.com/tally-compliance/tally/view"
-)
+import "github.com/tally-compliance/tally/view"
 
 // Report is the report object of the API (package view builds it, the same
 // for webhook payloads). It never carries a storage URL or object key.
@@ -11,9 +8,3 @@ type Report = view.Report
 
 // ReportError says why a report is failed, canceled or expired.
 type ReportError = view.ReportError
-
-// toAPIReportFor converts a report for a caller: with its content-derived
-// fields when content is true, without them otherwise.
-func toAPIReportFor(r *db.Report, content bool) Report { return view.ReportFor(r, content) }
-
-func toAPIReports(rs []db.Report, content bool) []Report { return view.Reports(rs, content) }

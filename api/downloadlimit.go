@@ -24,47 +24,61 @@ import (
 // since nobody knows when a running stream ends.
 const downloadRetryAfter = "5"
 
-// downloadLimiter counts the downloads streaming at once per user and per
-// organization.
-type downloadLimiter struct {
-	mu      sync.Mutex
-	perUser int
-	perOrg  int
-	users   map[string]int
-	orgs    map[string]int
+// slotLimiter caps how many requests hold a slot at once, per key, along one
+// or more dimensions (downloads: per user and per organization; waits: per
+// user). A slot is taken in every dimension or in none.
+type slotLimiter struct {
+	mu   sync.Mutex
+	dims []slotDim
 }
 
-func newDownloadLimiter(perUser, perOrg int) *downloadLimiter {
-	return &downloadLimiter{perUser: perUser, perOrg: perOrg, users: map[string]int{}, orgs: map[string]int{}}
+// slotDim is one dimension of a slotLimiter: its name (said in the 429), its
+// cap per key, and the slots each key holds.
+type slotDim struct {
+	name  string
+	limit int
+	held  map[string]int
 }
 
-// acquire takes a stream slot of userID and of orgID. It returns the function
-// giving them back, or the name of the limit ("user" or "organization") that
-// is full.
-func (l *downloadLimiter) acquire(userID, orgID string) (release func(), full string) {
+func newSlotLimiter(dims ...slotDim) *slotLimiter {
+	for i := range dims {
+		dims[i].held = map[string]int{}
+	}
+	return &slotLimiter{dims: dims}
+}
+
+// acquire takes a slot of keys[i] in dimension i, for every dimension. It
+// returns the function giving them back (once), or the name of the first
+// dimension that is full.
+func (l *slotLimiter) acquire(keys ...string) (release func(), full string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
-	case l.users[userID] >= l.perUser:
-		return nil, "user"
-	case l.orgs[orgID] >= l.perOrg:
-		return nil, "organization"
+	for i, d := range l.dims {
+		if d.held[keys[i]] >= d.limit {
+			return nil, d.name
+		}
 	}
-	l.users[userID]++
-	l.orgs[orgID]++
+	for i, d := range l.dims {
+		d.held[keys[i]]++
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			if l.users[userID]--; l.users[userID] <= 0 {
-				delete(l.users, userID)
-			}
-			if l.orgs[orgID]--; l.orgs[orgID] <= 0 {
-				delete(l.orgs, orgID)
+			for i, d := range l.dims {
+				if d.held[keys[i]]--; d.held[keys[i]] <= 0 {
+					delete(d.held, keys[i])
+				}
 			}
 		})
 	}, ""
+}
+
+// newDownloadLimiter counts the downloads streaming at once per user and per
+// organization.
+func newDownloadLimiter(perUser, perOrg int) *slotLimiter {
+	return newSlotLimiter(slotDim{name: "user", limit: perUser}, slotDim{name: "organization", limit: perOrg})
 }
 
 // admitDownload takes a stream slot for a GET download of p, or answers 429

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/view"
 )
 
 // streamChunk is how many bytes of a streamed list are buffered before
@@ -44,15 +45,10 @@ func (s *Server) streamReports(c echo.Context, params db.ListReportsParams, filt
 		sum := sha256.New()
 		fmt.Fprintf(sum, "all\x00%s\x00%s\x00%t\x00%d\x00%s\x00%s", params.OrgID, filter, content,
 			stamp.Count, stamp.MaxUpdatedAt.UTC().Format("2006-01-02T15:04:05.999999Z"), stamp.RowSum)
-		etag := `W/"` + fmt.Sprintf("%x", sum.Sum(nil)[:16]) + `"`
-		h := c.Response().Header()
-		h.Set("ETag", etag)
-		h.Set("Cache-Control", "private, no-cache")
-		h.Set("Vary", "Authorization")
-		if etagMatches(c.Request().Header.Get("If-None-Match"), etag) {
+		if notModified(c, sum.Sum(nil), "Authorization") {
 			return c.NoContent(http.StatusNotModified)
 		}
-		h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+		c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 		c.Response().WriteHeader(http.StatusOK)
 		committed = true
 
@@ -65,7 +61,7 @@ func (s *Server) streamReports(c echo.Context, params db.ListReportsParams, filt
 				_ = w.WriteByte(',')
 			}
 			first = false
-			if err := enc.Encode(toAPIReportFor(r, content)); err != nil {
+			if err := enc.Encode(view.ReportFor(r, content)); err != nil {
 				return err
 			}
 			if w.Buffered() >= streamChunk {

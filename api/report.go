@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/tally-compliance/tally/config"
 	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/view"
 )
 
 // getAppReport handles GET /api/applications/:foreignId/reports/:reportId.
@@ -68,11 +68,11 @@ func (s *Server) getReport(c echo.Context, applicationID string) error {
 		return s.answerReport(c, r)
 	}
 
-	release, ok := s.waits.acquire(p.User.ID)
-	if !ok {
+	release, full := s.waits.acquire(p.User.ID)
+	if release == nil {
 		s.metrics.waitsRefused.Inc()
 		return &Error{Status: http.StatusTooManyRequests, Code: CodeTooManyWaits,
-			Message: fmt.Sprintf("at most %d requests of one user may wait at once", s.waits.perUser),
+			Message: fmt.Sprintf("at most %d requests of one %s may wait at once", s.waitsPerUser, full),
 			Headers: map[string]string{"Retry-After": "1"}}
 	}
 	defer release()
@@ -161,50 +161,13 @@ func (s *Server) loadReport(ctx context.Context, params db.GetReportParams) (*db
 // answerReport writes a report object as the caller may see it, with a
 // weak ETag over the body, or 304 when If-None-Match matches it.
 func (s *Server) answerReport(c echo.Context, r *db.Report) error {
-	body, err := json.Marshal(toAPIReportFor(r, mayDownload(c)))
+	body, err := json.Marshal(view.ReportFor(r, mayDownload(c)))
 	if err != nil {
 		return err
 	}
 	sum := sha256.Sum256(body)
-	etag := fmt.Sprintf(`W/"%x"`, sum[:16])
-	h := c.Response().Header()
-	h.Set("ETag", etag)
-	h.Set("Cache-Control", "private, no-cache")
-	h.Set("Vary", "Authorization, Prefer")
-	if etagMatches(c.Request().Header.Get("If-None-Match"), etag) {
+	if notModified(c, sum[:], "Authorization, Prefer") {
 		return c.NoContent(http.StatusNotModified)
 	}
 	return c.JSONBlob(http.StatusOK, body)
-}
-
-// waitLimiter counts the requests of each user waiting at once.
-type waitLimiter struct {
-	mu      sync.Mutex
-	perUser int
-	users   map[string]int
-}
-
-func newWaitLimiter(perUser int) *waitLimiter {
-	return &waitLimiter{perUser: perUser, users: map[string]int{}}
-}
-
-// acquire takes a wait slot of userID, or reports false when the user holds
-// them all. release gives it back (once).
-func (l *waitLimiter) acquire(userID string) (release func(), ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.users[userID] >= l.perUser {
-		return nil, false
-	}
-	l.users[userID]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if l.users[userID]--; l.users[userID] <= 0 {
-				delete(l.users, userID)
-			}
-		})
-	}, true
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tally-compliance/tally/db"
 	"github.com/tally-compliance/tally/jobs"
+	"github.com/tally-compliance/tally/view"
 )
 
 // createReport handles POST /api/applications/:foreignId/case-reports: it
@@ -92,7 +93,7 @@ func (s *Server) createReport(c echo.Context) error {
 	s.metrics.created.WithLabelValues(report.Type).Inc()
 	s.logger.InfoContext(ctx, "report created", slog.String("request_id", requestID(c)),
 		slog.String("report_id", report.ID), slog.String("type", report.Type), slog.String("case_id", cs.ID))
-	return c.JSON(http.StatusAccepted, toAPIReportFor(report, mayDownload(c)))
+	return c.JSON(http.StatusAccepted, view.ReportFor(report, mayDownload(c)))
 }
 
 // replayed answers with the report an earlier request with the same
@@ -100,7 +101,7 @@ func (s *Server) createReport(c echo.Context) error {
 // may download it.
 func replayed(c echo.Context, r *db.Report) error {
 	c.Response().Header().Set("Idempotent-Replayed", "true")
-	return c.JSON(http.StatusAccepted, toAPIReportFor(r, mayDownload(c)))
+	return c.JSON(http.StatusAccepted, view.ReportFor(r, mayDownload(c)))
 }
 
 func validIdempotencyKey(k string) bool {
@@ -278,7 +279,7 @@ func (s *Server) listReports(c echo.Context, applicationID, path string) error {
 		next.Set("cursor", encodeCursor(&reports[len(reports)-1], filter))
 		h.Set("Link", "<"+path+"?"+next.Encode()+`>; rel="next"`)
 	}
-	body, err := json.Marshal(toAPIReports(reports, mayDownload(c)))
+	body, err := json.Marshal(view.Reports(reports, mayDownload(c)))
 	if err != nil {
 		return err
 	}
@@ -287,14 +288,23 @@ func (s *Server) listReports(c echo.Context, applicationID, path string) error {
 	sum := sha256.New()
 	sum.Write(body)
 	sum.Write([]byte(h.Get("Link")))
-	etag := `W/"` + fmt.Sprintf("%x", sum.Sum(nil)[:16]) + `"`
-	h.Set("ETag", etag)
-	h.Set("Cache-Control", "private, no-cache")
-	h.Set("Vary", "Authorization")
-	if etagMatches(c.Request().Header.Get("If-None-Match"), etag) {
+	if notModified(c, sum.Sum(nil), "Authorization") {
 		return c.NoContent(http.StatusNotModified)
 	}
 	return c.JSONBlob(http.StatusOK, body)
+}
+
+// notModified sets the weak ETag made of the first 16 bytes of sum and the
+// cache headers of a report answer (private, revalidated, varying with the
+// headers in vary), and reports whether the request's If-None-Match matches
+// that ETag: then the caller answers 304.
+func notModified(c echo.Context, sum []byte, vary string) bool {
+	etag := fmt.Sprintf(`W/"%x"`, sum[:16])
+	h := c.Response().Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "private, no-cache")
+	h.Set("Vary", vary)
+	return etagMatches(c.Request().Header.Get("If-None-Match"), etag)
 }
 
 // etagMatches implements If-None-Match's weak comparison.

@@ -90,7 +90,7 @@ type Server struct {
 	registry        *prometheus.Registry
 	limiter         *keyedLimiter
 	adminFailures   *keyedLimiter
-	downloads       *downloadLimiter
+	downloads       *slotLimiter
 	minRate         int64
 	stallTimeout    time.Duration
 	slots           chan struct{}
@@ -107,7 +107,8 @@ type Server struct {
 	admin           *echo.Echo
 	now             func() time.Time
 	watcher         *db.Watcher
-	waits           *waitLimiter
+	waits           *slotLimiter // per user, waitsPerUser each
+	waitsPerUser    int
 	stopping        chan struct{}
 	stopOnce        sync.Once
 	telemetry       *telemetry.Telemetry
@@ -159,11 +160,11 @@ func New(opts Opts) (*Server, error) {
 		perOrg = config.DefaultDownloadsPerOrg
 	}
 	s.downloads = newDownloadLimiter(perUser, perOrg)
-	waitsPerUser := opts.WaitsPerUser
-	if waitsPerUser <= 0 {
-		waitsPerUser = config.DefaultWaitsPerUser
+	s.waitsPerUser = opts.WaitsPerUser
+	if s.waitsPerUser <= 0 {
+		s.waitsPerUser = config.DefaultWaitsPerUser
 	}
-	s.waits = newWaitLimiter(waitsPerUser)
+	s.waits = newSlotLimiter(slotDim{name: "user", limit: s.waitsPerUser})
 	s.stopping = make(chan struct{})
 	s.watcher = db.NewWatcher(opts.Pool.Config().ConnConfig, &db.WatcherOpts{Logger: s.logger})
 	if s.now == nil {
