@@ -37,32 +37,7 @@ die() {
 [[ -n ${TALLY_TEST_DATABASE_URL:-} ]] ||
 	die "TALLY_TEST_DATABASE_URL is not set (run 'make test-s3-compat', or eval \"\$(scripts/services.sh up)\" first)"
 
-build() {
-	[[ -x $vgw_bin ]] && return 0
-	mkdir -p "$cache/bin"
-	# One build per machine: another checkout building the same version is waited for.
-	exec 9>"$cache/versitygw-build.lock"
-	if ! flock -n 9; then
-		log "waiting for another build of versitygw ($cache/versitygw-build.lock)"
-		flock 9
-	fi
-	if [[ ! -x $vgw_bin ]]; then
-		command -v go >/dev/null || die "go not found: needed to build versitygw"
-		log "building versitygw $vgw_version (first time, a few minutes) into $cache/bin"
-		local tmp
-		tmp=$(mktemp -d "$cache/bin/.versitygw-build.XXXXXX")
-		# Outside the repository, so that its go.mod and GOFLAGS cannot interfere; into a
-		# temporary directory first, so that a killed build leaves no half-written binary.
-		(cd "$cache" && GOFLAGS= GOBIN="$tmp" go install "$vgw_module/cmd/versitygw@$vgw_version") 9>&- >&2 || {
-			rm -rf "$tmp"
-			die "building versitygw failed"
-		}
-		mv "$tmp/versitygw" "$vgw_bin"
-		rm -rf "$tmp"
-		log "built $vgw_bin"
-	fi
-	exec 9>&-
-}
+build() { "$repo/scripts/gotool.sh" "versitygw-$vgw_version" "$vgw_module/cmd/versitygw@$vgw_version" >/dev/null; }
 
 port_in_use() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 

@@ -161,25 +161,15 @@ postgres_down() {
 
 minio_build() {
 	[[ -x $minio_bin ]] && return 0
-	lock_machine minio-build
-	# A build that was started without this script (or before the lock existed) is waited for
-	# rather than duplicated.
+	# A build that was started without scripts/gotool.sh (by hand) is waited for rather than
+	# duplicated; gotool.sh's own lock serializes the builds it runs.
 	local waited=0
 	while pgrep -f "go install $minio_module@" >/dev/null; do
 		((waited % 30 == 0)) && log "waiting for a MinIO build already running (${waited}s)"
 		sleep 5
 		waited=$((waited + 5))
 	done
-	if [[ ! -x $minio_bin ]]; then
-		command -v go >/dev/null || die "go not found: needed to build MinIO"
-		log "building MinIO (first time, ~4 min) into $cache/bin"
-		mkdir -p "$cache/bin"
-		# Run outside the repository so its go.mod and any GOFLAGS cannot interfere.
-		(cd "$cache" && GOFLAGS= GOBIN="$cache/bin" go install "$minio_module@$minio_version") 9>&- >&2 ||
-			die "building MinIO failed"
-		log "built $minio_bin"
-	fi
-	unlock_machine
+	"$repo/scripts/gotool.sh" minio "$minio_module@$minio_version" >/dev/null
 	[[ -x $minio_bin ]] || die "MinIO binary missing at $minio_bin"
 }
 
