@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -108,33 +110,12 @@ func TestWebhooksDeliveredOnceAfterFailuresAndRestart(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := b.ctx
-	org, err := db.CreateOrganization(ctx, b.pool, "Org")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := db.CreateApplication(ctx, b.pool, db.CreateApplicationParams{OrgID: org.ID, ForeignID: "app", Name: "App"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	org, app, user := b.tenant(t)
 	otherApp, err := db.CreateApplication(ctx, b.pool, db.CreateApplicationParams{OrgID: org.ID, ForeignID: "other", Name: "Other"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, err := db.CreateUser(ctx, b.pool, db.CreateUserParams{OrgID: org.ID, Email: "a@example.com", Name: "A"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	c, err := db.CreateCase(ctx, b.pool, db.CreateCaseParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0),
-		AccessWindowStart: time.Now().Add(-time.Hour), AccessWindowEnd: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherCase, err := db.CreateCase(ctx, b.pool, db.CreateCaseParams{ApplicationID: otherApp.ID, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0),
-		AccessWindowStart: time.Now().Add(-time.Hour), AccessWindowEnd: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, otherCase := b.openCase(t, app), b.openCase(t, otherApp)
 
 	sealer := tallytest.WebhookSealer(t)
 	addEndpoint := func(a *db.Application, url string, secret []byte) *db.WebhookEndpoint {
@@ -201,11 +182,16 @@ func TestWebhooksDeliveredOnceAfterFailuresAndRestart(t *testing.T) {
 			}
 		}
 	}
-	deliveryOf := func(reportID, endpointID string) *db.WebhookDelivery {
+	// findDelivery is the delivery of a report to an endpoint, nil while the
+	// report has not reached ready or failed (none is enqueued yet).
+	findDelivery := func(reportID, endpointID string) *db.WebhookDelivery {
 		t.Helper()
 		var id string
 		err := b.pool.QueryRow(ctx, `SELECT id FROM webhook_deliveries WHERE report_id = $1 AND endpoint_id = $2`,
 			reportID, endpointID).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
 		if err != nil {
 			t.Fatalf("delivery of %s to %s: %v", reportID, endpointID, err)
 		}
@@ -215,6 +201,23 @@ func TestWebhooksDeliveredOnceAfterFailuresAndRestart(t *testing.T) {
 		}
 		return d
 	}
+	deliveryOf := func(reportID, endpointID string) *db.WebhookDelivery {
+		t.Helper()
+		d := findDelivery(reportID, endpointID)
+		if d == nil {
+			t.Fatalf("no delivery of %s to %s", reportID, endpointID)
+		}
+		return d
+	}
+	// deliveryIs waits until the delivery exists and cond holds for it.
+	deliveryIs := func(reportID, endpointID string, cond func(*db.WebhookDelivery) bool) func() bool {
+		return func() bool {
+			d := findDelivery(reportID, endpointID)
+			return d != nil && cond(d)
+		}
+	}
+	succeeded := func(d *db.WebhookDelivery) bool { return d.Status == db.DeliverySucceeded }
+	attempted := func(d *db.WebhookDelivery) bool { return d.Attempts >= 1 }
 
 	summary, _ := b.portal.ReportType("transaction_summary")
 	ready := newReport(app, c, summary)
@@ -259,21 +262,17 @@ func TestWebhooksDeliveredOnceAfterFailuresAndRestart(t *testing.T) {
 	}
 	go func() { done <- w2.Run(runCtx) }()
 	for _, r := range []*db.Report{ready, failed} {
-		waitFor("the delivery of "+r.ID, func() bool { return deliveryOf(r.ID, mainEP.ID).Status == db.DeliverySucceeded })
+		waitFor("the delivery of "+r.ID, deliveryIs(r.ID, mainEP.ID, succeeded))
 	}
-	waitFor("the other application's delivery", func() bool {
-		return deliveryOf(otherReady.ID, otherEP.ID).Status == db.DeliverySucceeded
-	})
-	waitFor("a redirect attempt and a refused attempt", func() bool {
-		return deliveryOf(ready.ID, redirectEP.ID).Attempts >= 1 && deliveryOf(ready.ID, privateEP.ID).Attempts >= 1
-	})
+	waitFor("the other application's delivery", deliveryIs(otherReady.ID, otherEP.ID, succeeded))
+	waitFor("a redirect attempt", deliveryIs(ready.ID, redirectEP.ID, attempted))
+	waitFor("a refused attempt", deliveryIs(ready.ID, privateEP.ID, attempted))
 	// Disabling an endpoint cancels its pending deliveries at their next turn.
 	if _, err := db.DisableWebhookEndpoint(ctx, b.pool, redirectEP.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the disabled endpoint's delivery to be canceled", func() bool {
-		return deliveryOf(ready.ID, redirectEP.ID).Status == db.DeliveryCanceled
-	})
+	waitFor("the disabled endpoint's delivery to be canceled", deliveryIs(ready.ID, redirectEP.ID,
+		func(d *db.WebhookDelivery) bool { return d.Status == db.DeliveryCanceled }))
 	srv := httptest.NewServer(w2.Handler())
 	defer srv.Close()
 	_, metrics := get(t, srv.URL+"/metrics")

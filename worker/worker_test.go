@@ -91,6 +91,37 @@ func setup(t *testing.T) *testBundle {
 	return b
 }
 
+// tenant creates an organization with an application ("app") and a user.
+func (b *testBundle) tenant(t *testing.T) (*db.Organization, *db.Application, *db.User) {
+	t.Helper()
+	org, err := db.CreateOrganization(b.ctx, b.pool, "Org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := db.CreateApplication(b.ctx, b.pool, db.CreateApplicationParams{OrgID: org.ID, ForeignID: "app", Name: "App"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := db.CreateUser(b.ctx, b.pool, db.CreateUserParams{OrgID: org.ID, Email: "a@example.com", Name: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return org, app, user
+}
+
+// openCase creates a case of app for January 2025 whose access window is
+// open now.
+func (b *testBundle) openCase(t *testing.T, app *db.Application) *db.Case {
+	t.Helper()
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c, err := db.CreateCase(b.ctx, b.pool, db.CreateCaseParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0),
+		AccessWindowStart: time.Now().Add(-time.Hour), AccessWindowEnd: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func (b *testBundle) opts(t *testing.T) worker.Opts {
 	return worker.Opts{Pool: b.pool, Store: b.store, Portal: b.portal, PseudonymKeys: tallytest.PseudonymKeys(t),
 		Logger:     slog.New(levelHandler{tallytest.Logger(t).Handler(), slog.LevelInfo}),
@@ -315,24 +346,8 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := b.ctx
-	org, err := db.CreateOrganization(ctx, b.pool, "Org")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := db.CreateApplication(ctx, b.pool, db.CreateApplicationParams{OrgID: org.ID, ForeignID: "app", Name: "App"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, err := db.CreateUser(ctx, b.pool, db.CreateUserParams{OrgID: org.ID, Email: "a@example.com", Name: "A"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	c, err := db.CreateCase(ctx, b.pool, db.CreateCaseParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0),
-		AccessWindowStart: time.Now().Add(-time.Hour), AccessWindowEnd: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, app, user := b.tenant(t)
+	c := b.openCase(t, app)
 	inserter, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -462,24 +477,8 @@ func TestRunChainsActivityEvents(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := b.ctx
-	org, err := db.CreateOrganization(ctx, b.pool, "Org")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := db.CreateApplication(ctx, b.pool, db.CreateApplicationParams{OrgID: org.ID, ForeignID: "app", Name: "App"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, err := db.CreateUser(ctx, b.pool, db.CreateUserParams{OrgID: org.ID, Email: "a@example.com", Name: "A"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	c, err := db.CreateCase(ctx, b.pool, db.CreateCaseParams{ApplicationID: app.ID, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0),
-		AccessWindowStart: time.Now().Add(-time.Hour), AccessWindowEnd: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	org, app, user := b.tenant(t)
+	c := b.openCase(t, app)
 	rep, err := db.CreateReport(ctx, b.pool, db.CreateReportParams{OrgID: org.ID, ApplicationID: app.ID, CaseID: c.ID,
 		Type: "transaction_summary", Metadata: map[string]any{"case_id": c.ID}, CreatedBy: user.ID})
 	if err != nil {
