@@ -1,0 +1,348 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tally-compliance/tally/db"
+	"github.com/tally-compliance/tally/report"
+)
+
+// A large scope's report order (contract, currency, kind, occurred_at, id)
+// is not its table's: rows are stored as they were ingested, in time order,
+// so reading the scope in report order, by the index, fetches its rows all
+// over the table one at a time, and the database's sort of the whole scope
+// (COPY's plan) spills to disk. Instead, writeSpilled reads the scope once
+// in the order the database reads it fastest, puts each row into the bucket
+// of its group (consecutive groups of about rangeRows rows, cut from the
+// database's own count of every group, in report order) kept in a temporary
+// file, and then sorts and formats the buckets, several at once, writing
+// them out in order. The sort within a bucket is by (group, occurred_at,
+// id): the groups' order is the database's (its collation), and the rest
+// compares integers, so the file has the bytes of the sequential writer.
+const (
+	// bucketGroupRowsMax, times rangeRows, is the largest group a bucket
+	// sorts in memory; a scope with a larger group is read in ranges.
+	bucketGroupRowsMax = 4
+	// spillBufferBytes is about how much the buckets buffer, all together,
+	// before their bytes go to the file.
+	spillBufferBytes = 4 << 20
+	// spillChunkMin and spillChunkMax bound one bucket's buffer.
+	spillChunkMin, spillChunkMax = 16 << 10, 256 << 10
+	// bucketBlocks is how many segmentBlock blocks a bucket that is not
+	// next holds before its worker waits: formatting a bucket outruns the
+	// upload, and a waiting worker holds no connection.
+	bucketBlocks = 4
+)
+
+// errCannotSpill says that writeSpilled wrote nothing and the scope is to
+// be read another way.
+var errCannotSpill = errors.New("the scope cannot be spilled")
+
+// spillDir, when set, is the directory of the temporary files instead of
+// os.TempDir (tests).
+var spillDir atomic.Pointer[string]
+
+// spilledScopes counts the scopes written from a spill.
+var spilledScopes atomic.Int64
+
+// writeSpilled writes the transaction summary of the scope sq read on tx
+// (a snapshot transaction), formatting up to workers buckets at once;
+// release, called once the scope is read, gives back the connections. It
+// returns errCannotSpill, having written nothing to out, when the scope
+// has a group too large for a bucket or no temporary file can hold it.
+func writeSpilled(ctx context.Context, tx pgx.Tx, sq db.ScopeParams, opts report.SummaryOpts, out io.Writer, workers int, release func()) (report.Summary, error) {
+	sp, err := newSpill(ctx, tx, sq, cmp.Or(rangeRowsOverride.Load(), rangeRows))
+	if err != nil {
+		return report.Summary{}, err
+	}
+	defer sp.close()
+	if err := db.StreamScopeUnordered(ctx, tx, sq, sp.add); err != nil {
+		if errors.Is(err, errCannotSpill) {
+			return report.Summary{}, err
+		}
+		return report.Summary{}, fmt.Errorf("spilling the scope: %w", err)
+	}
+	if err := sp.finish(); err != nil {
+		return report.Summary{}, err
+	}
+	release()
+	spilledScopes.Add(1)
+	return writeSegments(ctx, out, opts, len(sp.buckets), workers, bucketBlocks, func(_ context.Context, _, i int, emit func(*report.Transaction) error) error {
+		return sp.emit(i, opts.CounterpartyNames, emit)
+	})
+}
+
+// spill holds a scope's rows in buckets of whole groups, in a temporary
+// file that is unlinked once created.
+type spill struct {
+	f       *os.File
+	off     int64 // the file's size
+	groups  []db.ScopeGroup
+	index   map[string]int32 // group key (contract NUL currency NUL kind) → group
+	bucket  []int32          // group → bucket
+	buckets []*spillBucket
+	chunk   int
+	key     []byte
+}
+
+// spillBucket is one bucket: consecutive groups, rows as the scope's
+// groups counted them, the file's chunks that hold them, and the bytes not
+// yet in the file.
+type spillBucket struct {
+	first, end int32 // its groups
+	rows, seen int64
+	buf        []byte
+	chunks     []spillChunk
+	size       int64
+}
+
+type spillChunk struct {
+	off int64
+	n   int
+}
+
+// newSpill counts the scope's groups (db.StreamScopeGroups, in report
+// order) and cuts them into buckets of about rowsPerBucket rows.
+func newSpill(ctx context.Context, tx pgx.Tx, sq db.ScopeParams, rowsPerBucket int64) (*spill, error) {
+	sp := &spill{index: make(map[string]int32)}
+	var largest int64
+	err := db.StreamScopeGroups(ctx, tx, sq, func(g *db.ScopeGroup) error {
+		sp.groups = append(sp.groups, *g)
+		largest = max(largest, g.Count)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("counting the scope's groups: %w", err)
+	}
+	if largest > bucketGroupRowsMax*rowsPerBucket {
+		return nil, errCannotSpill
+	}
+	var cur *spillBucket
+	for i, g := range sp.groups {
+		if cur == nil || cur.rows >= rowsPerBucket {
+			cur = &spillBucket{first: int32(i)}
+			sp.buckets = append(sp.buckets, cur)
+		}
+		cur.rows += g.Count
+		cur.end = int32(i) + 1
+		sp.bucket = append(sp.bucket, int32(len(sp.buckets)-1))
+		sp.index[groupKey(g.ContractID, g.Currency, g.Kind)] = int32(i)
+	}
+	if len(sp.buckets) == 0 {
+		sp.buckets = append(sp.buckets, &spillBucket{}) // an empty scope: one empty segment
+	}
+	sp.chunk = min(max(spillBufferBytes/len(sp.buckets), spillChunkMin), spillChunkMax)
+	dir := ""
+	if d := spillDir.Load(); d != nil {
+		dir = *d
+	}
+	f, err := os.CreateTemp(dir, "tally-scope-*")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errCannotSpill, err)
+	}
+	// Unlinked at once: the file goes when it is closed, or with the process.
+	_ = os.Remove(f.Name())
+	sp.f = f
+	return sp, nil
+}
+
+// groupKey is the key of a group in spill.index.
+func groupKey(contract, currency, kind string) string {
+	return contract + "\x00" + currency + "\x00" + kind
+}
+
+// add puts one row into its group's bucket: the group, occurred_at, id and
+// amount, then the external id, counterparty and description, each after
+// its length.
+func (sp *spill) add(r *db.ScopeRawRow) error {
+	k := append(sp.key[:0], r.ContractID...)
+	k = append(k, 0)
+	k = append(k, r.Currency...)
+	k = append(k, 0)
+	k = append(k, r.Kind...)
+	sp.key = k
+	g, ok := sp.index[string(k)]
+	if !ok {
+		return fmt.Errorf("a row of group %q, which the scope's groups do not hold", k)
+	}
+	b := sp.buckets[sp.bucket[g]]
+	if b.buf == nil {
+		b.buf = make([]byte, 0, sp.chunk+1024)
+	}
+	buf := binary.AppendUvarint(b.buf, uint64(g))
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.OccurredAtMicros))
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.ID))
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.AmountMinor))
+	for _, s := range [3][]byte{r.ExternalID, r.Counterparty, r.Description} {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
+	b.buf = buf
+	b.seen++
+	if len(buf) >= sp.chunk {
+		return sp.flush(b)
+	}
+	return nil
+}
+
+// flush writes a bucket's buffer to the file.
+func (sp *spill) flush(b *spillBucket) error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	if _, err := sp.f.Write(b.buf); err != nil {
+		return fmt.Errorf("%w: %w", errCannotSpill, err)
+	}
+	b.chunks = append(b.chunks, spillChunk{off: sp.off, n: len(b.buf)})
+	sp.off += int64(len(b.buf))
+	b.size += int64(len(b.buf))
+	b.buf = b.buf[:0]
+	return nil
+}
+
+// finish writes what the buckets still buffer and checks that each holds
+// the rows its groups counted.
+func (sp *spill) finish() error {
+	for i, b := range sp.buckets {
+		if err := sp.flush(b); err != nil {
+			return err
+		}
+		b.buf = nil
+		if b.seen != b.rows {
+			return fmt.Errorf("bucket %d: read %d rows, its groups counted %d", i, b.seen, b.rows)
+		}
+	}
+	return nil
+}
+
+func (sp *spill) close() { _ = sp.f.Close() }
+
+// spillRow is a row of a bucket being sorted: its strings are in the
+// bucket's bytes.
+type spillRow struct {
+	group            int32
+	at, id, amount   int64
+	ext, cp, desc    uint32 // offsets in the bucket's bytes
+	extN, cpN, descN uint32
+}
+
+// bucketBufs and bucketRows hold the bytes and the rows of buckets between
+// segments.
+var bucketBufs, bucketRows sync.Pool
+
+// emit reads bucket i back, sorts its rows into report order and gives
+// them to emit.
+func (sp *spill) emit(i int, keepsNames bool, emit func(*report.Transaction) error) error {
+	b := sp.buckets[i]
+	bp, _ := bucketBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer bucketBufs.Put(bp)
+	data := slices.Grow((*bp)[:0], int(b.size))[:b.size]
+	*bp = data
+	var pos int64
+	for _, c := range b.chunks {
+		if _, err := sp.f.ReadAt(data[pos:pos+int64(c.n)], c.off); err != nil {
+			return fmt.Errorf("reading the spilled scope: %w", err)
+		}
+		pos += int64(c.n)
+	}
+	// Each group's rows go to the group's place (the groups counted
+	// them), then each group is sorted by (occurred_at, id): the rows
+	// came in the table's order, which is nearly that.
+	rp, _ := bucketRows.Get().(*[]spillRow)
+	if rp == nil {
+		rp = new([]spillRow)
+	}
+	defer bucketRows.Put(rp)
+	rows := slices.Grow((*rp)[:0], int(b.rows))[:b.rows]
+	*rp = rows
+	next := make([]int64, b.end-b.first+1) // next[g-first]: where group g's next row goes
+	for g := b.first; g < b.end; g++ {
+		next[g-b.first+1] = next[g-b.first] + sp.groups[g].Count
+	}
+	for p := 0; p < len(data); {
+		var r spillRow
+		g, n := binary.Uvarint(data[p:])
+		if n <= 0 || p+n+24 > len(data) {
+			return errors.New("reading the spilled scope: a truncated row")
+		}
+		p += n
+		if g < uint64(b.first) || g >= uint64(b.end) {
+			return fmt.Errorf("reading the spilled scope: a row of group %d in bucket %d", g, i)
+		}
+		r.group = int32(g)
+		r.at = int64(binary.LittleEndian.Uint64(data[p:]))
+		r.id = int64(binary.LittleEndian.Uint64(data[p+8:]))
+		r.amount = int64(binary.LittleEndian.Uint64(data[p+16:]))
+		p += 24
+		for _, f := range [3]struct{ off, n *uint32 }{{&r.ext, &r.extN}, {&r.cp, &r.cpN}, {&r.desc, &r.descN}} {
+			l, n := binary.Uvarint(data[p:])
+			if n <= 0 || uint64(len(data)-p-n) < l {
+				return errors.New("reading the spilled scope: a truncated row")
+			}
+			p += n
+			*f.off, *f.n = uint32(p), uint32(l)
+			p += int(l)
+		}
+		k := &next[g-uint64(b.first)]
+		if *k >= b.rows {
+			return fmt.Errorf("reading the spilled scope: bucket %d holds more rows than its groups counted", i)
+		}
+		rows[*k] = r
+		*k++
+	}
+	var from int64
+	for g := b.first; g < b.end; g++ {
+		to := from + sp.groups[g].Count
+		if next[g-b.first] != to {
+			return fmt.Errorf("reading the spilled scope: group %d has %d rows, it counted %d", g, next[g-b.first]-from, sp.groups[g].Count)
+		}
+		slices.SortFunc(rows[from:to], func(a, b spillRow) int {
+			return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id))
+		})
+		from = to
+	}
+	str := func(off, n uint32) string {
+		if n == 0 {
+			return ""
+		}
+		// The bytes stay as they are until emit returns; the writer
+		// copies what it keeps.
+		return unsafe.String(&data[off], n)
+	}
+	var t report.Transaction
+	for _, r := range rows {
+		g := &sp.groups[r.group]
+		t = report.Transaction{
+			ContractID: g.ContractID, Currency: g.Currency, Kind: g.Kind,
+			OccurredAt: time.UnixMicro(r.at).UTC(),
+			ExternalID: str(r.ext, r.extN), Description: str(r.desc, r.descN),
+			AmountMinor: r.amount,
+		}
+		if keepsNames {
+			t.Counterparty = str(r.cp, r.cpN)
+		} else {
+			// Pseudonyms are cached by name: the name must outlive data.
+			t.Counterparty = string(data[r.cp : r.cp+r.cpN])
+		}
+		if err := emit(&t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
