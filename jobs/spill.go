@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -80,8 +79,11 @@ func writeSpilled(ctx context.Context, tx pgx.Tx, sq db.ScopeParams, opts report
 	}
 	release()
 	spilledScopes.Add(1)
-	return writeSegments(ctx, out, opts, len(sp.buckets), workers, bucketBlocks, func(_ context.Context, _, i int, emit func(*report.Transaction) error) error {
-		return sp.emit(i, opts.CounterpartyNames, emit)
+	// Each worker reuses its own buffers from bucket to bucket; they go
+	// with the report.
+	bufs := make([]bucketBuf, workers)
+	return writeSegments(ctx, out, opts, len(sp.buckets), workers, bucketBlocks, func(_ context.Context, w, i int, emit func(*report.Transaction) error) error {
+		return sp.emit(i, &bufs[w], opts.CounterpartyNames, emit)
 	})
 }
 
@@ -239,21 +241,18 @@ type spillRow struct {
 	extN, cpN, descN uint32
 }
 
-// bucketBufs and bucketRows hold the bytes and the rows of buckets between
-// segments.
-var bucketBufs, bucketRows sync.Pool
+// bucketBuf holds the bytes and the rows of the buckets a worker sorts.
+type bucketBuf struct {
+	data []byte
+	rows []spillRow
+}
 
 // emit reads bucket i back, sorts its rows into report order and gives
 // them to emit.
-func (sp *spill) emit(i int, keepsNames bool, emit func(*report.Transaction) error) error {
+func (sp *spill) emit(i int, buf *bucketBuf, keepsNames bool, emit func(*report.Transaction) error) error {
 	b := sp.buckets[i]
-	bp, _ := bucketBufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	defer bucketBufs.Put(bp)
-	data := slices.Grow((*bp)[:0], int(b.size))[:b.size]
-	*bp = data
+	buf.data = grow(buf.data, int(b.size))
+	data := buf.data
 	var pos int64
 	for _, c := range b.chunks {
 		if _, err := sp.f.ReadAt(data[pos:pos+int64(c.n)], c.off); err != nil {
@@ -264,13 +263,8 @@ func (sp *spill) emit(i int, keepsNames bool, emit func(*report.Transaction) err
 	// Each group's rows go to the group's place (the groups counted
 	// them), then each group is sorted by (occurred_at, id): the rows
 	// came in the table's order, which is nearly that.
-	rp, _ := bucketRows.Get().(*[]spillRow)
-	if rp == nil {
-		rp = new([]spillRow)
-	}
-	defer bucketRows.Put(rp)
-	rows := slices.Grow((*rp)[:0], int(b.rows))[:b.rows]
-	*rp = rows
+	buf.rows = grow(buf.rows, int(b.rows))
+	rows := buf.rows
 	next := make([]int64, b.end-b.first+1) // next[g-first]: where group g's next row goes
 	for g := b.first; g < b.end; g++ {
 		next[g-b.first+1] = next[g-b.first] + sp.groups[g].Count
@@ -345,4 +339,14 @@ func (sp *spill) emit(i int, keepsNames bool, emit func(*report.Transaction) err
 		}
 	}
 	return nil
+}
+
+// grow returns s resliced to n elements, or a new slice with room for a
+// quarter more when s is too small: buckets differ in size, and a pooled
+// slice grown to each larger one in turn would leave one behind each time.
+func grow[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]T, n, n+n/4)
 }

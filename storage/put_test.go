@@ -180,7 +180,7 @@ func TestPutPartsDigestWithoutRewrite(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := tallytest.Store(t)
-	data := bytes.Repeat([]byte("tally,"), (storage.PartSize+1000)/6)
+	data := bytes.Repeat([]byte("tally,"), (storage.SinglePutMax+1000)/6)
 	key := storage.ReportKey("org_1", "app_1", "rpt_parts", "run_1", "csv")
 	w, err := s.Put(ctx, key, bytes.NewReader(data), "text/csv")
 	if err != nil || w.SHA256 != sha256Hex(data) {

@@ -34,18 +34,20 @@ var (
 	ErrUnavailable = errors.New("storage: unavailable")
 )
 
-// PartSize is the multipart part size for uploads of unknown length. It
-// bounds the memory an upload holds: UploadConcurrency parts uploading plus
-// the one being read.
-const PartSize = 8 << 20
+// PartSize is the size of the parts after the first of an upload of
+// unknown length: S3's smallest, since it bounds the memory an upload
+// holds (UploadConcurrency parts uploading plus the one being read) and
+// 10,000 parts of it still make 50 GB.
+const PartSize = 5 << 20
 
 // SinglePutMax is the largest file Put sends in a single request: the
 // first part. Put reads up to this much first; a longer file goes up in
-// PartSize parts.
-const SinglePutMax = PartSize
+// parts, this one first, then PartSize ones.
+const SinglePutMax = 8 << 20
 
-// partBufs holds PartSize buffers between uploads and parts.
-var partBufs = sync.Pool{New: func() any { b := make([]byte, PartSize); return &b }}
+// partBufs holds SinglePutMax buffers between uploads. The PartSize
+// buffers of a multipart upload are its own (putParts), and go with it.
+var partBufs = sync.Pool{New: func() any { b := make([]byte, SinglePutMax); return &b }}
 
 // Opts are the connection settings of a Store.
 type Opts struct {
@@ -203,7 +205,7 @@ const TagSHA256 = "sha256"
 // SHA-256, which it also stores with the object. A file of at most
 // SinglePutMax bytes (most reports) goes up in one request, its digest
 // known before the request starts and sent as its MetaSHA256 metadata; a
-// larger one as a multipart upload of PartSize parts, up to the store's
+// larger one as a multipart upload of that first part and PartSize ones, up to the store's
 // UploadConcurrency of them at once while the next one is read (so that
 // the writer feeding r never waits for a part's request), and then gets
 // its digest as its TagSHA256 object tag. Get returns either as
@@ -262,10 +264,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 	return w, nil
 }
 
-// putParts uploads first (a full PartSize buffer) and the rest of r as a
+// putParts uploads first (a full SinglePutMax buffer) and the rest of r in PartSize parts as a
 // multipart upload, hashing into h in file order as it reads, and returns
 // what was stored. Up to s.inFlight parts go up at once while the next is read;
-// each part's buffer returns to partBufs once its request succeeded. On
+// each part's buffer is reused once its request succeeded. On
 // error the upload is aborted (best effort: the sweep aborts what is left).
 func (s *Store) putParts(ctx context.Context, key, contentType string, first *[]byte, r io.Reader, h io.Writer) (minio.UploadInfo, error) {
 	core := minio.Core{Client: s.client}
@@ -284,7 +286,19 @@ func (s *Store) putParts(ctx context.Context, key, contentType string, first *[]
 		parts []minio.CompletePart
 		slots = make(chan struct{}, s.inFlight)
 		size  int64
+		// The part buffers uploaded: at most inFlight of them, plus the
+		// one being read, are ever made.
+		free = make(chan *[]byte, s.inFlight+1)
 	)
+	nextBuf := func() *[]byte {
+		select {
+		case b := <-free:
+			return b
+		default:
+			b := make([]byte, PartSize)
+			return &b
+		}
+	}
 	fail := func(err error) { cancel(err) }
 	upload := func(number int, buf *[]byte, n int) {
 		defer func() { <-slots }()
@@ -293,12 +307,16 @@ func (s *Store) putParts(ctx context.Context, key, contentType string, first *[]
 			fail(translate(err)) // buf is left to the garbage collector
 			return
 		}
-		partBufs.Put(buf)
+		if cap(*buf) == SinglePutMax {
+			partBufs.Put(buf) // the first part's
+		} else {
+			free <- buf
+		}
 		mu.Lock()
 		parts = append(parts, minio.CompletePart{PartNumber: number, ETag: part.ETag})
 		mu.Unlock()
 	}
-	buf, n := first, PartSize
+	buf, n := first, SinglePutMax
 	for number := 1; ; number++ {
 		size += int64(n)
 		select {
@@ -310,12 +328,11 @@ func (s *Store) putParts(ctx context.Context, key, contentType string, first *[]
 		}
 		partBuf, partLen := buf, n
 		wg.Go(func() { upload(number, partBuf, partLen) })
-		buf = partBufs.Get().(*[]byte)
+		buf = nextBuf()
 		n, err = io.ReadFull(r, *buf)
 		h.Write((*buf)[:n])
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			if n == 0 {
-				partBufs.Put(buf)
 				break
 			}
 			err = nil
@@ -326,7 +343,6 @@ func (s *Store) putParts(ctx context.Context, key, contentType string, first *[]
 			break
 		}
 		if err != nil {
-			partBufs.Put(buf)
 			fail(err)
 			break
 		}
