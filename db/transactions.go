@@ -195,9 +195,34 @@ func StreamScopeRange(ctx context.Context, q DBTX, s ScopeParams, from, to *Grou
 // the order's last key: the rows in whatever order the planner reads them
 // fastest (for a large scope, the table in physical order), for a caller
 // that puts them in report order itself.
+//
+// $7 and $8, when not NULL, keep the rows stored in the table's blocks from
+// $7 (inclusive) to $8 (exclusive): a TID range scan, with which several
+// connections that share a snapshot read disjoint parts of one scope. The
+// planner plans each query with its parameters (queryArgs), so a NULL bound
+// folds away.
 const scopeUnorderedSQL = `
 	SELECT contract_id, currency, kind, occurred_at, external_id, counterparty, description, amount_minor, id
-	  FROM transactions` + scopeWhere
+	  FROM transactions` + scopeWhere + `
+	   AND ($7::bigint IS NULL OR ctid >= ('(' || $7::bigint || ',0)')::tid)
+	   AND ($8::bigint IS NULL OR ctid < ('(' || $8::bigint || ',0)')::tid)`
+
+// BlockRange is a range of the transactions table's blocks, From
+// inclusive, To exclusive; a To of 0 leaves the range open.
+type BlockRange struct {
+	From, To int64
+}
+
+// TransactionBlocks returns the planner's count of the transactions
+// table's blocks (pg_class.relpages): an estimate, for cutting a scan into
+// block ranges whose last is open.
+func TransactionBlocks(ctx context.Context, q DBTX) (int64, error) {
+	var n int64
+	if err := q.QueryRow(ctx, `SELECT relpages::bigint FROM pg_class WHERE oid = 'transactions'::regclass`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting the transactions table's blocks: %w", translate(err))
+	}
+	return n, nil
+}
 
 // scopeRawFormats asks for every column of scopeUnorderedSQL in binary:
 // text as its bytes, timestamptz and bigint as 8 big-endian bytes.
@@ -217,12 +242,21 @@ type ScopeRawRow struct {
 	ID                                    int64
 }
 
-// StreamScopeUnordered calls fn for every transaction in the scope, in no
-// particular order, with the bytes the database sent: nothing is allocated
-// per row. Sorting the rows by (group in report order, OccurredAtMicros,
-// ID) gives the report order of StreamScope.
-func StreamScopeUnordered(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeRawRow) error) error {
+// StreamScopeUnordered calls fn for every transaction in the scope stored
+// in blocks (the zero BlockRange: all), in no particular order, with the
+// bytes the database sent: nothing is allocated per row. Sorting the rows
+// by (group in report order, OccurredAtMicros, ID) gives the report order
+// of StreamScope.
+func StreamScopeUnordered(ctx context.Context, q DBTX, s ScopeParams, blocks BlockRange, fn func(*ScopeRawRow) error) error {
 	args := append([]any{pgx.QueryExecModeDescribeExec, scopeRawFormats}, s.args()...)
+	var from, to *int64
+	if blocks.From > 0 {
+		from = &blocks.From
+	}
+	if blocks.To > 0 {
+		to = &blocks.To
+	}
+	args = append(args, from, to)
 	rows, err := q.Query(ctx, scopeUnorderedSQL, args...)
 	if err != nil {
 		return fmt.Errorf("querying scope: %w", translate(err))

@@ -16,3 +16,10 @@ func SetSpillDir(dir string) (restore func()) {
 
 // SpilledScopes returns how many scopes were written from a spill so far.
 func SpilledScopes() int64 { return spilledScopes.Load() }
+
+// SetScanBlocksMin makes a large scope's scan take n table blocks per
+// connection at least, until the returned function restores the default.
+func SetScanBlocksMin(n int64) (restore func()) {
+	scanBlocksMinOverride.Store(n)
+	return func() { scanBlocksMinOverride.Store(0) }
+}

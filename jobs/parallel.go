@@ -65,7 +65,7 @@ func writeTransactionSummaryParallel(ctx context.Context, p *parallelScan, rep *
 		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
 	}
 	defer release()
-	sum, err := writeSpilled(ctx, txs[0], scopeParams(rep, scope), opts, out, p.n, release)
+	sum, err := writeSpilled(ctx, txs, scopeParams(rep, scope), opts, out, p.n, release)
 	if !errors.Is(err, errCannotSpill) {
 		if err != nil {
 			return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -62,19 +63,13 @@ var spilledScopes atomic.Int64
 // release, called once the scope is read, gives back the connections. It
 // returns errCannotSpill, having written nothing to out, when the scope
 // has a group too large for a bucket or no temporary file can hold it.
-func writeSpilled(ctx context.Context, tx pgx.Tx, sq db.ScopeParams, opts report.SummaryOpts, out io.Writer, workers int, release func()) (report.Summary, error) {
-	sp, err := newSpill(ctx, tx, sq, cmp.Or(rangeRowsOverride.Load(), rangeRows))
+func writeSpilled(ctx context.Context, txs []pgx.Tx, sq db.ScopeParams, opts report.SummaryOpts, out io.Writer, workers int, release func()) (report.Summary, error) {
+	sp, err := newSpill(ctx, txs[0], sq, cmp.Or(rangeRowsOverride.Load(), rangeRows))
 	if err != nil {
 		return report.Summary{}, err
 	}
 	defer sp.close()
-	if err := db.StreamScopeUnordered(ctx, tx, sq, sp.add); err != nil {
-		if errors.Is(err, errCannotSpill) {
-			return report.Summary{}, err
-		}
-		return report.Summary{}, fmt.Errorf("spilling the scope: %w", err)
-	}
-	if err := sp.finish(); err != nil {
+	if err := sp.scan(ctx, txs, sq); err != nil {
 		return report.Summary{}, err
 	}
 	release()
@@ -87,9 +82,68 @@ func writeSpilled(ctx context.Context, tx pgx.Tx, sq db.ScopeParams, opts report
 	})
 }
 
+// scanBlocksMin is the fewest table blocks (8 KiB each) a connection's
+// share of a scan holds: a smaller table is read on one.
+const scanBlocksMin = 1024
+
+// scanBlocksMinOverride, when set, replaces scanBlocksMin (tests).
+var scanBlocksMinOverride atomic.Int64
+
+// scan reads the scope into the buckets on txs at once, each a range of
+// the table's blocks (the last one open, as the count of blocks is an
+// estimate), then checks that each bucket holds the rows its groups
+// counted. A scanner that fails lets the others finish, so that the
+// connections stay usable for the range reads when the scope cannot spill.
+func (sp *spill) scan(ctx context.Context, txs []pgx.Tx, sq db.ScopeParams) error {
+	blocks, err := db.TransactionBlocks(ctx, txs[0])
+	if err != nil {
+		return fmt.Errorf("spilling the scope: %w", err)
+	}
+	n := min(int64(len(txs)), max(1, blocks/cmp.Or(scanBlocksMinOverride.Load(), scanBlocksMin)))
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		r := db.BlockRange{From: blocks * i / n, To: blocks * (i + 1) / n}
+		if i == n-1 {
+			r.To = 0
+		}
+		sc := &spillScanner{sp: sp, bufs: make([][]byte, len(sp.buckets)), seen: make([]int64, len(sp.buckets))}
+		wg.Go(func() {
+			err := db.StreamScopeUnordered(ctx, txs[i], sq, r, sc.add)
+			if err == nil {
+				err = sc.flushAll()
+			}
+			errs[i] = err
+			sp.mu.Lock()
+			for b, k := range sc.seen {
+				sp.buckets[b].seen += k
+			}
+			sp.mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, errCannotSpill) {
+			return fmt.Errorf("spilling the scope: %w", err)
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	for i, b := range sp.buckets {
+		if b.seen != b.rows {
+			return fmt.Errorf("spilling the scope: bucket %d: read %d rows, its groups counted %d", i, b.seen, b.rows)
+		}
+	}
+	return nil
+}
+
 // spill holds a scope's rows in buckets of whole groups, in a temporary
 // file that is unlinked once created.
 type spill struct {
+	mu      sync.Mutex // the file, off, and the buckets' chunks, size and seen
 	f       *os.File
 	off     int64 // the file's size
 	groups  []db.ScopeGroup
@@ -97,7 +151,6 @@ type spill struct {
 	bucket  []int32          // group → bucket
 	buckets []*spillBucket
 	chunk   int
-	key     []byte
 }
 
 // spillBucket is one bucket: consecutive groups, rows as the scope's
@@ -106,7 +159,6 @@ type spill struct {
 type spillBucket struct {
 	first, end int32 // its groups
 	rows, seen int64
-	buf        []byte
 	chunks     []spillChunk
 	size       int64
 }
@@ -166,25 +218,37 @@ func groupKey(contract, currency, kind string) string {
 	return contract + "\x00" + currency + "\x00" + kind
 }
 
+// spillScanner puts the rows one connection reads into the buckets: it
+// buffers each bucket's bytes of its own and writes them to the spill's
+// file in chunks.
+type spillScanner struct {
+	sp   *spill
+	key  []byte
+	bufs [][]byte // by bucket
+	seen []int64  // by bucket
+}
+
 // add puts one row into its group's bucket: the group, occurred_at, id and
 // amount, then the external id, counterparty and description, each after
 // its length.
-func (sp *spill) add(r *db.ScopeRawRow) error {
-	k := append(sp.key[:0], r.ContractID...)
+func (sc *spillScanner) add(r *db.ScopeRawRow) error {
+	sp := sc.sp
+	k := append(sc.key[:0], r.ContractID...)
 	k = append(k, 0)
 	k = append(k, r.Currency...)
 	k = append(k, 0)
 	k = append(k, r.Kind...)
-	sp.key = k
+	sc.key = k
 	g, ok := sp.index[string(k)]
 	if !ok {
 		return fmt.Errorf("a row of group %q, which the scope's groups do not hold", k)
 	}
-	b := sp.buckets[sp.bucket[g]]
-	if b.buf == nil {
-		b.buf = make([]byte, 0, sp.chunk+1024)
+	b := sp.bucket[g]
+	buf := sc.bufs[b]
+	if buf == nil {
+		buf = make([]byte, 0, sp.chunk+1024)
 	}
-	buf := binary.AppendUvarint(b.buf, uint64(g))
+	buf = binary.AppendUvarint(buf, uint64(g))
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.OccurredAtMicros))
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.ID))
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.AmountMinor))
@@ -192,40 +256,42 @@ func (sp *spill) add(r *db.ScopeRawRow) error {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
 	}
-	b.buf = buf
-	b.seen++
+	sc.bufs[b] = buf
+	sc.seen[b]++
 	if len(buf) >= sp.chunk {
-		return sp.flush(b)
+		return sc.flush(b)
 	}
 	return nil
 }
 
-// flush writes a bucket's buffer to the file.
-func (sp *spill) flush(b *spillBucket) error {
-	if len(b.buf) == 0 {
+// flush writes bucket b's buffer to the file, as a chunk of the bucket.
+func (sc *spillScanner) flush(b int32) error {
+	buf := sc.bufs[b]
+	if len(buf) == 0 {
 		return nil
 	}
-	if _, err := sp.f.Write(b.buf); err != nil {
+	sp := sc.sp
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if _, err := sp.f.Write(buf); err != nil {
 		return fmt.Errorf("%w: %w", errCannotSpill, err)
 	}
-	b.chunks = append(b.chunks, spillChunk{off: sp.off, n: len(b.buf)})
-	sp.off += int64(len(b.buf))
-	b.size += int64(len(b.buf))
-	b.buf = b.buf[:0]
+	bk := sp.buckets[b]
+	bk.chunks = append(bk.chunks, spillChunk{off: sp.off, n: len(buf)})
+	sp.off += int64(len(buf))
+	bk.size += int64(len(buf))
+	sc.bufs[b] = buf[:0]
 	return nil
 }
 
-// finish writes what the buckets still buffer and checks that each holds
-// the rows its groups counted.
-func (sp *spill) finish() error {
-	for i, b := range sp.buckets {
-		if err := sp.flush(b); err != nil {
+// flushAll writes what the scanner still buffers, and lets go of its
+// buffers.
+func (sc *spillScanner) flushAll() error {
+	for b := range sc.bufs {
+		if err := sc.flush(int32(b)); err != nil {
 			return err
 		}
-		b.buf = nil
-		if b.seen != b.rows {
-			return fmt.Errorf("bucket %d: read %d rows, its groups counted %d", i, b.seen, b.rows)
-		}
+		sc.bufs[b] = nil
 	}
 	return nil
 }

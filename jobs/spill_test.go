@@ -39,22 +39,29 @@ func TestLargeReportSpilledIsByteIdentical(t *testing.T) {
 		}
 		return rows
 	}})
+	// Table statistics, so that the scan can be cut into block ranges.
+	if _, err := b.pool.Exec(b.ctx, `ANALYZE transactions`); err != nil {
+		t.Fatal(err)
+	}
 	opts := b.workerOpts(t)
 	opts.ReportParallelism = 3
 	startWorker(t, opts)
 	for _, tc := range []struct {
 		name      string
 		rangeRows int64
+		scanMin   int64 // table blocks per scanning connection; 0: the default
 		dir       string
 		spills    bool
 	}{
-		{"spilled", 40, "", true},
-		{"one bucket", 1_000_000, "", true},
-		{"no temporary directory", 40, "/nonexistent/tally", false},
-		{"a group larger than a bucket", 2, "", false},
+		{"spilled", 40, 0, "", true},
+		{"spilled, scanned on three connections", 40, 1, "", true},
+		{"one bucket", 1_000_000, 1, "", true},
+		{"no temporary directory", 40, 1, "/nonexistent/tally", false},
+		{"a group larger than a bucket", 2, 0, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer jobs.SetRangeRows(tc.rangeRows)()
+			defer jobs.SetScanBlocksMin(tc.scanMin)()
 			defer jobs.SetSpillDir(tc.dir)()
 			for _, flags := range [][]string{
 				{report.FlagLineItems, report.FlagCounterpartyNames, report.FlagDescriptions},
