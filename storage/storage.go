@@ -286,19 +286,34 @@ func (s *Store) putParts(ctx context.Context, key, contentType string, first *[]
 		parts []minio.CompletePart
 		slots = make(chan struct{}, s.inFlight)
 		size  int64
-		// The part buffers uploaded: at most inFlight of them, plus the
-		// one being read, are ever made.
+		// The buffers uploaded, first's included: with the one being
+		// read, at most inFlight+1 are ever held, and inFlight made.
 		free = make(chan *[]byte, s.inFlight+1)
 	)
 	nextBuf := func() *[]byte {
 		select {
 		case b := <-free:
+			*b = (*b)[:PartSize]
 			return b
 		default:
 			b := make([]byte, PartSize)
 			return &b
 		}
 	}
+	defer func() {
+		// first goes back to Put's pool; the others go with the upload.
+		for {
+			select {
+			case b := <-free:
+				if cap(*b) == SinglePutMax {
+					*b = (*b)[:SinglePutMax]
+					partBufs.Put(b)
+				}
+			default:
+				return
+			}
+		}
+	}()
 	fail := func(err error) { cancel(err) }
 	upload := func(number int, buf *[]byte, n int) {
 		defer func() { <-slots }()
@@ -307,11 +322,7 @@ func (s *Store) putParts(ctx context.Context, key, contentType string, first *[]
 			fail(translate(err)) // buf is left to the garbage collector
 			return
 		}
-		if cap(*buf) == SinglePutMax {
-			partBufs.Put(buf) // the first part's
-		} else {
-			free <- buf
-		}
+		free <- buf
 		mu.Lock()
 		parts = append(parts, minio.CompletePart{PartNumber: number, ETag: part.ETag})
 		mu.Unlock()
