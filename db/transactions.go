@@ -213,15 +213,15 @@ type BlockRange struct {
 	From, To int64
 }
 
-// TransactionBlocks returns the planner's count of the transactions
-// table's blocks (pg_class.relpages): an estimate, for cutting a scan into
-// block ranges whose last is open.
-func TransactionBlocks(ctx context.Context, q DBTX) (int64, error) {
-	var n int64
-	if err := q.QueryRow(ctx, `SELECT relpages::bigint FROM pg_class WHERE oid = 'transactions'::regclass`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("counting the transactions table's blocks: %w", translate(err))
+// TransactionBlocks returns the planner's counts of the transactions
+// table's blocks and rows (pg_class.relpages and reltuples): estimates, for
+// cutting a scan into block ranges whose last is open.
+func TransactionBlocks(ctx context.Context, q DBTX) (blocks, rows int64, err error) {
+	err = q.QueryRow(ctx, `SELECT relpages::bigint, greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'transactions'::regclass`).Scan(&blocks, &rows)
+	if err != nil {
+		return 0, 0, fmt.Errorf("counting the transactions table's blocks: %w", translate(err))
 	}
-	return n, nil
+	return blocks, rows, nil
 }
 
 // scopeRawFormats asks for every column of scopeUnorderedSQL in binary:
@@ -279,6 +279,49 @@ func StreamScopeUnordered(ctx context.Context, q DBTX, s ScopeParams, blocks Blo
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading scope: %w", translate(err))
+	}
+	return nil
+}
+
+// ScopeGroupSpan is a group of a scope with its count and the first and
+// last occurred_at of its rows, in microseconds since the Unix epoch.
+type ScopeGroupSpan struct {
+	GroupKey
+	Count       int64
+	FirstMicros int64
+	LastMicros  int64
+}
+
+// scopeGroupSpansSQL counts a scope's groups, in report order, with the
+// span of their times: an index-only scan of the scope index, as
+// ScopeGroupedSQL.
+const scopeGroupSpansSQL = `
+	SELECT contract_id, currency, kind, count(*),
+	       (extract(epoch FROM min(occurred_at)) * 1000000)::bigint,
+	       (extract(epoch FROM max(occurred_at)) * 1000000)::bigint
+	  FROM transactions` + scopeWhere + `
+	 GROUP BY contract_id, currency, kind
+	 ORDER BY contract_id, currency, kind`
+
+// StreamScopeGroupSpans calls fn for every group of the scope, in report
+// order (the database's collation), with its count and time span.
+func StreamScopeGroupSpans(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeGroupSpan) error) error {
+	rows, err := q.Query(ctx, scopeGroupSpansSQL, s.queryArgs()...)
+	if err != nil {
+		return fmt.Errorf("querying scope groups: %w", translate(err))
+	}
+	defer rows.Close()
+	var g ScopeGroupSpan
+	for rows.Next() {
+		if err := rows.Scan(&g.ContractID, &g.Currency, &g.Kind, &g.Count, &g.FirstMicros, &g.LastMicros); err != nil {
+			return fmt.Errorf("scanning scope group: %w", err)
+		}
+		if err := fn(&g); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading scope groups: %w", translate(err))
 	}
 	return nil
 }

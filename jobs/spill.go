@@ -33,9 +33,11 @@ import (
 // id): the groups' order is the database's (its collation), and the rest
 // compares integers, so the file has the bytes of the sequential writer.
 const (
-	// bucketGroupRowsMax, times rangeRows, is the largest group a bucket
-	// sorts in memory; a scope with a larger group is read in ranges.
-	bucketGroupRowsMax = 4
+	// bucketRowsMax, times rangeRows, is the most rows a bucket may hold
+	// once read: a group larger than a bucket is cut into buckets of equal
+	// time spans, and one whose rows crowd into one span past this is read
+	// in ranges instead.
+	bucketRowsMax = 8
 	// spillBufferBytes is about how much the buckets buffer, all together,
 	// before their bytes go to the file.
 	spillBufferBytes = 4 << 20
@@ -61,8 +63,8 @@ var spilledScopes atomic.Int64
 // writeSpilled writes the transaction summary of the scope sq read on tx
 // (a snapshot transaction), formatting up to workers buckets at once;
 // release, called once the scope is read, gives back the connections. It
-// returns errCannotSpill, having written nothing to out, when the scope
-// has a group too large for a bucket or no temporary file can hold it.
+// returns errCannotSpill, having written nothing to out, when a bucket
+// would hold too many rows or no temporary file can hold the scope.
 func writeSpilled(ctx context.Context, txs []pgx.Tx, sq db.ScopeParams, opts report.SummaryOpts, out io.Writer, workers int, release func()) (report.Summary, error) {
 	sp, err := newSpill(ctx, txs[0], sq, cmp.Or(rangeRowsOverride.Load(), rangeRows))
 	if err != nil {
@@ -77,16 +79,28 @@ func writeSpilled(ctx context.Context, txs []pgx.Tx, sq db.ScopeParams, opts rep
 	// Each worker reuses its own buffers from bucket to bucket; they go
 	// with the report.
 	bufs := make([]bucketBuf, workers)
-	return writeSegments(ctx, out, opts, len(sp.buckets), workers, bucketBlocks, func(_ context.Context, w, i int, emit func(*report.Transaction) error) error {
-		return sp.emit(i, &bufs[w], opts.CounterpartyNames, emit)
+	return writeSegments(ctx, out, opts, len(sp.segments), workers, bucketBlocks, func(_ context.Context, w, i int, emit func(*report.Transaction) error) error {
+		for _, b := range sp.segments[i] {
+			if err := sp.emit(b, &bufs[w], opts.CounterpartyNames, emit); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
+
+// scanPlanSettings make the scan of a scope that is a small part of its
+// table a bitmap heap scan: left to itself, the planner reads the whole
+// table (a parallel seq scan) for a scope of a tenth of it, or walks an
+// index in its own order, fetching rows from all over the table.
+const scanPlanSettings = `SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off; SET LOCAL enable_tidscan = off`
 
 // scanBlocksMin is the fewest table blocks (8 KiB each) a connection's
 // share of a scan holds: a smaller table is read on one.
 const scanBlocksMin = 1024
 
-// scanBlocksMinOverride, when set, replaces scanBlocksMin (tests).
+// scanBlocksMinOverride, when set, replaces scanBlocksMin, and a scope is
+// cut into block ranges whatever part of the table it is (tests).
 var scanBlocksMinOverride atomic.Int64
 
 // scan reads the scope into the buckets on txs at once, each a range of
@@ -95,11 +109,25 @@ var scanBlocksMinOverride atomic.Int64
 // counted. A scanner that fails lets the others finish, so that the
 // connections stay usable for the range reads when the scope cannot spill.
 func (sp *spill) scan(ctx context.Context, txs []pgx.Tx, sq db.ScopeParams) error {
-	blocks, err := db.TransactionBlocks(ctx, txs[0])
+	blocks, tuples, err := db.TransactionBlocks(ctx, txs[0])
 	if err != nil {
 		return fmt.Errorf("spilling the scope: %w", err)
 	}
-	n := min(int64(len(txs)), max(1, blocks/cmp.Or(scanBlocksMinOverride.Load(), scanBlocksMin)))
+	var scope int64
+	for _, g := range sp.groups {
+		scope += g.Count
+	}
+	override := scanBlocksMinOverride.Load()
+	n := min(int64(len(txs)), max(1, blocks/cmp.Or(override, scanBlocksMin)))
+	if scope*2 < tuples && override == 0 {
+		// A scope of a smaller part of the table is read on one
+		// connection, from its index but in the table's order (a bitmap
+		// heap scan): block ranges would each read the whole table.
+		n = 1
+		if _, err := txs[0].Exec(ctx, scanPlanSettings); err != nil {
+			return fmt.Errorf("spilling the scope: %w", err)
+		}
+	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -132,9 +160,27 @@ func (sp *spill) scan(ctx context.Context, txs []pgx.Tx, sq db.ScopeParams) erro
 			return err
 		}
 	}
+	// Every group holds the rows it counted: a whole bucket's groups
+	// together, a cut group over its buckets.
+	seen := make([]int64, len(sp.groups))
 	for i, b := range sp.buckets {
-		if b.seen != b.rows {
-			return fmt.Errorf("spilling the scope: bucket %d: read %d rows, its groups counted %d", i, b.seen, b.rows)
+		if !b.split {
+			if b.seen != b.rows {
+				return fmt.Errorf("spilling the scope: bucket %d: read %d rows, its groups counted %d", i, b.seen, b.rows)
+			}
+			continue
+		}
+		b.rows = b.seen
+		seen[b.first] += b.seen
+	}
+	for g, span := range sp.split {
+		if span > 0 && seen[g] != sp.groups[g].Count {
+			return fmt.Errorf("spilling the scope: group %d: read %d rows, it counted %d", g, seen[g], sp.groups[g].Count)
+		}
+	}
+	for _, b := range sp.buckets {
+		if b.rows > sp.maxRows {
+			return errCannotSpill // a group's rows crowd into one time span
 		}
 	}
 	return nil
@@ -146,11 +192,17 @@ type spill struct {
 	mu      sync.Mutex // the file, off, and the buckets' chunks, size and seen
 	f       *os.File
 	off     int64 // the file's size
-	groups  []db.ScopeGroup
+	groups  []db.ScopeGroupSpan
 	index   map[string]int32 // group key (contract NUL currency NUL kind) → group
-	bucket  []int32          // group → bucket
+	bucket  []int32          // group → its (first) bucket
+	split   []int64          // group → the time span of each of its buckets (µs), 0 if it has one
+	maxRows int64            // the most rows a bucket may hold
 	buckets []*spillBucket
-	chunk   int
+	// segments are the buckets formatted by one segment writer, in order:
+	// one bucket of whole groups, or the buckets of one cut group (a
+	// segment holds whole groups).
+	segments [][]int
+	chunk    int
 }
 
 // spillBucket is one bucket: consecutive groups, rows as the scope's
@@ -158,6 +210,7 @@ type spill struct {
 // yet in the file.
 type spillBucket struct {
 	first, end int32 // its groups
+	split      bool  // a time span of one group, whose rows it counts as it reads them
 	rows, seen int64
 	chunks     []spillChunk
 	size       int64
@@ -168,35 +221,47 @@ type spillChunk struct {
 	n   int
 }
 
-// newSpill counts the scope's groups (db.StreamScopeGroups, in report
-// order) and cuts them into buckets of about rowsPerBucket rows.
+// newSpill counts the scope's groups (in report order, with their time
+// spans) and cuts them into buckets of about rowsPerBucket rows: runs of
+// whole groups, and a larger group into buckets of equal time spans.
 func newSpill(ctx context.Context, tx pgx.Tx, sq db.ScopeParams, rowsPerBucket int64) (*spill, error) {
-	sp := &spill{index: make(map[string]int32)}
-	var largest int64
-	err := db.StreamScopeGroups(ctx, tx, sq, func(g *db.ScopeGroup) error {
+	sp := &spill{index: make(map[string]int32), maxRows: bucketRowsMax * rowsPerBucket}
+	err := db.StreamScopeGroupSpans(ctx, tx, sq, func(g *db.ScopeGroupSpan) error {
 		sp.groups = append(sp.groups, *g)
-		largest = max(largest, g.Count)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("counting the scope's groups: %w", err)
 	}
-	if largest > bucketGroupRowsMax*rowsPerBucket {
-		return nil, errCannotSpill
-	}
 	var cur *spillBucket
 	for i, g := range sp.groups {
+		sp.index[groupKey(g.ContractID, g.Currency, g.Kind)] = int32(i)
+		if g.Count > rowsPerBucket {
+			k := (g.Count + rowsPerBucket - 1) / rowsPerBucket
+			sp.bucket = append(sp.bucket, int32(len(sp.buckets)))
+			sp.split = append(sp.split, (g.LastMicros-g.FirstMicros)/k+1)
+			var seg []int
+			for range k {
+				seg = append(seg, len(sp.buckets))
+				sp.buckets = append(sp.buckets, &spillBucket{first: int32(i), end: int32(i) + 1, split: true})
+			}
+			sp.segments = append(sp.segments, seg)
+			cur = nil
+			continue
+		}
 		if cur == nil || cur.rows >= rowsPerBucket {
 			cur = &spillBucket{first: int32(i)}
+			sp.segments = append(sp.segments, []int{len(sp.buckets)})
 			sp.buckets = append(sp.buckets, cur)
 		}
 		cur.rows += g.Count
 		cur.end = int32(i) + 1
 		sp.bucket = append(sp.bucket, int32(len(sp.buckets)-1))
-		sp.index[groupKey(g.ContractID, g.Currency, g.Kind)] = int32(i)
+		sp.split = append(sp.split, 0)
 	}
 	if len(sp.buckets) == 0 {
 		sp.buckets = append(sp.buckets, &spillBucket{}) // an empty scope: one empty segment
+		sp.segments = append(sp.segments, []int{0})
 	}
 	sp.chunk = min(max(spillBufferBytes/len(sp.buckets), spillChunkMin), spillChunkMax)
 	dir := ""
@@ -244,6 +309,13 @@ func (sc *spillScanner) add(r *db.ScopeRawRow) error {
 		return fmt.Errorf("a row of group %q, which the scope's groups do not hold", k)
 	}
 	b := sp.bucket[g]
+	if span := sp.split[g]; span > 0 {
+		d := (r.OccurredAtMicros - sp.groups[g].FirstMicros) / span
+		if r.OccurredAtMicros < sp.groups[g].FirstMicros || d >= int64(len(sp.buckets))-int64(b) || sp.buckets[b+int32(d)].first != g {
+			return fmt.Errorf("a row of group %d outside the group's time span", g)
+		}
+		b += int32(d)
+	}
 	buf := sc.bufs[b]
 	if buf == nil {
 		buf = make([]byte, 0, sp.chunk+1024)
@@ -331,9 +403,15 @@ func (sp *spill) emit(i int, buf *bucketBuf, keepsNames bool, emit func(*report.
 	// came in the table's order, which is nearly that.
 	buf.rows = grow(buf.rows, int(b.rows))
 	rows := buf.rows
+	count := func(g int32) int64 {
+		if b.split {
+			return b.rows // the bucket's part of its one group
+		}
+		return sp.groups[g].Count
+	}
 	next := make([]int64, b.end-b.first+1) // next[g-first]: where group g's next row goes
 	for g := b.first; g < b.end; g++ {
-		next[g-b.first+1] = next[g-b.first] + sp.groups[g].Count
+		next[g-b.first+1] = next[g-b.first] + count(g)
 	}
 	for p := 0; p < len(data); {
 		var r spillRow
@@ -368,9 +446,9 @@ func (sp *spill) emit(i int, buf *bucketBuf, keepsNames bool, emit func(*report.
 	}
 	var from int64
 	for g := b.first; g < b.end; g++ {
-		to := from + sp.groups[g].Count
+		to := from + count(g)
 		if next[g-b.first] != to {
-			return fmt.Errorf("reading the spilled scope: group %d has %d rows, it counted %d", g, next[g-b.first]-from, sp.groups[g].Count)
+			return fmt.Errorf("reading the spilled scope: group %d has %d rows, it counted %d", g, next[g-b.first]-from, count(g))
 		}
 		slices.SortFunc(rows[from:to], func(a, b spillRow) int {
 			return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id))

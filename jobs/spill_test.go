@@ -15,8 +15,10 @@ import (
 // TestLargeReportSpilledIsByteIdentical: a report on the large queue, read
 // once in the table's order into buckets of groups and sorted by the
 // worker, gets the file the sequential writer writes, with names or with
-// pseudonyms; and so it does when it cannot spill (no temporary directory,
-// or a group larger than a bucket may sort) and reads ranges instead.
+// pseudonyms, with groups larger than a bucket cut by time; and so it does
+// when it cannot spill (no temporary directory, or a group whose rows
+// crowd into one instant past what a bucket may sort) and reads ranges
+// instead.
 func TestLargeReportSpilledIsByteIdentical(t *testing.T) {
 	// Not parallel: it changes how every large scope of the package is read.
 	b := setup(t, &setupOpts{Rows: func(b *testBundle) []db.Transaction {
@@ -36,6 +38,11 @@ func TestLargeReportSpilledIsByteIdentical(t *testing.T) {
 				OccurredAt: at, AmountMinor: r.Int64N(2e9) - 1e9,
 				Counterparty: fmt.Sprintf("cp %d", r.IntN(50)), Description: []string{"d", "", "with, comma", "ünï \"q\""}[r.IntN(4)],
 				ExternalID: fmt.Sprintf("s-%d", i), IngestedAt: in})
+		}
+		// A group whose rows all share one instant.
+		for i := range 12 {
+			rows = append(rows, db.Transaction{ApplicationID: b.app.ID, ContractID: "CTR-TIED", Currency: "EUR", Kind: "fee",
+				OccurredAt: tied, AmountMinor: int64(i), Counterparty: "cp", Description: "tied", ExternalID: fmt.Sprintf("t-%d", i), IngestedAt: in})
 		}
 		return rows
 	}})
@@ -57,7 +64,8 @@ func TestLargeReportSpilledIsByteIdentical(t *testing.T) {
 		{"spilled, scanned on three connections", 40, 1, "", true},
 		{"one bucket", 1_000_000, 1, "", true},
 		{"no temporary directory", 40, 1, "/nonexistent/tally", false},
-		{"a group larger than a bucket", 2, 0, "", false},
+		{"groups larger than a bucket, cut by time", 2, 1, "", true},
+		{"a group crowded into one instant", 1, 0, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer jobs.SetRangeRows(tc.rangeRows)()
