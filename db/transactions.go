@@ -2,6 +2,8 @@ package db
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -187,6 +189,141 @@ func StreamScopeRange(ctx context.Context, q DBTX, s ScopeParams, from, to *Grou
 		}
 	}
 	return streamScopeRows(ctx, q, scopeRangeSQL, args, fn)
+}
+
+// scopeUnorderedSQL is ScopeOrderedSQL without the ORDER BY, and with id,
+// the order's last key: the rows in whatever order the planner reads them
+// fastest (for a large scope, the table in physical order), for a caller
+// that puts them in report order itself.
+//
+// $7 and $8, when not NULL, keep the rows stored in the table's blocks from
+// $7 (inclusive) to $8 (exclusive): a TID range scan, with which several
+// connections that share a snapshot read disjoint parts of one scope. The
+// planner plans each query with its parameters (queryArgs), so a NULL bound
+// folds away.
+const scopeUnorderedSQL = `
+	SELECT contract_id, currency, kind, occurred_at, external_id, counterparty, description, amount_minor, id
+	  FROM transactions` + scopeWhere + `
+	   AND ($7::bigint IS NULL OR ctid >= ('(' || $7::bigint || ',0)')::tid)
+	   AND ($8::bigint IS NULL OR ctid < ('(' || $8::bigint || ',0)')::tid)`
+
+// BlockRange is a range of the transactions table's blocks, From
+// inclusive, To exclusive; a To of 0 leaves the range open.
+type BlockRange struct {
+	From, To int64
+}
+
+// TransactionBlocks returns the planner's counts of the transactions
+// table's blocks and rows (pg_class.relpages and reltuples): estimates, for
+// cutting a scan into block ranges whose last is open.
+func TransactionBlocks(ctx context.Context, q DBTX) (blocks, rows int64, err error) {
+	err = q.QueryRow(ctx, `SELECT relpages::bigint, greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'transactions'::regclass`).Scan(&blocks, &rows)
+	if err != nil {
+		return 0, 0, fmt.Errorf("counting the transactions table's blocks: %w", translate(err))
+	}
+	return blocks, rows, nil
+}
+
+// scopeRawFormats asks for every column of scopeUnorderedSQL in binary:
+// text as its bytes, timestamptz and bigint as 8 big-endian bytes.
+var scopeRawFormats = pgx.QueryResultFormats{1, 1, 1, 1, 1, 1, 1, 1, 1}
+
+// pgEpochMicros is 2000-01-01 UTC, PostgreSQL's timestamp epoch, in
+// microseconds since the Unix epoch.
+const pgEpochMicros = 946_684_800_000_000
+
+// ScopeRawRow is one transaction of a scope as the database sent it. Its
+// byte slices are valid only during the callback that receives it.
+type ScopeRawRow struct {
+	ContractID, Currency, Kind            []byte
+	OccurredAtMicros                      int64 // microseconds since the Unix epoch, UTC
+	ExternalID, Counterparty, Description []byte
+	AmountMinor                           int64
+	ID                                    int64
+}
+
+// StreamScopeUnordered calls fn for every transaction in the scope stored
+// in blocks (the zero BlockRange: all), in no particular order, with the
+// bytes the database sent: nothing is allocated per row. Sorting the rows
+// by (group in report order, OccurredAtMicros, ID) gives the report order
+// of StreamScope.
+func StreamScopeUnordered(ctx context.Context, q DBTX, s ScopeParams, blocks BlockRange, fn func(*ScopeRawRow) error) error {
+	args := append([]any{pgx.QueryExecModeDescribeExec, scopeRawFormats}, s.args()...)
+	var from, to *int64
+	if blocks.From > 0 {
+		from = &blocks.From
+	}
+	if blocks.To > 0 {
+		to = &blocks.To
+	}
+	args = append(args, from, to)
+	rows, err := q.Query(ctx, scopeUnorderedSQL, args...)
+	if err != nil {
+		return fmt.Errorf("querying scope: %w", translate(err))
+	}
+	defer rows.Close()
+	var r ScopeRawRow
+	for rows.Next() {
+		v := rows.RawValues()
+		if len(v) != 9 || len(v[3]) != 8 || len(v[7]) != 8 || len(v[8]) != 8 {
+			return errors.New("reading scope: unexpected row shape")
+		}
+		r.ContractID, r.Currency, r.Kind = v[0], v[1], v[2]
+		r.OccurredAtMicros = int64(binary.BigEndian.Uint64(v[3])) + pgEpochMicros
+		r.ExternalID, r.Counterparty, r.Description = v[4], v[5], v[6]
+		r.AmountMinor = int64(binary.BigEndian.Uint64(v[7]))
+		r.ID = int64(binary.BigEndian.Uint64(v[8]))
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading scope: %w", translate(err))
+	}
+	return nil
+}
+
+// ScopeGroupSpan is a group of a scope with its count and the first and
+// last occurred_at of its rows, in microseconds since the Unix epoch.
+type ScopeGroupSpan struct {
+	GroupKey
+	Count       int64
+	FirstMicros int64
+	LastMicros  int64
+}
+
+// scopeGroupSpansSQL counts a scope's groups, in report order, with the
+// span of their times: an index-only scan of the scope index, as
+// ScopeGroupedSQL.
+const scopeGroupSpansSQL = `
+	SELECT contract_id, currency, kind, count(*),
+	       (extract(epoch FROM min(occurred_at)) * 1000000)::bigint,
+	       (extract(epoch FROM max(occurred_at)) * 1000000)::bigint
+	  FROM transactions` + scopeWhere + `
+	 GROUP BY contract_id, currency, kind
+	 ORDER BY contract_id, currency, kind`
+
+// StreamScopeGroupSpans calls fn for every group of the scope, in report
+// order (the database's collation), with its count and time span.
+func StreamScopeGroupSpans(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeGroupSpan) error) error {
+	rows, err := q.Query(ctx, scopeGroupSpansSQL, s.queryArgs()...)
+	if err != nil {
+		return fmt.Errorf("querying scope groups: %w", translate(err))
+	}
+	defer rows.Close()
+	var g ScopeGroupSpan
+	for rows.Next() {
+		if err := rows.Scan(&g.ContractID, &g.Currency, &g.Kind, &g.Count, &g.FirstMicros, &g.LastMicros); err != nil {
+			return fmt.Errorf("scanning scope group: %w", err)
+		}
+		if err := fn(&g); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading scope groups: %w", translate(err))
+	}
+	return nil
 }
 
 // scopeSampleRows is about how many rows of the table ScopeSplitKeys samples.

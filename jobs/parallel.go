@@ -49,49 +49,96 @@ type parallelScan struct {
 }
 
 // writeTransactionSummaryParallel writes the line-items transaction summary
-// of a large scope from n ranges read at once; the file's bytes are those
-// of writeTransactionSummary. It falls back to the sequential writer when
-// the scope is not worth cutting (one range).
+// of a large scope with several connections sharing one snapshot; the
+// file's bytes are those of writeTransactionSummary. It reads the scope
+// once in the database's fastest order into buckets of whole groups
+// (writeSpilled) and sorts each bucket itself; when it cannot (a group too
+// large to sort in memory, no temporary file), it reads ranges of groups in
+// report order at once (writeRanges).
 func writeTransactionSummaryParallel(ctx context.Context, p *parallelScan, rep *db.Report, scope *db.Scope, pseudonymKey []byte, out io.Writer) (report.Summary, error) {
 	opts := report.SummaryOptsFromFlags(pseudonymKey, scope.DisclosureFlags)
-	keys, err := db.ScopeSplitKeys(ctx, p.pool, rep.ApplicationID, cmp.Or(rangeRowsOverride.Load(), rangeRows), maxRanges)
-	if err != nil {
-		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
-	}
-	if !opts.LineItems || len(keys) == 0 {
+	if !opts.LineItems {
 		return writeTransactionSummary(ctx, p.pool, rep, scope, pseudonymKey, out, nil)
 	}
-
-	txs, release, err := snapshotTxs(ctx, p.pool, min(p.n, len(keys)+1))
+	txs, release, err := snapshotTxs(ctx, p.pool, p.n)
 	if err != nil {
 		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
 	}
 	defer release()
+	sum, err := writeSpilled(ctx, txs, scopeParams(rep, scope), opts, out, p.n, release)
+	if !errors.Is(err, errCannotSpill) {
+		if err != nil {
+			return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
+		}
+		return sum, nil
+	}
+	return writeRanges(ctx, txs, rep, scope, opts, out)
+}
 
+// writeRanges writes the file from consecutive ranges of whole groups
+// (db.ScopeSplitKeys) read in report order on txs at once.
+func writeRanges(ctx context.Context, txs []pgx.Tx, rep *db.Report, scope *db.Scope, opts report.SummaryOpts, out io.Writer) (report.Summary, error) {
+	keys, err := db.ScopeSplitKeys(ctx, txs[0], rep.ApplicationID, cmp.Or(rangeRowsOverride.Load(), rangeRows), maxRanges)
+	if err != nil {
+		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
+	}
+	for _, tx := range txs {
+		if _, err := tx.Exec(ctx, rangePlanSettings); err != nil {
+			return report.Summary{}, fmt.Errorf("setting up the range reads: %w", err)
+		}
+	}
+	sq := scopeParams(rep, scope)
+	n := len(keys) + 1
+	sum, err := writeSegments(ctx, out, opts, n, len(txs), segmentBlocks, func(ctx context.Context, worker, i int, emit func(*report.Transaction) error) error {
+		var from, to *db.GroupKey
+		if i > 0 {
+			from = &keys[i-1]
+		}
+		if i < len(keys) {
+			to = &keys[i]
+		}
+		var t report.Transaction
+		return db.StreamScopeRange(ctx, txs[worker], sq, from, to, func(r *db.ScopeRow) error {
+			t = report.Transaction{
+				ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, OccurredAt: r.OccurredAt,
+				ExternalID: r.ExternalID, Counterparty: r.Counterparty, Description: r.Description,
+				AmountMinor: r.AmountMinor,
+			}
+			return emit(&t)
+		})
+	})
+	if err != nil {
+		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
+	}
+	return sum, nil
+}
+
+// fillFunc writes segment i of a file, whole groups in report order, to
+// emit; worker says which of the writeSegments' workers runs it.
+type fillFunc func(ctx context.Context, worker, i int, emit func(*report.Transaction) error) error
+
+// writeSegments writes a transaction summary (header, n segments filled by
+// fill, totals) to out, formatting up to workers segments at once and
+// writing them out in order, as they come; a segment that is not next
+// holds up to blocks blocks before its worker waits.
+func writeSegments(ctx context.Context, out io.Writer, opts report.SummaryOpts, n, workers, blocks int, fill fillFunc) (report.Summary, error) {
 	whole := report.NewSummaryWriter(out, opts)
 	if err := whole.Flush(); err != nil {
 		return report.Summary{}, err
 	}
-	segs := make([]*segment, len(keys)+1)
+	segs := make([]*segment, n)
 	for i := range segs {
-		segs[i] = &segment{blocks: make(chan *[]byte, segmentBlocks)}
-		if i > 0 {
-			segs[i].from = &keys[i-1]
-		}
-		if i < len(keys) {
-			segs[i].to = &keys[i]
-		}
+		segs[i] = &segment{blocks: make(chan *[]byte, blocks)}
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	sq := scopeParams(rep, scope)
 	var (
 		next   atomic.Int64
 		wg     sync.WaitGroup
-		tokens = make(chan struct{}, len(txs)+1) // segments begun and not yet written out
+		tokens = make(chan struct{}, workers+1) // segments begun and not yet written out
 	)
-	for _, tx := range txs {
+	for w := range workers {
 		wg.Go(func() {
 			for {
 				// A token before an index: the segments begun are always
@@ -106,7 +153,9 @@ func writeTransactionSummaryParallel(ctx context.Context, p *parallelScan, rep *
 				if i >= len(segs) {
 					return
 				}
-				segs[i].read(ctx, tx, sq, opts)
+				segs[i].read(ctx, opts, func(ctx context.Context, emit func(*report.Transaction) error) error {
+					return fill(ctx, w, i, emit)
+				})
 			}
 		})
 	}
@@ -143,42 +192,29 @@ func writeTransactionSummaryParallel(ctx context.Context, p *parallelScan, rep *
 	cancel(cmp.Or(failed, errSegmentsWritten)) // stops the readers on failure
 	wg.Wait()
 	if failed != nil {
-		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", failed)
+		return report.Summary{}, failed
 	}
-	sum, err := whole.Close()
-	if err != nil {
-		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
-	}
-	return sum, nil
+	return whole.Close()
 }
 
 // errSegmentsWritten ends the readers' context once every segment is out.
 var errSegmentsWritten = errors.New("every segment written")
 
-// segment is one range of a scope being read and formatted: its blocks go
-// to the writer in order; summary and err are set before blocks is closed.
+// segment is one part of a file being formatted: its blocks go to the
+// writer in order; summary and err are set before blocks is closed.
 type segment struct {
-	from, to *db.GroupKey
-	blocks   chan *[]byte
-	summary  report.SummarySegment
-	err      error
+	blocks  chan *[]byte
+	summary report.SummarySegment
+	err     error
 }
 
-// read formats the segment's range into blocks, then closes it. A segment
+// read formats what fill emits into blocks, then closes them. A segment
 // whose context ends stops early, with the context's error.
-func (s *segment) read(ctx context.Context, q db.DBTX, sq db.ScopeParams, opts report.SummaryOpts) {
+func (s *segment) read(ctx context.Context, opts report.SummaryOpts, fill func(context.Context, func(*report.Transaction) error) error) {
 	defer close(s.blocks)
 	bw := &blockWriter{ctx: ctx, ch: s.blocks}
 	sw := report.NewSummarySegmentWriter(bw, opts)
-	var t report.Transaction
-	err := db.StreamScopeRange(ctx, q, sq, s.from, s.to, func(r *db.ScopeRow) error {
-		t = report.Transaction{
-			ContractID: r.ContractID, Currency: r.Currency, Kind: r.Kind, OccurredAt: r.OccurredAt,
-			ExternalID: r.ExternalID, Counterparty: r.Counterparty, Description: r.Description,
-			AmountMinor: r.AmountMinor,
-		}
-		return sw.WriteTransaction(&t)
-	})
+	err := fill(ctx, sw.WriteTransaction)
 	if err == nil {
 		s.summary, err = sw.CloseSegment()
 	}
@@ -233,10 +269,13 @@ func (w *blockWriter) flush() error {
 // connections.
 func snapshotTxs(ctx context.Context, pool *pgxpool.Pool, n int) ([]pgx.Tx, func(), error) {
 	var txs []pgx.Tx
+	var once sync.Once
 	release := func() {
-		for _, tx := range txs {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-		}
+		once.Do(func() {
+			for _, tx := range txs {
+				_ = tx.Rollback(context.WithoutCancel(ctx))
+			}
+		})
 	}
 	begin := func() (pgx.Tx, error) {
 		tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -255,15 +294,10 @@ func snapshotTxs(ctx context.Context, pool *pgxpool.Pool, n int) ([]pgx.Tx, func
 		release()
 		return nil, nil, fmt.Errorf("exporting the snapshot: %w", err)
 	}
-	if _, err := first.Exec(ctx, rangePlanSettings); err != nil {
-		release()
-		return nil, nil, fmt.Errorf("setting up the range reads: %w", err)
-	}
 	for range n - 1 {
 		tx, err := begin()
 		if err == nil {
-			// One round trip: the import first, as it must be.
-			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT `+quoteLiteral(snapshot)+`; `+rangePlanSettings)
+			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT `+quoteLiteral(snapshot))
 		}
 		if err != nil {
 			release()
@@ -274,12 +308,12 @@ func snapshotTxs(ctx context.Context, pool *pgxpool.Pool, n int) ([]pgx.Tx, func
 }
 
 // rangePlanSettings make the range reads walk the scope index in report
-// order. Left to itself the planner costs a range of ~20k rows as a bitmap
+// order (turning the index scan back on, after scanPlanSettings). Left to itself the planner costs a range of ~20k rows as a bitmap
 // heap scan and a sort, which spills past work_mem and sorts what the index
 // already orders: measured, the 1M report read in ranges so took 15.2 s
 // against 11.5 s for one index-order query. These transactions run nothing
 // else, and SET LOCAL ends with them.
-const rangePlanSettings = `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off`
+const rangePlanSettings = `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = on`
 
 // quoteLiteral quotes an exported snapshot id (hex digits and dashes) as
 // an SQL literal; SET TRANSACTION SNAPSHOT takes no parameters.

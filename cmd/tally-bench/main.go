@@ -47,6 +47,7 @@ type options struct {
 	runs  int
 	out   string
 	keep  bool
+	reuse bool         // -reuse: seed the scopes of rows 2 and 3 once, in reuseDatabase
 	only  map[int]bool // rows to measure; empty: every row
 	large bool         // -large: a 10M-transaction scope after the others
 
@@ -70,6 +71,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.runs, "runs", 3, "runs per figure; the table shows medians")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "file the table is written to; empty: stdout only")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database and bucket (for profiling by hand)")
+	fs.BoolVar(&o.reuse, "reuse", false, "seed the scopes of rows 2 and 3 (-sizes, -large) into the database "+reuseDatabase+
+		" once and read them again in later runs with -reuse (seeding 10M rows takes minutes); the database is kept")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	only := fs.String("only", "", "comma-separated row numbers to measure (e.g. 12,13); empty: every row")
 	fs.BoolVar(&o.large, "large", false, "add a 10M-transaction scope to rows 2 and 3 (seeding it takes minutes; make bench-large)")

@@ -494,6 +494,7 @@ func (b *bench) measureReady(ctx context.Context, r *results) error {
 			b.log.printf("  %s run %d/%d: line items %s (COPY %s; worker CPU %s), subtotals %s (GROUP BY %s); worker peak RSS %.1f MiB",
 				countName(set.rows), run+1, b.opts.runs, line.Round(time.Millisecond), cp.Round(time.Millisecond), cpu,
 				sub.Round(time.Millisecond), grp.Round(time.Millisecond), mib(hwm))
+			b.log.printf("    CPU, POST to ready: %s; COPY: %s", lineCPU.top(5, 0, ""), copyCPU.top(5, 0, ""))
 		}
 		if err := b.ctl.QueryRow(ctx, `SELECT size_bytes FROM reports WHERE id = $1`, row.lastLineReport).Scan(&row.fileBytes); err != nil {
 			return err

@@ -109,10 +109,24 @@ func (b *bench) setup(ctx context.Context) error {
 		b.bin.api = b.opts.apiBin
 	}
 
-	b.log.printf("creating database %s and bucket %s", b.dbName, b.bucket)
-	if err := execAdmin(ctx, b.adminURL, "CREATE DATABASE "+pgx.Identifier{b.dbName}.Sanitize()); err != nil {
-		b.dbName = ""
-		return fmt.Errorf("creating the bench database: %w", err)
+	if b.opts.reuse {
+		b.dbName = reuseDatabase
+		if b.dbURL, err = withDatabase(b.adminURL, b.dbName); err != nil {
+			return err
+		}
+	}
+	exists := false
+	if b.opts.reuse {
+		if exists, err = databaseExists(ctx, b.adminURL, b.dbName); err != nil {
+			return err
+		}
+	}
+	b.log.printf("creating database %s (exists: %v) and bucket %s", b.dbName, exists, b.bucket)
+	if !exists {
+		if err := execAdmin(ctx, b.adminURL, "CREATE DATABASE "+pgx.Identifier{b.dbName}.Sanitize()); err != nil {
+			b.dbName = ""
+			return fmt.Errorf("creating the bench database: %w", err)
+		}
 	}
 	if b.ctl, err = db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: 4, ApplicationName: "tally-bench-ctl"}); err != nil {
 		return err
@@ -168,17 +182,22 @@ func (b *bench) storageOpts() storage.Opts {
 // size, each with its generated transactions and two cases.
 func (b *bench) seed(ctx context.Context) error {
 	fx := &fixture{}
-	var err error
-	if fx.org, err = db.CreateOrganization(ctx, b.ctl, "Bench Org"); err != nil {
-		return err
-	}
-	owner, err := db.CreateUser(ctx, b.ctl, db.CreateUserParams{OrgID: fx.org.ID, Email: "owner@bench.tally.test", Name: "Bench Owner",
-		OwnerPermissions: []string{db.PermReportsList, db.PermReportsDownload}})
+	owner, reused, err := b.reusedFixture(ctx, fx)
 	if err != nil {
 		return err
 	}
-	if fx.auditor, err = db.CreateUser(ctx, b.ctl, db.CreateUserParams{OrgID: fx.org.ID, Email: "auditor@bench.tally.test", Name: "Bench Auditor"}); err != nil {
-		return err
+	if !reused {
+		if fx.org, err = db.CreateOrganization(ctx, b.ctl, "Bench Org"); err != nil {
+			return err
+		}
+		owner, err = db.CreateUser(ctx, b.ctl, db.CreateUserParams{OrgID: fx.org.ID, Email: "owner@bench.tally.test", Name: "Bench Owner",
+			OwnerPermissions: []string{db.PermReportsList, db.PermReportsDownload}})
+		if err != nil {
+			return err
+		}
+		if fx.auditor, err = db.CreateUser(ctx, b.ctl, db.CreateUserParams{OrgID: fx.org.ID, Email: "auditor@bench.tally.test", Name: "Bench Auditor"}); err != nil {
+			return err
+		}
 	}
 	if _, fx.token, err = db.CreateSession(ctx, b.ctl, fx.auditor.ID, 24*time.Hour); err != nil {
 		return err
@@ -188,17 +207,26 @@ func (b *bench) seed(ctx context.Context) error {
 		label string
 		rows  int64
 		dst   **scopeSet
+		seed  uint64
 	}
-	specs := []spec{{"create", b.opts.smallRows, &fx.create}, {"small", b.opts.smallRows, &fx.small}}
+	// With -reuse, the sets of other rows are new in each run (their
+	// reports would pile up): their labels carry the run's stamp.
+	other := ""
+	if b.opts.reuse {
+		other = "-" + strings.TrimPrefix(b.bucket, "tally-bench-")
+	}
+	specs := []spec{{"create" + other, b.opts.smallRows, &fx.create, 1}, {"small" + other, b.opts.smallRows, &fx.small, 2}}
 	if b.opts.wants(13) {
-		specs = append(specs, spec{"list", 1, &fx.list})
+		specs = append(specs, spec{"list" + other, 1, &fx.list, 3})
 	}
 	fx.sizes = make([]*scopeSet, len(b.opts.sizes))
 	for i, n := range b.opts.sizes {
-		specs = append(specs, spec{countLabel(n), n, &fx.sizes[i]})
+		// The seed is the size's own, so a reused set is the one a fresh
+		// run would seed.
+		specs = append(specs, spec{countLabel(n), n, &fx.sizes[i], uint64(n)})
 	}
-	for i, sp := range specs {
-		set, err := b.seedSet(ctx, fx, owner, sp.label, sp.rows, uint64(i+1))
+	for _, sp := range specs {
+		set, err := b.seedSet(ctx, fx, owner, sp.label, sp.rows, sp.seed)
 		if err != nil {
 			return err
 		}
@@ -216,15 +244,24 @@ func (b *bench) seed(ctx context.Context) error {
 }
 
 func (b *bench) seedSet(ctx context.Context, fx *fixture, owner *db.User, label string, rows int64, seed uint64) (*scopeSet, error) {
-	app, err := db.CreateApplication(ctx, b.ctl, db.CreateApplicationParams{OrgID: fx.org.ID, ForeignID: "bench-" + label, Name: "Bench " + label})
+	gopts := ingest.GeneratorOpts{Seed: seed, Count: rows}
+	app, err := b.reusedApp(ctx, fx, label, rows)
 	if err != nil {
+		return nil, err
+	}
+	if app != nil {
+		b.log.printf("reusing %s: %d transactions of %s", label, rows, app.ID)
+		gopts.ApplicationID = app.ID
+		return b.scopeCases(ctx, fx, owner, app, label, rows, gopts)
+	}
+	if app, err = db.CreateApplication(ctx, b.ctl, db.CreateApplicationParams{OrgID: fx.org.ID, ForeignID: "bench-" + label, Name: "Bench " + label}); err != nil {
 		return nil, err
 	}
 	if err := db.GrantPermissions(ctx, b.ctl, fx.auditor.ID, app.ID,
 		[]string{db.PermReportsCreate, db.PermReportsList, db.PermReportsDownload}); err != nil {
 		return nil, err
 	}
-	gopts := ingest.GeneratorOpts{ApplicationID: app.ID, Seed: seed, Count: rows}
+	gopts.ApplicationID = app.ID
 	started := time.Now()
 	next := int64(250_000)
 	gopts.Progress = func(n int64) {
@@ -238,6 +275,12 @@ func (b *bench) seedSet(ctx context.Context, fx *fixture, owner *db.User, label 
 		return nil, err
 	}
 	b.log.printf("  seeded %s in %s", label, time.Since(started).Round(time.Millisecond))
+	return b.scopeCases(ctx, fx, owner, app, label, rows, gopts)
+}
+
+// scopeCases returns the set of app's seeded transactions, with two new
+// cases over them.
+func (b *bench) scopeCases(ctx context.Context, fx *fixture, owner *db.User, app *db.Application, label string, rows int64, gopts ingest.GeneratorOpts) (*scopeSet, error) {
 	gen, err := ingest.NewGenerator(gopts)
 	if err != nil {
 		return nil, err
@@ -300,7 +343,9 @@ func (b *bench) close() {
 		b.log.printf("kept database %s and bucket %s (-keep); logs in %s", b.dbName, b.bucket, b.tmp)
 		return
 	}
-	if b.dbName != "" {
+	if b.opts.reuse {
+		b.log.printf("kept database %s for the next -reuse", b.dbName)
+	} else if b.dbName != "" {
 		if err := execAdmin(ctx, b.adminURL, "DROP DATABASE IF EXISTS "+pgx.Identifier{b.dbName}.Sanitize()+" WITH (FORCE)"); err != nil {
 			b.log.printf("dropping database %s: %v", b.dbName, err)
 		}
@@ -378,3 +423,66 @@ func countName(n int64) string {
 func countLabel(n int64) string { return strings.ToLower(countName(n)) }
 
 func logPath(dir, name string) string { return filepath.Join(dir, name+".log") }
+
+// reuseDatabase is the database -reuse seeds once and reads again.
+const reuseDatabase = "tally_bench_reuse"
+
+// databaseExists says whether the server has a database of that name.
+func databaseExists(ctx context.Context, adminURL, name string) (bool, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return false, fmt.Errorf("connecting to %s: %w", redact(adminURL), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var ok bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&ok)
+	return ok, err
+}
+
+// reusedFixture fills in fx's organization and auditor (and returns the
+// owner) from an earlier -reuse run's database, with a new session; reused
+// is false when there is none (or no -reuse).
+func (b *bench) reusedFixture(ctx context.Context, fx *fixture) (owner *db.User, reused bool, err error) {
+	if !b.opts.reuse {
+		return nil, false, nil
+	}
+	owner, err = db.GetUserByEmail(ctx, b.ctl, "owner@bench.tally.test")
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if fx.auditor, err = db.GetUserByEmail(ctx, b.ctl, "auditor@bench.tally.test"); err != nil {
+		return nil, false, err
+	}
+	fx.org = &db.Organization{}
+	if err := b.ctl.QueryRow(ctx, `SELECT org_id FROM applications WHERE name LIKE 'Bench %' LIMIT 1`).Scan(&fx.org.ID); err != nil {
+		return nil, false, fmt.Errorf("finding the reused organization: %w", err)
+	}
+	b.log.printf("reusing organization %s of %s", fx.org.ID, reuseDatabase)
+	return owner, true, nil
+}
+
+// reusedApp returns the application of an earlier -reuse run that holds
+// exactly rows seeded transactions under label, or nil.
+func (b *bench) reusedApp(ctx context.Context, fx *fixture, label string, rows int64) (*db.Application, error) {
+	if !b.opts.reuse || fx.org == nil {
+		return nil, nil
+	}
+	app, err := db.GetApplicationByForeignID(ctx, b.ctl, fx.org.ID, "bench-"+label)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var n int64
+	if err := b.ctl.QueryRow(ctx, `SELECT count(*) FROM transactions WHERE application_id = $1`, app.ID).Scan(&n); err != nil {
+		return nil, err
+	}
+	if n != rows {
+		return nil, fmt.Errorf("-reuse: %s holds %d transactions, not %d: drop database %s", app.ID, n, rows, reuseDatabase)
+	}
+	return app, nil
+}
