@@ -744,8 +744,8 @@ func (b *bench) smallBatch(ctx context.Context, workers int) (float64, error) {
 		time.Sleep(batchPoll)
 	}
 	b.lastSmallCPU = takeCPUSnapshot().since(c0)
+	b.log.printf("  small reports, %d worker(s): %s", workers, b.lastSmallCPU.top(6, n, "report"))
 	if b.opts.pgss {
-		b.log.printf("  small reports, %d worker(s): %s", workers, b.lastSmallCPU.top(6, n, "report"))
 		if err := (pgss{b}).print(ctx, 25, n, "report"); err != nil {
 			return 0, err
 		}
