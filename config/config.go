@@ -109,7 +109,7 @@ const (
 	DefaultRequestTimeout       = 30 * time.Second
 	DefaultCreateRatePerMinute  = 60.0
 	DefaultLargeReportRows      = 200_000
-	DefaultSmallConcurrency     = 8
+	DefaultSmallConcurrency     = 4
 	DefaultLargeConcurrency     = 1
 	DefaultJobTimeout           = 15 * time.Minute
 	DefaultShutdownTimeout      = 25 * time.Second

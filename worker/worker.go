@@ -30,7 +30,7 @@ import (
 // others default to config's (config.DefaultJobTimeout and so on), the same
 // defaults as an unset variable.
 const (
-	DefaultFetchCooldown      = 40 * time.Millisecond
+	DefaultFetchCooldown      = 20 * time.Millisecond
 	DefaultExpireInterval     = 10 * time.Minute
 	DefaultCheckpointInterval = 10 * time.Minute
 	DefaultReproduceInterval  = time.Hour

@@ -307,7 +307,7 @@ func (b *bench) startWorkers(ctx context.Context, n int) error {
 		i := len(b.workers)
 		env := childEnv(map[string]string{
 			"DATABASE_URL": b.dbURL, "S3_BUCKET": b.bucket, "TALLY_METRICS_PORT": strconv.Itoa(port),
-			"TALLY_WORKER_CONCURRENCY": strconv.Itoa(config.DefaultSmallConcurrency), "TALLY_WORKER_LARGE_CONCURRENCY": "1", "TALLY_FETCH_POLL_INTERVAL": "1s",
+			"TALLY_WORKER_CONCURRENCY": "4", "TALLY_WORKER_LARGE_CONCURRENCY": "1", "TALLY_FETCH_POLL_INTERVAL": "1s",
 			"TALLY_PSEUDONYM_KEY": benchPseudonymKey,
 			// Manifests are signed with an ephemeral key: a bench keeps none.
 			"TALLY_ENV": "development",
