@@ -29,7 +29,16 @@ func (s *Server) downloadOrgReport(c echo.Context) error {
 	return s.download(c, "")
 }
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+// copyBufSize is the size of a download's copy buffer: the most one read
+// from the store returns, and the largest piece stream writes when the
+// minimum rate allows it (minRate × stallTimeout bytes or more). Every
+// read and write is a system call, and every write wakes the client up:
+// at the default minimum rate (30 KiB pieces) 256 KiB took a quarter fewer
+// system calls per MB than 64 KiB, and where pieces may be 256 KiB the API
+// and a same-host reader each spent 10-20% less CPU per MB than with 64 KiB.
+const copyBufSize = 256 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 // gzipWriters are reused across downloads: a gzip writer's state is about
 // a megabyte. BestSpeed compresses a transaction summary CSV about 10:1 at

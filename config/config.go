@@ -117,7 +117,7 @@ const (
 	DefaultFetchPollInterval    = time.Second
 	DefaultDownloadsPerUser     = 4
 	DefaultDownloadsPerOrg      = 32
-	DefaultDownloadMinRate      = 1 << 10 // bytes per second
+	DefaultDownloadMinRate      = 10 << 10 // bytes per second: 80 kbit/s; writes of rate × stall timeout = 300 KiB, capped at the 256 KiB copy buffer
 	DefaultDownloadStallTimeout = 30 * time.Second
 	DefaultSweepInterval        = time.Hour
 	// DefaultChainInterval is how often each worker chains committed

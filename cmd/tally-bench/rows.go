@@ -563,7 +563,10 @@ func (b *bench) measureDownload(ctx context.Context, r *results) error {
 		// downloadPairs of each, interleaved, and keeps the medians.
 		var apiRates, directRates series
 		var apiHWM int64
+		var apiCPU, directCPU cpuSum
 		viaAPI := func() error {
+			c0 := takeCPUSnapshot()
+			defer func() { apiCPU.add(takeCPUSnapshot().since(c0)) }()
 			hwm, _, err := peakDuring(b.api, func() error {
 				t := time.Now()
 				n, err := b.client.download(ctx, bigSet.app.ForeignID, big.lastLineReport, buf)
@@ -576,6 +579,8 @@ func (b *bench) measureDownload(ctx context.Context, r *results) error {
 		direct := func() error {
 			// The response body itself, not a minio.Object, whose
 			// goroutine hand-offs would slow the baseline down.
+			c0 := takeCPUSnapshot()
+			defer func() { directCPU.add(takeCPUSnapshot().since(c0)) }()
 			t := time.Now()
 			obj, _, _, err := minio.Core{Client: b.minio}.GetObject(ctx, b.bucket, key, minio.GetObjectOptions{})
 			if err != nil {
@@ -615,8 +620,30 @@ func (b *bench) measureDownload(ctx context.Context, r *results) error {
 		row.apiSmallHWM.add(float64(smallHWM))
 		b.log.printf("  download run %d/%d: API %.0f MB/s, MinIO %.0f MB/s; API peak RSS %.1f MiB (%.1f MiB for the %s file)",
 			run+1, b.opts.runs, apiRate, directRate, mib(apiHWM), mib(smallHWM), countName(small.size))
+		// Where a download's CPU goes, per MB, so that the cost of the API's
+		// hop shows beside the direct GET's.
+		mb := int(downloadPairs * big.fileBytes / 1e6)
+		b.log.printf("    through the API: %s", apiCPU.use.top(4, mb, "MB"))
+		b.log.printf("    direct GET:      %s", directCPU.use.top(4, mb, "MB"))
 	}
 	return nil
+}
+
+// cpuSum adds up the CPU use of several timed steps (busy: their mean).
+type cpuSum struct {
+	use   cpuUse
+	steps int
+}
+
+func (s *cpuSum) add(u cpuUse) {
+	if s.use.byName == nil {
+		s.use.byName = map[string]time.Duration{}
+	}
+	for name, d := range u.byName {
+		s.use.byName[name] += d
+	}
+	s.use.busy = (s.use.busy*float64(s.steps) + u.busy) / float64(s.steps+1)
+	s.steps++
 }
 
 // --- row 4 ---------------------------------------------------------------------------------------
