@@ -671,12 +671,7 @@ func (b *bench) measureSmall(ctx context.Context, r *results) error {
 			}
 			directs := func() error {
 				var err error
-				c0 := takeCPUSnapshot()
 				dir, err = b.directBatch(ctx, workers*config.DefaultSmallConcurrency, direct)
-				if err == nil {
-					b.log.printf("  direct baseline, %d at once: %s", workers*config.DefaultSmallConcurrency,
-						takeCPUSnapshot().since(c0).top(6, len(direct), "report"))
-				}
 				return err
 			}
 			steps := []func() error{reports, directs, noops}
