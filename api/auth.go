@@ -20,24 +20,40 @@ import (
 // authenticate resolves the bearer token to a principal.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		h := c.Request().Header.Values(echo.HeaderAuthorization)
-		if len(h) == 0 {
-			return newError(http.StatusUnauthorized, CodeMissingToken, "an Authorization: Bearer <token> header is required")
-		}
-		token, ok := bearerToken(h)
-		if !ok {
-			return newError(http.StatusUnauthorized, CodeInvalidToken, "the Authorization header must be a single \"Bearer <token>\"")
+		token, err := requestToken(c)
+		if err != nil {
+			return err
 		}
 		p, err := db.Authenticate(c.Request().Context(), s.pool, token)
 		if err != nil {
-			if errors.Is(err, db.ErrNotFound) {
-				return newError(http.StatusUnauthorized, CodeInvalidToken, "the token is unknown, expired or revoked")
-			}
-			return fmt.Errorf("authenticating: %w", err)
+			return authError(err)
 		}
 		c.Set(ctxPrincipal, p)
 		return next(c)
 	}
+}
+
+// requestToken returns the request's bearer token, or the 401 that says why
+// there is none.
+func requestToken(c echo.Context) (string, error) {
+	h := c.Request().Header.Values(echo.HeaderAuthorization)
+	if len(h) == 0 {
+		return "", newError(http.StatusUnauthorized, CodeMissingToken, "an Authorization: Bearer <token> header is required")
+	}
+	token, ok := bearerToken(h)
+	if !ok {
+		return "", newError(http.StatusUnauthorized, CodeInvalidToken, "the Authorization header must be a single \"Bearer <token>\"")
+	}
+	return token, nil
+}
+
+// authError is the answer to a failed token lookup: 401 for a token that is
+// unknown, expired or revoked.
+func authError(err error) error {
+	if errors.Is(err, db.ErrNotFound) {
+		return newError(http.StatusUnauthorized, CodeInvalidToken, "the token is unknown, expired or revoked")
+	}
+	return fmt.Errorf("authenticating: %w", err)
 }
 
 // bearerToken extracts the token from exactly one well-formed header value.
@@ -83,26 +99,38 @@ func mayDownload(c echo.Context) bool {
 	return slices.Contains(principal(c).OwnerPermissions, db.PermReportsDownload)
 }
 
-// requireAuditor resolves :foreignId inside the caller's organization and
-// checks perm in the caller's auditor bucket on it (403). An application on
-// which the caller holds no grant at all answers 404, exactly as one that
-// does not exist or belongs to another organization, so that members cannot
-// enumerate the organization's applications.
+// requireAuditor authenticates the caller as authenticate does, resolves
+// :foreignId inside the caller's organization and checks perm in the
+// caller's auditor bucket on it (403), with one query for all of it. An
+// application on which the caller holds no grant at all answers 404, exactly
+// as one that does not exist or belongs to another organization, so that
+// members cannot enumerate the organization's applications.
 func (s *Server) requireAuditor(perm string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			p := principal(c)
+			token, err := requestToken(c)
+			if err != nil {
+				return err
+			}
 			ctx := c.Request().Context()
 			foreignID := c.Param("foreignId")
 			if len(foreignID) > 63 {
+				// No application has such a segment: authenticate alone,
+				// so that a bad token still answers 401.
+				p, err := db.Authenticate(ctx, s.pool, token)
+				if err != nil {
+					return authError(err)
+				}
+				c.Set(ctxPrincipal, p)
 				return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
 			}
-			app, perms, err := db.AuditorApplication(ctx, s.pool, p.Organization.ID, foreignID, p.User.ID)
-			if errors.Is(err, db.ErrNotFound) || (err == nil && len(perms) == 0) {
-				return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
-			}
+			p, app, perms, err := db.AuthenticateAuditor(ctx, s.pool, token, foreignID)
 			if err != nil {
-				return fmt.Errorf("loading application and grants: %w", err)
+				return authError(err)
+			}
+			c.Set(ctxPrincipal, p)
+			if app == nil || len(perms) == 0 {
+				return newError(http.StatusNotFound, CodeApplicationNotFound, "application not found")
 			}
 			if !slices.Contains(perms, perm) {
 				return newError(http.StatusForbidden, CodePermissionDenied,

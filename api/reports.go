@@ -66,16 +66,21 @@ func (s *Server) createReport(c echo.Context) error {
 		}
 	}
 
-	cs, err := s.checkCase(ctx, p, app, req.CaseID)
-	if err != nil {
-		return err
+	caseNotFound := newError(http.StatusNotFound, CodeCaseNotFound, "case not found in this application")
+	if !db.ValidID(db.PrefixCase, req.CaseID) {
+		return caseNotFound
 	}
-
+	// The case rules are applied to the case as the creating transaction
+	// reads and locks it: a revocation cannot slip in between the check and
+	// the scope's snapshot.
 	report, err := jobs.CreateReport(ctx, s.pool, s.river, jobs.CreateReportParams{
-		Application: app, Case: cs, Type: typ, UserID: p.User.ID, RequestID: requestID(c),
+		Application: app, CaseID: req.CaseID, CheckCase: s.checkCase, Type: typ, UserID: p.User.ID, RequestID: requestID(c),
 		ClientIP: c.RealIP(), UserAgent: userAgent(c),
 		IdempotencyKey: idemKey, RequestHash: reqHash, LargeReportRows: s.largeRows, MaxAttempts: s.maxAttempts,
 	})
+	if errors.Is(err, jobs.ErrCaseNotFound) {
+		return caseNotFound
+	}
 	if errors.Is(err, jobs.ErrIdempotencyConflict) {
 		// A concurrent request with this key won; answer with its report.
 		r, err := s.replay(ctx, p, app, idemKey, reqHash)
@@ -92,7 +97,7 @@ func (s *Server) createReport(c echo.Context) error {
 	}
 	s.metrics.created.WithLabelValues(report.Type).Inc()
 	s.logger.InfoContext(ctx, "report created", slog.String("request_id", requestID(c)),
-		slog.String("report_id", report.ID), slog.String("type", report.Type), slog.String("case_id", cs.ID))
+		slog.String("report_id", report.ID), slog.String("type", report.Type), slog.String("case_id", report.CaseID))
 	return c.JSON(http.StatusAccepted, view.ReportFor(report, mayDownload(c)))
 }
 
@@ -137,24 +142,13 @@ func (s *Server) replay(ctx context.Context, p *db.Principal, app *db.Applicatio
 	return r, nil
 }
 
-// checkCase applies the case rules to a new report: same application (404),
-// then caseAccess.
-func (s *Server) checkCase(ctx context.Context, p *db.Principal, app *db.Application, caseID string) (*db.Case, error) {
-	notFound := newError(http.StatusNotFound, CodeCaseNotFound, "case not found in this application")
-	if !db.ValidID(db.PrefixCase, caseID) {
-		return nil, notFound
-	}
-	cs, assigned, err := db.GetCaseForUser(ctx, s.pool, caseID, p.User.ID)
-	if errors.Is(err, db.ErrNotFound) || (err == nil && cs.ApplicationID != app.ID) {
-		return nil, notFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading case: %w", err)
-	}
+// checkCase applies caseAccess to the case of a new report, as the
+// creating transaction read it (jobs.CreateReportParams.CheckCase).
+func (s *Server) checkCase(cs *db.Case, assigned bool) error {
 	if err := caseAccess(cs, assigned, s.now()); err != nil {
-		return nil, err
+		return err
 	}
-	return cs, nil
+	return nil
 }
 
 // caseAccess says why an auditor may not work on a case now, if they may

@@ -29,19 +29,20 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/auth/me", s.me, authn)
 
 	// Auditor bucket of the application named by :foreignId (404 outside the
-	// caller's organization, 403 without the permission). Downloads stream
+	// caller's organization, 403 without the permission); requireAuditor
+	// authenticates too, in the same query. Downloads stream
 	// outside request admission, at most DownloadsPerUser and DownloadsPerOrg
 	// at once (429 too_many_downloads), cut off below the minimum rate.
 	const app = "/api/applications/:foreignId"
-	e.POST(app+"/case-reports", s.createReport, authn, s.requireAuditor(db.PermReportsCreate))
-	e.GET(app+"/reports", s.listAppReports, authn, s.requireAuditor(db.PermReportsList))
+	e.POST(app+"/case-reports", s.createReport, s.requireAuditor(db.PermReportsCreate))
+	e.GET(app+"/reports", s.listAppReports, s.requireAuditor(db.PermReportsList))
 	// One report, as the list shows it; Prefer: wait holds the request
 	// until its status changes, outside admission, at most WaitsPerUser at
 	// once (429 too_many_waits).
-	e.GET(app+"/reports/:reportId", s.getAppReport, authn, s.requireAuditor(db.PermReportsList))
-	e.GET(app+"/reports/:reportId/download", s.downloadAppReport, authn, s.requireAuditor(db.PermReportsDownload))
-	e.HEAD(app+"/reports/:reportId/download", s.downloadAppReport, authn, s.requireAuditor(db.PermReportsDownload))
-	e.GET(app+"/reports/:reportId/manifest", s.manifestAppReport, authn, s.requireAuditor(db.PermReportsDownload))
+	e.GET(app+"/reports/:reportId", s.getAppReport, s.requireAuditor(db.PermReportsList))
+	e.GET(app+"/reports/:reportId/download", s.downloadAppReport, s.requireAuditor(db.PermReportsDownload))
+	e.HEAD(app+"/reports/:reportId/download", s.downloadAppReport, s.requireAuditor(db.PermReportsDownload))
+	e.GET(app+"/reports/:reportId/manifest", s.manifestAppReport, s.requireAuditor(db.PermReportsDownload))
 
 	// Owner-level permissions of the caller's organization.
 	e.GET("/api/reports", s.listOrgReports, authn, s.requireOwner(db.PermReportsList))

@@ -70,6 +70,28 @@ func GetCaseForUser(ctx context.Context, q DBTX, caseID, userID string) (*Case, 
 	return &r.Case, r.Assigned, nil
 }
 
+// LockCaseForReport reads on tx, in one statement, the transaction's clock
+// (now(), the time it began), a case and whether the user is assigned to it,
+// and locks the case's row FOR SHARE until tx ends: a concurrent change of
+// the case (revoked, closed, edited) waits until tx commits or rolls back,
+// so whatever tx writes from what it read stays true of the case until then.
+// ErrNotFound when there is no such case.
+func LockCaseForReport(ctx context.Context, tx pgx.Tx, caseID, userID string) (time.Time, *Case, bool, error) {
+	rows, _ := tx.Query(ctx, `
+		SELECT now() AS now, c.*,
+		       EXISTS (SELECT 1 FROM case_assignments a WHERE a.case_id = c.id AND a.user_id = $2) AS assigned
+		  FROM cases c WHERE c.id = $1 FOR SHARE OF c`, caseID, userID)
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[struct {
+		Now time.Time `db:"now"`
+		Case
+		Assigned bool `db:"assigned"`
+	}])
+	if err != nil {
+		return time.Time{}, nil, false, translate(err)
+	}
+	return r.Now.UTC(), &r.Case, r.Assigned, nil
+}
+
 // ApproveCase moves a draft case to approved, recording who approved it.
 // Approving an approved case is a no-op; other states are ErrInvalid.
 func ApproveCase(ctx context.Context, q DBTX, caseID, approverID string) (*Case, error) {

@@ -75,7 +75,7 @@ func setupJobSync(t *testing.T) *jobSyncBundle {
 func (b *jobSyncBundle) newReport(t *testing.T) (reportID string, jobID int64) {
 	t.Helper()
 	rep, err := jobs.CreateReport(context.Background(), b.pool, b.client, jobs.CreateReportParams{
-		Application: b.app, Case: b.kase, Type: config.ReportType{Name: "transaction_summary", Builder: "transaction_summary"},
+		Application: b.app, CaseID: b.kase.ID, Type: config.ReportType{Name: "transaction_summary", Builder: "transaction_summary"},
 		UserID: b.user.ID, LargeReportRows: 200_000,
 	})
 	if err != nil {

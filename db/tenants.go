@@ -165,26 +165,6 @@ func ListGrants(ctx context.Context, q DBTX, userID string) ([]Grant, error) {
 	return grants, nil
 }
 
-// AuditorApplication returns the organization's application with that route
-// segment together with the user's auditor-bucket permissions on it (empty
-// when there is no grant), in one query: the authorization of every
-// application route. ErrNotFound when the organization has no such
-// application.
-func AuditorApplication(ctx context.Context, q DBTX, orgID, foreignID, userID string) (*Application, []string, error) {
-	var app Application
-	var perms []string
-	err := q.QueryRow(ctx, `
-		SELECT a.id, a.org_id, a.foreign_id, a.name, a.created_at, coalesce(g.permissions, '{}')
-		  FROM applications a
-		  LEFT JOIN application_grants g ON g.application_id = a.id AND g.user_id = $3 AND g.bucket = 'auditor'
-		 WHERE a.org_id = $1 AND a.foreign_id = $2`, orgID, foreignID, userID).
-		Scan(&app.ID, &app.OrgID, &app.ForeignID, &app.Name, &app.CreatedAt, &perms)
-	if err != nil {
-		return nil, nil, translate(err)
-	}
-	return &app, perms, nil
-}
-
 // TokenPrefix starts every session token, so that secret scanners can find them.
 const TokenPrefix = "tly_"
 
@@ -249,11 +229,61 @@ func Authenticate(ctx context.Context, q DBTX, token string) (*Principal, error)
 	if err != nil {
 		return nil, translate(err)
 	}
-	if lastUsed == nil || time.Since(*lastUsed) > time.Minute {
-		if _, err := q.Exec(ctx, `UPDATE sessions SET last_used_at = now()
-			WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, p.SessionID); err != nil {
-			return nil, fmt.Errorf("touching session: %w", translate(err))
-		}
+	if err := touchSession(ctx, q, p.SessionID, lastUsed); err != nil {
+		return nil, err
 	}
 	return &p, nil
+}
+
+// AuthenticateAuditor is Authenticate and AuditorApplication in one query:
+// the principal of a bearer token, the application of the principal's
+// organization with that route segment, and the principal's auditor-bucket
+// permissions on it (empty when there is no grant), all read in one
+// snapshot. Unknown, expired and revoked tokens are ErrNotFound; an
+// organization without such an application gives a nil *Application and no
+// error.
+func AuthenticateAuditor(ctx context.Context, q DBTX, token, foreignID string) (*Principal, *Application, []string, error) {
+	var p Principal
+	var lastUsed *time.Time
+	var appID, appOrgID, appForeignID, appName *string
+	var appCreatedAt *time.Time
+	var perms []string
+	err := q.QueryRow(ctx, `
+		SELECT s.id, s.last_used_at, u.id, u.email, u.name, u.created_at,
+		       o.id, o.name, o.created_at, m.permissions,
+		       a.id, a.org_id, a.foreign_id, a.name, a.created_at, coalesce(g.permissions, '{}')
+		  FROM sessions s
+		  JOIN users u ON u.id = s.user_id
+		  JOIN memberships m ON m.user_id = u.id
+		  JOIN organizations o ON o.id = m.org_id
+		  LEFT JOIN applications a ON a.org_id = o.id AND a.foreign_id = $2
+		  LEFT JOIN application_grants g ON g.application_id = a.id AND g.user_id = u.id AND g.bucket = 'auditor'
+		 WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()`, HashToken(token), foreignID).
+		Scan(&p.SessionID, &lastUsed, &p.User.ID, &p.User.Email, &p.User.Name, &p.User.CreatedAt,
+			&p.Organization.ID, &p.Organization.Name, &p.Organization.CreatedAt, &p.OwnerPermissions,
+			&appID, &appOrgID, &appForeignID, &appName, &appCreatedAt, &perms)
+	if err != nil {
+		return nil, nil, nil, translate(err)
+	}
+	if err := touchSession(ctx, q, p.SessionID, lastUsed); err != nil {
+		return nil, nil, nil, err
+	}
+	if appID == nil {
+		return &p, nil, nil, nil
+	}
+	app := &Application{ID: *appID, OrgID: *appOrgID, ForeignID: *appForeignID, Name: *appName, CreatedAt: *appCreatedAt}
+	return &p, app, perms, nil
+}
+
+// touchSession writes a session's last_used_at when the value read,
+// lastUsed, is over a minute old: at most once a minute per session.
+func touchSession(ctx context.Context, q DBTX, sessionID string, lastUsed *time.Time) error {
+	if lastUsed != nil && time.Since(*lastUsed) <= time.Minute {
+		return nil
+	}
+	if _, err := q.Exec(ctx, `UPDATE sessions SET last_used_at = now()
+		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, sessionID); err != nil {
+		return fmt.Errorf("touching session: %w", translate(err))
+	}
+	return nil
 }

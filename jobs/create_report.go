@@ -19,14 +19,28 @@ import (
 // caller answers with the other request's report.
 var ErrIdempotencyConflict = errors.New("jobs: idempotency key claimed by another request")
 
-// CreateReportParams are what creating a report needs. The caller has
-// already decided that the user may create this report: CreateReport checks
-// no permission and no case status.
+// ErrCaseNotFound means that the report's case does not exist or belongs to
+// another application than the report's. CreateReport then created nothing.
+var ErrCaseNotFound = errors.New("jobs: case not found in the application")
+
+// CreateReportParams are what creating a report needs. CreateReport checks
+// no permission: the caller has decided that the user may create reports on
+// the application. The case's own rules (status, assignment, access window)
+// are CheckCase's.
 type CreateReportParams struct {
-	// Application and Case are the report's; the case belongs to the
-	// application.
+	// Application is the report's.
 	Application *db.Application
-	Case        *db.Case
+	// CaseID is the report's case, which must belong to Application
+	// (ErrCaseNotFound otherwise). CreateReport reads the case in its
+	// transaction, locked until the transaction ends (see
+	// db.LockCaseForReport), and snapshots the scope from that read.
+	CaseID string
+	// CheckCase, when set, is called in the transaction with the case as
+	// read and whether UserID is assigned to it; an error it returns rolls
+	// everything back and is CreateReport's error, as it is. A change of the
+	// case that commits concurrently (revoked, closed) is either seen by
+	// CheckCase or waits until the report has committed.
+	CheckCase func(c *db.Case, assigned bool) error
 	// Type is the report type. Its Builder decides whether the scope's rows
 	// are estimated to choose the queue.
 	Type config.ReportType
@@ -53,23 +67,35 @@ type CreateReportParams struct {
 }
 
 // CreateReport creates a pending report in one transaction: it reads the
-// database clock, snapshots the case's scope as of that time, estimates the
-// scope's rows to choose the queue, enqueues the generate_report job, inserts
-// the report, claims the idempotency key and records report.created. Either
-// all of it commits or none of it does, so a job never exists without its
-// report and a report never without its job.
+// database clock and the case (locked until the commit), has CheckCase
+// check the case, snapshots the case's scope as of that time, estimates the
+// scope's rows to choose the queue, enqueues the generate_report job,
+// inserts the report, claims the idempotency key and records report.created.
+// Either all of it commits or none of it does, so a job never exists without
+// its report and a report never without its job.
 //
 // On a pool, CreateReport runs in a transaction of its own; on a pgx.Tx, in
-// a savepoint of it, and commits with it. It returns ErrIdempotencyConflict
-// when another request claimed the idempotency key first.
+// a savepoint of it, and commits with it. It returns ErrCaseNotFound for a
+// case outside the application, CheckCase's error as it is, and
+// ErrIdempotencyConflict when another request claimed the idempotency key
+// first.
 func CreateReport(ctx context.Context, q db.DBTX, client *river.Client[pgx.Tx], p CreateReportParams) (*db.Report, error) {
 	var rep *db.Report
+	var refused error
 	err := db.WithTx(ctx, q, func(tx pgx.Tx) error {
-		now, err := db.Now(ctx, tx)
-		if err != nil {
-			return err
+		now, c, assigned, err := db.LockCaseForReport(ctx, tx, p.CaseID, p.UserID)
+		if errors.Is(err, db.ErrNotFound) || (err == nil && c.ApplicationID != p.Application.ID) {
+			return ErrCaseNotFound
 		}
-		scope := scopeOf(p.Case, now)
+		if err != nil {
+			return fmt.Errorf("reading case: %w", err)
+		}
+		if p.CheckCase != nil {
+			if refused = p.CheckCase(c, assigned); refused != nil {
+				return refused
+			}
+		}
+		scope := scopeOf(c, now)
 		queue, err := chooseQueue(ctx, tx, p, scope)
 		if err != nil {
 			return err
@@ -86,7 +112,7 @@ func CreateReport(ctx context.Context, q db.DBTX, client *river.Client[pgx.Tx], 
 			return err
 		}
 		rep, err = db.CreateReport(ctx, tx, db.CreateReportParams{
-			ID: reportID, OrgID: p.Application.OrgID, ApplicationID: p.Application.ID, CaseID: p.Case.ID,
+			ID: reportID, OrgID: p.Application.OrgID, ApplicationID: p.Application.ID, CaseID: c.ID,
 			Type: p.Type.Name, Metadata: scope, CreatedBy: p.UserID, RequestID: p.RequestID, JobID: res.Job.ID,
 		})
 		if err != nil {
@@ -110,7 +136,10 @@ func CreateReport(ctx context.Context, q db.DBTX, client *river.Client[pgx.Tx], 
 		}
 		return db.CreateReportEvent(ctx, tx, rep, db.EventReportCreated, p.UserID, details)
 	})
-	if errors.Is(err, ErrIdempotencyConflict) {
+	if refused != nil {
+		return nil, refused
+	}
+	if errors.Is(err, ErrIdempotencyConflict) || errors.Is(err, ErrCaseNotFound) {
 		return nil, err
 	}
 	if err != nil {

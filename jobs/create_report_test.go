@@ -24,7 +24,7 @@ func (b *testBundle) createParams(t *testing.T, c *db.Case) jobs.CreateReportPar
 	if !ok {
 		t.Fatal("the default portal has no transaction_summary")
 	}
-	return jobs.CreateReportParams{Application: b.app, Case: c, Type: typ, UserID: b.user.ID,
+	return jobs.CreateReportParams{Application: b.app, CaseID: c.ID, Type: typ, UserID: b.user.ID,
 		RequestID: "req-create", LargeReportRows: 200_000, MaxAttempts: 3}
 }
 
@@ -230,5 +230,117 @@ func TestCreateReportIdempotencyConflictCreatesNothing(t *testing.T) {
 	p.UserID = other.ID
 	if _, err := jobs.CreateReport(b.ctx, b.pool, b.inserter, p); err != nil {
 		t.Errorf("the same key by another user: %v", err)
+	}
+}
+
+func TestCreateReportCaseOfAnotherApplicationIsNotFound(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	c := b.createCase(t, caseOpts{})
+
+	p := b.createParams(t, c)
+	p.Application = b.otherApp
+	if _, err := jobs.CreateReport(b.ctx, b.pool, b.inserter, p); !errors.Is(err, jobs.ErrCaseNotFound) {
+		t.Errorf("case of another application: got %v, want ErrCaseNotFound", err)
+	}
+	p = b.createParams(t, c)
+	p.CaseID = db.NewID(db.PrefixCase)
+	if _, err := jobs.CreateReport(b.ctx, b.pool, b.inserter, p); !errors.Is(err, jobs.ErrCaseNotFound) {
+		t.Errorf("unknown case: got %v, want ErrCaseNotFound", err)
+	}
+	if reports, jobCount := b.count(t, "reports"), b.count(t, "river_job"); reports != 0 || jobCount != 0 {
+		t.Errorf("after the refusals: %d reports and %d jobs, want none", reports, jobCount)
+	}
+}
+
+func TestCreateReportCheckCaseSeesTheCaseAndCanRefuse(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	c := b.createCase(t, caseOpts{ContractFilters: []string{"CTR-A"}})
+	other, err := db.CreateUser(b.ctx, b.pool, db.CreateUserParams{OrgID: b.org.ID, Email: "bo@example.com", Name: "Bo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	refusal := errors.New("refused")
+	tests := []struct {
+		name         string
+		userID       string
+		wantAssigned bool
+	}{
+		{"Assigned", b.user.ID, true},
+		{"NotAssigned", other.ID, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := b.createParams(t, c)
+			p.UserID = tt.userID
+			var seen *db.Case
+			var assigned bool
+			p.CheckCase = func(cs *db.Case, a bool) error {
+				seen, assigned = cs, a
+				return refusal
+			}
+			if _, err := jobs.CreateReport(b.ctx, b.pool, b.inserter, p); err != refusal {
+				t.Errorf("got %v, want CheckCase's error as it is", err)
+			}
+			if seen == nil || seen.ID != c.ID || seen.Status != db.CaseApproved || !cmp.Equal(seen.ContractFilters, []string{"CTR-A"}) {
+				t.Errorf("CheckCase saw %+v, want the approved case %s", seen, c.ID)
+			}
+			if assigned != tt.wantAssigned {
+				t.Errorf("assigned: got %v, want %v", assigned, tt.wantAssigned)
+			}
+		})
+	}
+	if reports, jobCount := b.count(t, "reports"), b.count(t, "river_job"); reports != 0 || jobCount != 0 {
+		t.Errorf("after the refusals: %d reports and %d jobs, want none", reports, jobCount)
+	}
+}
+
+// A revocation that commits while a report is being created either waits
+// for the report's commit or is seen by the case check: the case is read
+// and locked in the creating transaction.
+func TestCreateReportLocksTheCaseUntilCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	c := b.createCase(t, caseOpts{})
+
+	tx, err := b.pool.Begin(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	p := b.createParams(t, c)
+	p.CheckCase = func(cs *db.Case, _ bool) error {
+		if cs.Status != db.CaseApproved {
+			return fmt.Errorf("case is %s", cs.Status)
+		}
+		return nil
+	}
+	if _, err := jobs.CreateReport(b.ctx, tx, b.inserter, p); err != nil {
+		t.Fatal(err)
+	}
+
+	// While the creating transaction is open, the revocation waits.
+	revoked := make(chan error, 1)
+	go func() {
+		_, err := db.RevokeCase(b.ctx, b.pool, c.ID)
+		revoked <- err
+	}()
+	select {
+	case err := <-revoked:
+		t.Fatalf("the case was revoked (err %v) while a report of it was being created", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.Commit(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-revoked; err != nil {
+		t.Fatalf("revoking after the commit: %v", err)
+	}
+
+	// Once revoked, the check sees it.
+	if _, err := jobs.CreateReport(b.ctx, b.pool, b.inserter, p); err == nil || err.Error() != "case is revoked" {
+		t.Errorf("creating on the revoked case: got %v, want the check's refusal", err)
 	}
 }

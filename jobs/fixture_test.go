@@ -241,7 +241,7 @@ func (b *testBundle) createReport(t *testing.T, c *db.Case, o reportOpts) (*db.R
 	err := db.WithTx(b.ctx, b.pool, func(tx pgx.Tx) error {
 		var err error
 		rep, err = jobs.CreateReport(b.ctx, tx, b.inserter, jobs.CreateReportParams{
-			Application: b.app, Case: c, Type: typ, UserID: b.user.ID, RequestID: o.RequestID,
+			Application: b.app, CaseID: c.ID, Type: typ, UserID: b.user.ID, RequestID: o.RequestID,
 			LargeReportRows: threshold, MaxAttempts: o.MaxAttempts,
 		})
 		if err != nil {

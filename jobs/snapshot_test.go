@@ -120,7 +120,7 @@ func (b *testBundle) createReportNow(t *testing.T, c *db.Case, typ string) *db.R
 		t.Fatalf("report type %s unknown", typ)
 	}
 	rep, err := jobs.CreateReport(b.ctx, b.pool, b.inserter, jobs.CreateReportParams{
-		Application: b.app, Case: c, Type: rt, UserID: b.user.ID, LargeReportRows: 1 << 40,
+		Application: b.app, CaseID: c.ID, Type: rt, UserID: b.user.ID, LargeReportRows: 1 << 40,
 	})
 	if err != nil {
 		t.Fatalf("creating report: %v", err)

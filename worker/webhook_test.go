@@ -168,7 +168,7 @@ func TestWebhooksDeliveredOnceAfterFailuresAndRestart(t *testing.T) {
 	newReport := func(a *db.Application, k *db.Case, typ config.ReportType) *db.Report {
 		t.Helper()
 		rep, err := jobs.CreateReport(ctx, b.pool, inserter, jobs.CreateReportParams{
-			Application: a, Case: k, Type: typ, UserID: user.ID, LargeReportRows: 200_000})
+			Application: a, CaseID: k.ID, Type: typ, UserID: user.ID, LargeReportRows: 200_000})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -355,7 +355,7 @@ func TestRunBuildsReportsExpiresOnStartAndStopsSoftly(t *testing.T) {
 	typ, _ := b.portal.ReportType("transaction_summary")
 	newReport := func() *db.Report {
 		rep, err := jobs.CreateReport(ctx, b.pool, inserter, jobs.CreateReportParams{
-			Application: app, Case: c, Type: typ, UserID: user.ID, LargeReportRows: 200_000})
+			Application: app, CaseID: c.ID, Type: typ, UserID: user.ID, LargeReportRows: 200_000})
 		if err != nil {
 			t.Fatal(err)
 		}

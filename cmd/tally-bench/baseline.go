@@ -34,7 +34,7 @@ func (b *bench) insertReport(ctx context.Context, set *scopeSet, c *db.Case) (st
 		return "", errors.New("the portal configuration has no transaction_summary report type")
 	}
 	rep, err := jobs.CreateReport(ctx, b.base, b.inserter, jobs.CreateReportParams{
-		Application: set.app, Case: c, Type: typ, UserID: b.fx.auditor.ID,
+		Application: set.app, CaseID: c.ID, Type: typ, UserID: b.fx.auditor.ID,
 		RequestID: db.NewID("bench_"), LargeReportRows: config.DefaultLargeReportRows, MaxAttempts: config.DefaultMaxAttempts,
 	})
 	if err != nil {

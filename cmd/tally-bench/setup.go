@@ -29,6 +29,10 @@ import (
 // baselines get a pool of the same size.
 const apiMaxConns = 16
 
+// apiFetchCooldown is the FetchCooldown of tally-api's insert-only River
+// client (cmd/tally-api): how often it may notify the workers of inserts.
+const apiFetchCooldown = 5 * time.Millisecond
+
 // bench is one benchmark run: its database, bucket, fixture and processes.
 type bench struct {
 	opts *options
@@ -120,7 +124,11 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.seq, err = db.Connect(ctx, b.dbURL, &db.PoolOpts{MaxConns: 1, ApplicationName: "tally-bench-sequencer"}); err != nil {
 		return err
 	}
-	if b.inserter, err = river.NewClient(riverpgxv5.New(b.base), &river.Config{}); err != nil {
+	// The create row's baseline is the handler's transaction: River sends
+	// its insert notification in that transaction at most once per
+	// FetchCooldown, so the inserter has tally-api's (5 ms), not River's
+	// default (100 ms).
+	if b.inserter, err = river.NewClient(riverpgxv5.New(b.base), &river.Config{FetchCooldown: apiFetchCooldown}); err != nil {
 		return fmt.Errorf("creating River client: %w", err)
 	}
 	if b.portal, err = config.LoadPortal(""); err != nil {

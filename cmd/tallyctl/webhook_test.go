@@ -191,7 +191,7 @@ func TestWebhookDeliveriesShowsRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	typ, _ := portal.ReportType("transaction_summary")
-	rep, err := jobs.CreateReport(b.ctx, b.pool, inserter, jobs.CreateReportParams{Application: tn.app, Case: c, Type: typ,
+	rep, err := jobs.CreateReport(b.ctx, b.pool, inserter, jobs.CreateReportParams{Application: tn.app, CaseID: c.ID, Type: typ,
 		UserID: tn.user.ID, LargeReportRows: 200_000})
 	if err != nil {
 		t.Fatal(err)
