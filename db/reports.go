@@ -323,13 +323,19 @@ type FinishReportParams struct {
 	Ready        MarkReportReadyParams
 	SigningKeyID string
 	SigningKey   []byte // public key
-	Manifest     ReportManifest
-	Event        CreateEventParams
+	// SigningKeyRegistered says the key is known to be in signing_keys
+	// already (a finishing transaction of this process committed with it):
+	// its INSERT … ON CONFLICT DO NOTHING is left out. Keys are never
+	// deleted; if it were missing, the manifest's foreign key would fail
+	// the transaction.
+	SigningKeyRegistered bool
+	Manifest             ReportManifest
+	Event                CreateEventParams
 }
 
-// FinishReport runs MarkReportReady, RegisterSigningKey,
-// CreateReportManifest and CreateEvent on tx in one round trip (a pipelined
-// batch), and reports whether the report was running and is now ready. When
+// FinishReport runs MarkReportReady, RegisterSigningKey (unless
+// SigningKeyRegistered), CreateReportManifest and CreateEvent on tx in one
+// round trip (a pipelined batch), and reports whether the report was running and is now ready. When
 // it was not, the other statements ran too: the caller must roll tx back.
 func FinishReport(ctx context.Context, tx pgx.Tx, p FinishReportParams) (bool, error) {
 	readySQL, readyArgs, err := markReportReadySQL(p.Ready)
@@ -342,7 +348,9 @@ func FinishReport(ctx context.Context, tx pgx.Tx, p FinishReportParams) (bool, e
 	}
 	b := &pgx.Batch{}
 	ready := b.Queue(readySQL, readyArgs...)
-	b.Queue(registerSigningKeySQL, p.SigningKeyID, p.SigningKey)
+	if !p.SigningKeyRegistered {
+		b.Queue(registerSigningKeySQL, p.SigningKeyID, p.SigningKey)
+	}
 	b.Queue(createReportManifestSQL, p.Manifest.ReportID, p.Manifest.KeyID, p.Manifest.Manifest, p.Manifest.Signature)
 	b.Queue(eventSQL, eventArgs...)
 	var marked bool

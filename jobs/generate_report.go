@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,6 +70,10 @@ type GenerateReportWorker struct {
 	Keys *evidence.Keys
 
 	ephemeral lazyKeys
+	// registeredKeys holds the ids of signing keys that a committed
+	// finishing transaction of this worker registered (or found): later
+	// ones skip the INSERT.
+	registeredKeys sync.Map
 }
 
 // Timeout is the per-attempt deadline of a report job.
@@ -249,6 +254,7 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 	if err != nil {
 		return false, fmt.Errorf("signing manifest: %w", err)
 	}
+	_, keyRegistered := w.registeredKeys.Load(keys.Current.ID)
 	var alreadyFinished, reachedCommit bool
 	err = db.WithTx(ctx, w.Pool, func(tx pgx.Tx) error {
 		after, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
@@ -270,9 +276,10 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 				ObjectKey:   file.key,
 				ExpiresAt:   now.Add(w.Portal.Retention()),
 			},
-			SigningKeyID: keys.Current.ID,
-			SigningKey:   keys.Current.Public,
-			Manifest:     db.ReportManifest{ReportID: manifest.ReportID, KeyID: keys.Current.ID, Manifest: string(canonical), Signature: sig},
+			SigningKeyID:         keys.Current.ID,
+			SigningKey:           keys.Current.Public,
+			SigningKeyRegistered: keyRegistered,
+			Manifest:             db.ReportManifest{ReportID: manifest.ReportID, KeyID: keys.Current.ID, Manifest: string(canonical), Signature: sig},
 			Event: db.CreateEventParams{
 				OrgID: rep.OrgID, ApplicationID: rep.ApplicationID, CaseID: rep.CaseID, ReportID: rep.ID,
 				ReportType: rep.Type, Kind: db.EventReportGenerated,
@@ -305,6 +312,13 @@ func (w *GenerateReportWorker) finish(ctx context.Context, logger *slog.Logger, 
 		reachedCommit = true
 		return nil
 	})
+	switch {
+	case err == nil:
+		w.registeredKeys.Store(keys.Current.ID, struct{}{})
+	case keyRegistered:
+		// Whatever failed, the next finish registers the key again.
+		w.registeredKeys.Delete(keys.Current.ID)
+	}
 	switch {
 	case alreadyFinished:
 		logger.InfoContext(ctx, "report was finished by another run; nothing to do")

@@ -62,6 +62,7 @@ type options struct {
 	warmup       time.Duration // unmeasured load before each phase
 	pickups      int           // reports created one at a time per pickup run
 	version      bool          // print the version and exit
+	pgss         bool          // -pgss: print pg_stat_statements per report of row 4's batches
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -78,6 +79,9 @@ func parseOptions(args []string) (*options, error) {
 	fs.BoolVar(&o.large, "large", false, "add a 10M-transaction scope to rows 2 and 3 (seeding it takes minutes; make bench-large)")
 	fs.StringVar(&o.workerBin, "worker-bin", "", "run this prebuilt tally-worker instead of building this tree's (for before/after pairs)")
 	fs.StringVar(&o.apiBin, "api-bin", "", "run this prebuilt tally-api instead of building this tree's (for before/after pairs)")
+	fs.BoolVar(&o.pgss, "pgss", false, "print the top pg_stat_statements entries per report or job of each row 4 batch (needs the library preloaded)")
+	smallReports := fs.Int("small-reports", 0, "reports in each row 4 batch (e.g. 3000 for a longer profile), instead of the default")
+	smallWorkers := fs.String("small-workers", "", "comma-separated worker process counts of row 4 (e.g. 2), instead of the defaults")
 	sizes := fs.String("sizes", "", "comma-separated scope sizes of rows 2 and 3 (e.g. 10000,100000), instead of the defaults")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -120,6 +124,19 @@ func parseOptions(args []string) (*options, error) {
 				return nil, fmt.Errorf("-sizes: %q is not a row count", f)
 			}
 			o.sizes = append(o.sizes, n)
+		}
+	}
+	if *smallReports > 0 {
+		o.smallReports = *smallReports
+	}
+	if *smallWorkers != "" {
+		o.smallWorkers = nil
+		for _, f := range strings.Split(*smallWorkers, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("-small-workers: %q is not a worker count", f)
+			}
+			o.smallWorkers = append(o.smallWorkers, n)
 		}
 	}
 	if o.large {

@@ -60,6 +60,7 @@ type bench struct {
 	workers []*proc
 
 	lastSmallCPU cpuUse // CPU use of the last small-report batch
+	pgssOn       bool   // -pgss: the extension is created in the bench database
 }
 
 // scopeSet is one application with its seeded transactions and two approved
