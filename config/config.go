@@ -230,6 +230,13 @@ type Config struct {
 	// once (and how many ranges of a large scope are read at once); unset
 	// means GOMAXPROCS, the cores this process may use.
 	ReportParallelism int `env:"TALLY_REPORT_PARALLELISM"`
+	// ReportSpillDir is where a large report's scope is sorted (a temporary
+	// file, unlinked at once); empty means the system's temporary directory.
+	ReportSpillDir string `env:"TALLY_REPORT_SPILL_DIR"`
+	// ReportSpillMax is the most bytes one report's temporary file may
+	// hold; a scope that needs more is read in ranges of the index instead.
+	// Zero turns the temporary files off.
+	ReportSpillMax int64 `env:"TALLY_REPORT_SPILL_MAX" envDefault:"1610612736"`
 	// Pprof serves net/http/pprof on the worker's metrics port.
 	Pprof bool `env:"TALLY_PPROF" envDefault:"false"`
 
@@ -332,6 +339,9 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	}
 	if cfg.ReportParallelism < 0 {
 		return nil, fmt.Errorf("TALLY_REPORT_PARALLELISM must be positive, not %d", cfg.ReportParallelism)
+	}
+	if cfg.ReportSpillMax < 0 {
+		return nil, fmt.Errorf("TALLY_REPORT_SPILL_MAX must be 0 (no temporary files) or a size in bytes, not %d", cfg.ReportSpillMax)
 	}
 	if cfg.ReportParallelism == 0 {
 		cfg.ReportParallelism = runtime.GOMAXPROCS(0)

@@ -135,7 +135,7 @@ type writeFunc func(ctx context.Context, q db.DBTX, out io.Writer) (report.Summa
 func (w *GenerateReportWorker) build(ctx context.Context, rep *db.Report, runID string, large bool) (*builtFile, error) {
 	var par *parallelScan
 	if large && w.Parallelism > 1 {
-		par = &parallelScan{pool: w.Pool, n: w.Parallelism}
+		par = &parallelScan{pool: w.Pool, n: w.Parallelism, spillDir: w.SpillDir, spillMax: cmp.Or(w.SpillMax, DefaultSpillMax)}
 	}
 	rt, keyID, write, err := reportWriter(w.Portal, w.PseudonymKeys, rep, par)
 	if err != nil {

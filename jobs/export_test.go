@@ -14,6 +14,13 @@ func SetSpillDir(dir string) (restore func()) {
 	return func() { spillDir.Store(nil) }
 }
 
+// SetSpillMax bounds the temporary file of every large scope to n bytes,
+// until the returned function restores the workers' own bound.
+func SetSpillMax(n int64) (restore func()) {
+	spillMaxOverride.Store(n)
+	return func() { spillMaxOverride.Store(0) }
+}
+
 // SpilledScopes returns how many scopes were written from a spill so far.
 func SpilledScopes() int64 { return spilledScopes.Load() }
 

@@ -65,6 +65,13 @@ type GenerateReportWorker struct {
 	// are read at once, on as many connections of Pool sharing a snapshot;
 	// below 2 reads every scope with one query.
 	Parallelism int
+	// SpillDir is where a large scope is sorted, in a temporary file
+	// unlinked at once (see writeSpilled); empty means os.TempDir.
+	SpillDir string
+	// SpillMax is the most bytes that file may hold: a scope that needs
+	// more is read in ranges of the index instead (writeRanges). Zero
+	// means DefaultSpillMax; negative turns the temporary files off.
+	SpillMax int64
 	// Keys sign each ready report's manifest; nil means an ephemeral key,
 	// generated once with a loud warning (development only).
 	Keys *evidence.Keys

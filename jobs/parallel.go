@@ -46,6 +46,10 @@ var segmentBlocksPool = sync.Pool{New: func() any { b := make([]byte, 0, segment
 type parallelScan struct {
 	pool *pgxpool.Pool
 	n    int
+	// spillDir and spillMax are the directory and the size bound of the
+	// temporary file a scope is sorted in; spillMax <= 0 means none.
+	spillDir string
+	spillMax int64
 }
 
 // writeTransactionSummaryParallel writes the line-items transaction summary
@@ -65,7 +69,7 @@ func writeTransactionSummaryParallel(ctx context.Context, p *parallelScan, rep *
 		return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)
 	}
 	defer release()
-	sum, err := writeSpilled(ctx, txs, scopeParams(rep, scope), opts, out, p.n, release)
+	sum, err := writeSpilled(ctx, txs, scopeParams(rep, scope), opts, out, p, release)
 	if !errors.Is(err, errCannotSpill) {
 		if err != nil {
 			return report.Summary{}, fmt.Errorf("writing transaction summary: %w", err)

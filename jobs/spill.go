@@ -49,6 +49,11 @@ const (
 	bucketBlocks = 4
 )
 
+// DefaultSpillMax is the default bound of a scope's temporary file, 1.5
+// GiB: about 15M transactions with every disclosure flag (10M take 1 GB),
+// and half the Helm chart's /tmp.
+const DefaultSpillMax = 3 << 29
+
 // errCannotSpill says that writeSpilled wrote nothing and the scope is to
 // be read another way.
 var errCannotSpill = errors.New("the scope cannot be spilled")
@@ -56,6 +61,9 @@ var errCannotSpill = errors.New("the scope cannot be spilled")
 // spillDir, when set, is the directory of the temporary files instead of
 // os.TempDir (tests).
 var spillDir atomic.Pointer[string]
+
+// spillMaxOverride, when set, replaces the workers' SpillMax (tests).
+var spillMaxOverride atomic.Int64
 
 // spilledScopes counts the scopes written from a spill.
 var spilledScopes atomic.Int64
@@ -65,12 +73,17 @@ var spilledScopes atomic.Int64
 // release, called once the scope is read, gives back the connections. It
 // returns errCannotSpill, having written nothing to out, when a bucket
 // would hold too many rows or no temporary file can hold the scope.
-func writeSpilled(ctx context.Context, txs []pgx.Tx, sq db.ScopeParams, opts report.SummaryOpts, out io.Writer, workers int, release func()) (report.Summary, error) {
-	sp, err := newSpill(ctx, txs[0], sq, cmp.Or(rangeRowsOverride.Load(), rangeRows))
+func writeSpilled(ctx context.Context, txs []pgx.Tx, sq db.ScopeParams, opts report.SummaryOpts, out io.Writer, p *parallelScan, release func()) (report.Summary, error) {
+	if p.spillMax <= 0 {
+		return report.Summary{}, fmt.Errorf("%w: temporary files are off", errCannotSpill)
+	}
+	workers := p.n
+	sp, err := newSpill(ctx, txs[0], sq, cmp.Or(rangeRowsOverride.Load(), rangeRows), p.spillDir, cmp.Or(spillMaxOverride.Load(), p.spillMax))
 	if err != nil {
 		return report.Summary{}, err
 	}
 	defer sp.close()
+	sp.descriptions = opts.Descriptions
 	if err := sp.scan(ctx, txs, sq); err != nil {
 		return report.Summary{}, err
 	}
@@ -189,15 +202,20 @@ func (sp *spill) scan(ctx context.Context, txs []pgx.Tx, sq db.ScopeParams) erro
 // spill holds a scope's rows in buckets of whole groups, in a temporary
 // file that is unlinked once created.
 type spill struct {
-	mu      sync.Mutex // the file, off, and the buckets' chunks, size and seen
-	f       *os.File
-	off     int64 // the file's size
-	groups  []db.ScopeGroupSpan
-	index   map[string]int32 // group key (contract NUL currency NUL kind) → group
-	bucket  []int32          // group → its (first) bucket
-	split   []int64          // group → the time span of each of its buckets (µs), 0 if it has one
-	maxRows int64            // the most rows a bucket may hold
-	buckets []*spillBucket
+	mu  sync.Mutex // the file, off, and the buckets' chunks, size and seen
+	f   *os.File
+	off int64 // the file's size
+	// maxBytes bounds off: a scope that needs more cannot spill.
+	maxBytes int64
+	// descriptions says whether the report shows descriptions: the file
+	// holds them only then.
+	descriptions bool
+	groups       []db.ScopeGroupSpan
+	index        map[string]int32 // group key (contract NUL currency NUL kind) → group
+	bucket       []int32          // group → its (first) bucket
+	split        []int64          // group → the time span of each of its buckets (µs), 0 if it has one
+	maxRows      int64            // the most rows a bucket may hold
+	buckets      []*spillBucket
 	// segments are the buckets formatted by one segment writer, in order:
 	// one bucket of whole groups, or the buckets of one cut group (a
 	// segment holds whole groups).
@@ -224,8 +242,8 @@ type spillChunk struct {
 // newSpill counts the scope's groups (in report order, with their time
 // spans) and cuts them into buckets of about rowsPerBucket rows: runs of
 // whole groups, and a larger group into buckets of equal time spans.
-func newSpill(ctx context.Context, tx pgx.Tx, sq db.ScopeParams, rowsPerBucket int64) (*spill, error) {
-	sp := &spill{index: make(map[string]int32), maxRows: bucketRowsMax * rowsPerBucket}
+func newSpill(ctx context.Context, tx pgx.Tx, sq db.ScopeParams, rowsPerBucket int64, dir string, maxBytes int64) (*spill, error) {
+	sp := &spill{index: make(map[string]int32), maxRows: bucketRowsMax * rowsPerBucket, maxBytes: maxBytes}
 	err := db.StreamScopeGroupSpans(ctx, tx, sq, func(g *db.ScopeGroupSpan) error {
 		sp.groups = append(sp.groups, *g)
 		return nil
@@ -264,7 +282,6 @@ func newSpill(ctx context.Context, tx pgx.Tx, sq db.ScopeParams, rowsPerBucket i
 		sp.segments = append(sp.segments, []int{0})
 	}
 	sp.chunk = min(max(spillBufferBytes/len(sp.buckets), spillChunkMin), spillChunkMax)
-	dir := ""
 	if d := spillDir.Load(); d != nil {
 		dir = *d
 	}
@@ -324,7 +341,11 @@ func (sc *spillScanner) add(r *db.ScopeRawRow) error {
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.OccurredAtMicros))
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.ID))
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(r.AmountMinor))
-	for _, s := range [3][]byte{r.ExternalID, r.Counterparty, r.Description} {
+	desc := r.Description
+	if !sp.descriptions {
+		desc = nil // the report leaves the field empty: it stays off the disk
+	}
+	for _, s := range [3][]byte{r.ExternalID, r.Counterparty, desc} {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
 	}
@@ -345,6 +366,9 @@ func (sc *spillScanner) flush(b int32) error {
 	sp := sc.sp
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
+	if sp.off+int64(len(buf)) > sp.maxBytes {
+		return fmt.Errorf("%w: the scope needs more than %d bytes of temporary file", errCannotSpill, sp.maxBytes)
+	}
 	if _, err := sp.f.Write(buf); err != nil {
 		return fmt.Errorf("%w: %w", errCannotSpill, err)
 	}

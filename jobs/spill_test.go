@@ -58,19 +58,22 @@ func TestLargeReportSpilledIsByteIdentical(t *testing.T) {
 		rangeRows int64
 		scanMin   int64 // table blocks per scanning connection; 0: the default
 		dir       string
+		maxBytes  int64 // the temporary file's bound; 0: the worker's
 		spills    bool
 	}{
-		{"spilled", 40, 0, "", true},
-		{"spilled, scanned on three connections", 40, 1, "", true},
-		{"one bucket", 1_000_000, 1, "", true},
-		{"no temporary directory", 40, 1, "/nonexistent/tally", false},
-		{"groups larger than a bucket, cut by time", 2, 1, "", true},
-		{"a group crowded into one instant", 1, 0, "", false},
+		{"spilled", 40, 0, "", 0, true},
+		{"spilled, scanned on three connections", 40, 1, "", 0, true},
+		{"one bucket", 1_000_000, 1, "", 0, true},
+		{"no temporary directory", 40, 1, "/nonexistent/tally", 0, false},
+		{"temporary file over its bound", 40, 1, "", 4 << 10, false},
+		{"groups larger than a bucket, cut by time", 2, 1, "", 0, true},
+		{"a group crowded into one instant", 1, 0, "", 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer jobs.SetRangeRows(tc.rangeRows)()
 			defer jobs.SetScanBlocksMin(tc.scanMin)()
 			defer jobs.SetSpillDir(tc.dir)()
+			defer jobs.SetSpillMax(tc.maxBytes)()
 			for _, flags := range [][]string{
 				{report.FlagLineItems, report.FlagCounterpartyNames, report.FlagDescriptions},
 				{report.FlagLineItems},

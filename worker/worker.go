@@ -139,6 +139,10 @@ type Opts struct {
 	// ReportParallelism is passed to jobs.GenerateReportWorker: how many
 	// ranges of a large scope are read at once; below 1 means one.
 	ReportParallelism int
+	// ReportSpillDir and ReportSpillMax are passed to
+	// jobs.GenerateReportWorker as SpillDir and SpillMax.
+	ReportSpillDir string
+	ReportSpillMax int64
 
 	// WebhookSealer opens webhook endpoint secrets; nil means one over
 	// config.DevelopmentPseudonymKey, with a warning (development only).
@@ -176,6 +180,8 @@ func OptsFromConfig(cfg *config.Config) Opts {
 		SweepGrace:           cfg.SweepGrace,
 		Pprof:                cfg.Pprof,
 		ReportParallelism:    cfg.ReportParallelism,
+		ReportSpillDir:       cfg.ReportSpillDir,
+		ReportSpillMax:       spillMax(cfg.ReportSpillMax),
 		ChainInterval:        cfg.ChainInterval,
 		WebhookGuard:         &webhook.Guard{AllowPrivate: cfg.WebhookAllowPrivate, Allowed: cfg.WebhookAllowedCIDRs},
 		WebhookTimeout:       cfg.WebhookTimeout,
@@ -277,6 +283,8 @@ func New(ctx context.Context, opts Opts) (*Worker, error) {
 		MaxSnoozes:      opts.MaxSnoozes,
 		Keys:            opts.Keys,
 		Parallelism:     opts.ReportParallelism,
+		SpillDir:        opts.ReportSpillDir,
+		SpillMax:        opts.ReportSpillMax,
 	}); err != nil {
 		return nil, fmt.Errorf("worker: registering generate_report: %w", err)
 	}
@@ -492,4 +500,13 @@ func (h *errorHandler) HandlePanic(ctx context.Context, job *rivertype.JobRow, p
 		slog.String("kind", job.Kind), slog.Int64("job_id", job.ID),
 		slog.Int("attempt", job.Attempt), slog.Any("panic", panicVal), slog.String("trace", trace))
 	return nil
+}
+
+// spillMax is the worker's SpillMax for TALLY_REPORT_SPILL_MAX, where 0
+// means no temporary files.
+func spillMax(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
