@@ -54,6 +54,7 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 		"TALLY_WORKER_CONCURRENCY": "6", "TALLY_WORKER_LARGE_CONCURRENCY": "2", "TALLY_JOB_TIMEOUT": "7m",
 		"TALLY_SHUTDOWN_TIMEOUT": "9s", "TALLY_JOB_MAX_ATTEMPTS": "3", "TALLY_FETCH_POLL_INTERVAL": "250ms",
 		"TALLY_SWEEP_INTERVAL": "20m", "TALLY_SWEEP_GRACE": "2h", "TALLY_CHAIN_INTERVAL": "3s", "TALLY_PPROF": "true", "TALLY_REPORT_PARALLELISM": "3",
+		"TALLY_REPORT_SPILL_DIR": "/var/tmp/tally", "TALLY_REPORT_SPILL_MAX": "1000000",
 		"TALLY_WEBHOOK_ALLOWED_CIDRS": "10.1.0.0/16", "TALLY_WEBHOOK_TIMEOUT": "3s", "TALLY_WEBHOOK_CONCURRENCY": "2",
 	})
 	if err != nil {
@@ -64,9 +65,23 @@ func TestOptsFromConfigCarriesWorkerSettings(t *testing.T) {
 		ShutdownTimeout: 9 * time.Second, MaxAttempts: 3, FetchPollInterval: 250 * time.Millisecond,
 		SweepInterval: 20 * time.Minute, SweepGrace: 2 * time.Hour, ChainInterval: 3 * time.Second,
 		WebhookGuard:   &webhook.Guard{Allowed: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
-		WebhookTimeout: 3 * time.Second, WebhookConcurrency: 2, Pprof: true, ReportParallelism: 3}
+		WebhookTimeout: 3 * time.Second, WebhookConcurrency: 2, Pprof: true, ReportParallelism: 3,
+		ReportSpillDir: "/var/tmp/tally", ReportSpillMax: 1000000}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("Opts mismatch (-want +got):\n%s", diff)
+	}
+
+	// TALLY_REPORT_SPILL_MAX=0 turns the temporary files off, which the
+	// worker says with a negative bound (zero there means the default).
+	cfg, err = config.LoadFrom(map[string]string{"TALLY_REPORT_SPILL_MAX": "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := worker.OptsFromConfig(cfg).ReportSpillMax; got >= 0 {
+		t.Errorf("TALLY_REPORT_SPILL_MAX=0: ReportSpillMax = %d, want < 0 (off)", got)
+	}
+	if _, err := config.LoadFrom(map[string]string{"TALLY_REPORT_SPILL_MAX": "-1"}); err == nil {
+		t.Error("TALLY_REPORT_SPILL_MAX=-1 was accepted")
 	}
 }
 
