@@ -135,18 +135,26 @@ func StreamScope(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeRow) 
 // streamScopeRows runs a scope query (ScopeOrderedSQL's columns) and calls fn
 // for every row, reusing one ScopeRow.
 func streamScopeRows(ctx context.Context, q DBTX, sql string, args []any, fn func(*ScopeRow) error) error {
+	var r ScopeRow
+	return eachScopeRow(ctx, q, sql, args, func(rows pgx.Rows) error {
+		if err := rows.Scan(&r.ContractID, &r.Currency, &r.Kind, &r.OccurredAt, &r.ExternalID,
+			&r.Counterparty, &r.Description, &r.AmountMinor); err != nil {
+			return fmt.Errorf("scanning scope row: %w", err)
+		}
+		return fn(&r)
+	})
+}
+
+// eachScopeRow runs a scope query and calls row for each of its rows, in
+// the order they come.
+func eachScopeRow(ctx context.Context, q DBTX, sql string, args []any, row func(pgx.Rows) error) error {
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return fmt.Errorf("querying scope: %w", translate(err))
 	}
 	defer rows.Close()
-	var r ScopeRow
 	for rows.Next() {
-		if err := rows.Scan(&r.ContractID, &r.Currency, &r.Kind, &r.OccurredAt, &r.ExternalID,
-			&r.Counterparty, &r.Description, &r.AmountMinor); err != nil {
-			return fmt.Errorf("scanning scope row: %w", err)
-		}
-		if err := fn(&r); err != nil {
+		if err := row(rows); err != nil {
 			return err
 		}
 	}
@@ -257,13 +265,8 @@ func StreamScopeUnordered(ctx context.Context, q DBTX, s ScopeParams, blocks Blo
 		to = &blocks.To
 	}
 	args = append(args, from, to)
-	rows, err := q.Query(ctx, scopeUnorderedSQL, args...)
-	if err != nil {
-		return fmt.Errorf("querying scope: %w", translate(err))
-	}
-	defer rows.Close()
 	var r ScopeRawRow
-	for rows.Next() {
+	return eachScopeRow(ctx, q, scopeUnorderedSQL, args, func(rows pgx.Rows) error {
 		v := rows.RawValues()
 		if len(v) != 9 || len(v[3]) != 8 || len(v[7]) != 8 || len(v[8]) != 8 {
 			return errors.New("reading scope: unexpected row shape")
@@ -273,14 +276,8 @@ func StreamScopeUnordered(ctx context.Context, q DBTX, s ScopeParams, blocks Blo
 		r.ExternalID, r.Counterparty, r.Description = v[4], v[5], v[6]
 		r.AmountMinor = int64(binary.BigEndian.Uint64(v[7]))
 		r.ID = int64(binary.BigEndian.Uint64(v[8]))
-		if err := fn(&r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading scope: %w", translate(err))
-	}
-	return nil
+		return fn(&r)
+	})
 }
 
 // ScopeGroupSpan is a group of a scope with its count and the first and
