@@ -247,7 +247,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 		if err != nil {
 			// A failed request's body may still be read by the transport:
 			// buf is left to the garbage collector, not reused.
-			return Written{}, fmt.Errorf("uploading %s: %w", key, translate(err))
+			return Written{}, fmt.Errorf("uploading %s: %w", key, s.putError(ctx, err))
 		}
 		partBufs.Put(buf)
 		return Written{Size: info.Size, SHA256: digest}, nil
@@ -267,6 +267,22 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 		return Written{}, fmt.Errorf("storing the digest of %s: %w", key, translate(err))
 	}
 	return w, nil
+}
+
+// putError translates the error of a single PUT. A server may answer a PUT
+// to a missing bucket with 404 and close the connection before it reads
+// the body (versitygw does, for a body of megabytes); the client then sees
+// only the reset, an ErrUnavailable. Such an error is checked against the
+// bucket: a missing bucket is ErrNotFound, as the 404 said.
+func (s *Store) putError(ctx context.Context, err error) error {
+	err = translate(err)
+	if !errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if exists, berr := s.client.BucketExists(ctx, s.bucket); berr == nil && !exists {
+		return fmt.Errorf("%w: bucket %s does not exist (the upload failed with: %v)", ErrNotFound, s.bucket, err)
+	}
+	return err
 }
 
 // putParts uploads first (a full SinglePutMax buffer) and the rest of r in PartSize parts as a
