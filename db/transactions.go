@@ -136,7 +136,7 @@ func StreamScope(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeRow) 
 // for every row, reusing one ScopeRow.
 func streamScopeRows(ctx context.Context, q DBTX, sql string, args []any, fn func(*ScopeRow) error) error {
 	var r ScopeRow
-	return eachScopeRow(ctx, q, sql, args, func(rows pgx.Rows) error {
+	return eachScopeRow(ctx, q, "scope", sql, args, func(rows pgx.Rows) error {
 		if err := rows.Scan(&r.ContractID, &r.Currency, &r.Kind, &r.OccurredAt, &r.ExternalID,
 			&r.Counterparty, &r.Description, &r.AmountMinor); err != nil {
 			return fmt.Errorf("scanning scope row: %w", err)
@@ -145,12 +145,12 @@ func streamScopeRows(ctx context.Context, q DBTX, sql string, args []any, fn fun
 	})
 }
 
-// eachScopeRow runs a scope query and calls row for each of its rows, in
-// the order they come.
-func eachScopeRow(ctx context.Context, q DBTX, sql string, args []any, row func(pgx.Rows) error) error {
+// eachScopeRow runs a query over a scope (what names it in errors) and
+// calls row for each of its rows, in the order they come.
+func eachScopeRow(ctx context.Context, q DBTX, what, sql string, args []any, row func(pgx.Rows) error) error {
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
-		return fmt.Errorf("querying scope: %w", translate(err))
+		return fmt.Errorf("querying %s: %w", what, translate(err))
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -159,7 +159,7 @@ func eachScopeRow(ctx context.Context, q DBTX, sql string, args []any, row func(
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading scope: %w", translate(err))
+		return fmt.Errorf("reading %s: %w", what, translate(err))
 	}
 	return nil
 }
@@ -266,7 +266,7 @@ func StreamScopeUnordered(ctx context.Context, q DBTX, s ScopeParams, blocks Blo
 	}
 	args = append(args, from, to)
 	var r ScopeRawRow
-	return eachScopeRow(ctx, q, scopeUnorderedSQL, args, func(rows pgx.Rows) error {
+	return eachScopeRow(ctx, q, "scope", scopeUnorderedSQL, args, func(rows pgx.Rows) error {
 		v := rows.RawValues()
 		if len(v) != 9 || len(v[3]) != 8 || len(v[7]) != 8 || len(v[8]) != 8 {
 			return errors.New("reading scope: unexpected row shape")
@@ -303,24 +303,13 @@ const scopeGroupSpansSQL = `
 // StreamScopeGroupSpans calls fn for every group of the scope, in report
 // order (the database's collation), with its count and time span.
 func StreamScopeGroupSpans(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeGroupSpan) error) error {
-	rows, err := q.Query(ctx, scopeGroupSpansSQL, s.queryArgs()...)
-	if err != nil {
-		return fmt.Errorf("querying scope groups: %w", translate(err))
-	}
-	defer rows.Close()
 	var g ScopeGroupSpan
-	for rows.Next() {
+	return eachScopeRow(ctx, q, "scope groups", scopeGroupSpansSQL, s.queryArgs(), func(rows pgx.Rows) error {
 		if err := rows.Scan(&g.ContractID, &g.Currency, &g.Kind, &g.Count, &g.FirstMicros, &g.LastMicros); err != nil {
 			return fmt.Errorf("scanning scope group: %w", err)
 		}
-		if err := fn(&g); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading scope groups: %w", translate(err))
-	}
-	return nil
+		return fn(&g)
+	})
 }
 
 // scopeSampleRows is about how many rows of the table ScopeSplitKeys samples.
@@ -394,24 +383,13 @@ type ScopeGroup struct {
 
 // StreamScopeGroups calls fn for every group of the scope, in report order.
 func StreamScopeGroups(ctx context.Context, q DBTX, s ScopeParams, fn func(*ScopeGroup) error) error {
-	rows, err := q.Query(ctx, ScopeGroupedSQL, s.queryArgs()...)
-	if err != nil {
-		return fmt.Errorf("querying scope groups: %w", translate(err))
-	}
-	defer rows.Close()
 	var g ScopeGroup
-	for rows.Next() {
+	return eachScopeRow(ctx, q, "scope groups", ScopeGroupedSQL, s.queryArgs(), func(rows pgx.Rows) error {
 		if err := rows.Scan(&g.ContractID, &g.Currency, &g.Kind, &g.Count, &g.SumMinor); err != nil {
 			return fmt.Errorf("scanning scope group: %w", err)
 		}
-		if err := fn(&g); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading scope groups: %w", translate(err))
-	}
-	return nil
+		return fn(&g)
+	})
 }
 
 // EstimateScopeRows returns the planner's estimate of the rows in a scope:
