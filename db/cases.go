@@ -57,15 +57,9 @@ func GetCase(ctx context.Context, q DBTX, id string) (*Case, error) {
 // GetCaseForUser returns a case and whether the user is assigned to it, in
 // one query.
 func GetCaseForUser(ctx context.Context, q DBTX, caseID, userID string) (*Case, bool, error) {
-	rows, _ := q.Query(ctx, `
-		SELECT c.*, EXISTS (SELECT 1 FROM case_assignments a WHERE a.case_id = c.id AND a.user_id = $2) AS assigned
-		  FROM cases c WHERE c.id = $1`, caseID, userID)
-	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[struct {
-		Case
-		Assigned bool `db:"assigned"`
-	}])
+	r, err := caseForUser(ctx, q, "", caseID, userID)
 	if err != nil {
-		return nil, false, translate(err)
+		return nil, false, err
 	}
 	return &r.Case, r.Assigned, nil
 }
@@ -77,19 +71,32 @@ func GetCaseForUser(ctx context.Context, q DBTX, caseID, userID string) (*Case, 
 // so whatever tx writes from what it read stays true of the case until then.
 // ErrNotFound when there is no such case.
 func LockCaseForReport(ctx context.Context, tx pgx.Tx, caseID, userID string) (time.Time, *Case, bool, error) {
-	rows, _ := tx.Query(ctx, `
-		SELECT now() AS now, c.*,
-		       EXISTS (SELECT 1 FROM case_assignments a WHERE a.case_id = c.id AND a.user_id = $2) AS assigned
-		  FROM cases c WHERE c.id = $1 FOR SHARE OF c`, caseID, userID)
-	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[struct {
-		Now time.Time `db:"now"`
-		Case
-		Assigned bool `db:"assigned"`
-	}])
+	r, err := caseForUser(ctx, tx, " FOR SHARE OF c", caseID, userID)
 	if err != nil {
-		return time.Time{}, nil, false, translate(err)
+		return time.Time{}, nil, false, err
 	}
 	return r.Now.UTC(), &r.Case, r.Assigned, nil
+}
+
+// caseUserRow is a case as caseForUser reads it.
+type caseUserRow struct {
+	Now time.Time `db:"now"` // the transaction's clock
+	Case
+	Assigned bool `db:"assigned"`
+}
+
+// caseForUser reads a case, whether the user is assigned to it and now(),
+// with lock (empty, or a locking clause) after the query.
+func caseForUser(ctx context.Context, q DBTX, lock, caseID, userID string) (*caseUserRow, error) {
+	rows, _ := q.Query(ctx, `
+		SELECT now() AS now, c.*,
+		       EXISTS (SELECT 1 FROM case_assignments a WHERE a.case_id = c.id AND a.user_id = $2) AS assigned
+		  FROM cases c WHERE c.id = $1`+lock, caseID, userID)
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[caseUserRow])
+	if err != nil {
+		return nil, translate(err)
+	}
+	return &r, nil
 }
 
 // ApproveCase moves a draft case to approved, recording who approved it.

@@ -214,25 +214,7 @@ func RevokeSession(ctx context.Context, q DBTX, idOrToken string) error {
 // never touches the secret byte by byte. last_used_at is written at most once
 // a minute per session.
 func Authenticate(ctx context.Context, q DBTX, token string) (*Principal, error) {
-	var p Principal
-	var lastUsed *time.Time
-	err := q.QueryRow(ctx, `
-		SELECT s.id, s.last_used_at, u.id, u.email, u.name, u.created_at,
-		       o.id, o.name, o.created_at, m.permissions
-		  FROM sessions s
-		  JOIN users u ON u.id = s.user_id
-		  JOIN memberships m ON m.user_id = u.id
-		  JOIN organizations o ON o.id = m.org_id
-		 WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()`, HashToken(token)).
-		Scan(&p.SessionID, &lastUsed, &p.User.ID, &p.User.Email, &p.User.Name, &p.User.CreatedAt,
-			&p.Organization.ID, &p.Organization.Name, &p.Organization.CreatedAt, &p.OwnerPermissions)
-	if err != nil {
-		return nil, translate(err)
-	}
-	if err := touchSession(ctx, q, p.SessionID, lastUsed); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return authenticate(ctx, q, token, "", "", nil)
 }
 
 // AuthenticateAuditor is Authenticate and AuditorApplication in one query:
@@ -243,36 +225,49 @@ func Authenticate(ctx context.Context, q DBTX, token string) (*Principal, error)
 // organization without such an application gives a nil *Application and no
 // error.
 func AuthenticateAuditor(ctx context.Context, q DBTX, token, foreignID string) (*Principal, *Application, []string, error) {
-	var p Principal
-	var lastUsed *time.Time
 	var appID, appOrgID, appForeignID, appName *string
 	var appCreatedAt *time.Time
 	var perms []string
-	err := q.QueryRow(ctx, `
-		SELECT s.id, s.last_used_at, u.id, u.email, u.name, u.created_at,
-		       o.id, o.name, o.created_at, m.permissions,
-		       a.id, a.org_id, a.foreign_id, a.name, a.created_at, coalesce(g.permissions, '{}')
-		  FROM sessions s
-		  JOIN users u ON u.id = s.user_id
-		  JOIN memberships m ON m.user_id = u.id
-		  JOIN organizations o ON o.id = m.org_id
-		  LEFT JOIN applications a ON a.org_id = o.id AND a.foreign_id = $2
-		  LEFT JOIN application_grants g ON g.application_id = a.id AND g.user_id = u.id AND g.bucket = 'auditor'
-		 WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()`, HashToken(token), foreignID).
-		Scan(&p.SessionID, &lastUsed, &p.User.ID, &p.User.Email, &p.User.Name, &p.User.CreatedAt,
-			&p.Organization.ID, &p.Organization.Name, &p.Organization.CreatedAt, &p.OwnerPermissions,
-			&appID, &appOrgID, &appForeignID, &appName, &appCreatedAt, &perms)
+	p, err := authenticate(ctx, q, token,
+		`, a.id, a.org_id, a.foreign_id, a.name, a.created_at, coalesce(g.permissions, '{}')`,
+		` LEFT JOIN applications a ON a.org_id = o.id AND a.foreign_id = $2
+		  LEFT JOIN application_grants g ON g.application_id = a.id AND g.user_id = u.id AND g.bucket = 'auditor'`,
+		[]any{foreignID}, &appID, &appOrgID, &appForeignID, &appName, &appCreatedAt, &perms)
 	if err != nil {
-		return nil, nil, nil, translate(err)
-	}
-	if err := touchSession(ctx, q, p.SessionID, lastUsed); err != nil {
 		return nil, nil, nil, err
 	}
 	if appID == nil {
-		return &p, nil, nil, nil
+		return p, nil, nil, nil
 	}
 	app := &Application{ID: *appID, OrgID: *appOrgID, ForeignID: *appForeignID, Name: *appName, CreatedAt: *appCreatedAt}
-	return &p, app, perms, nil
+	return p, app, perms, nil
+}
+
+// authenticate reads the principal of token's live session in one query,
+// with the caller's columns (scanned into dest), joins (which may use s,
+// u, m and o) and arguments ($2 on; $1 is the token's hash), then touches
+// the session.
+func authenticate(ctx context.Context, q DBTX, token, columns, joins string, args []any, dest ...any) (*Principal, error) {
+	var p Principal
+	var lastUsed *time.Time
+	err := q.QueryRow(ctx, `
+		SELECT s.id, s.last_used_at, u.id, u.email, u.name, u.created_at,
+		       o.id, o.name, o.created_at, m.permissions`+columns+`
+		  FROM sessions s
+		  JOIN users u ON u.id = s.user_id
+		  JOIN memberships m ON m.user_id = u.id
+		  JOIN organizations o ON o.id = m.org_id`+joins+`
+		 WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()`,
+		append([]any{HashToken(token)}, args...)...).
+		Scan(append([]any{&p.SessionID, &lastUsed, &p.User.ID, &p.User.Email, &p.User.Name, &p.User.CreatedAt,
+			&p.Organization.ID, &p.Organization.Name, &p.Organization.CreatedAt, &p.OwnerPermissions}, dest...)...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	if err := touchSession(ctx, q, p.SessionID, lastUsed); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // touchSession writes a session's last_used_at when the value read,
